@@ -1,0 +1,53 @@
+# StillMotion: `make demo` runs the main job headless, `make test` runs every test.
+# Both set up what they need: .venv (the engine: torch, OpenCV) and one .venv-bpy-<version> per
+# supported Blender (the add-on, through the bpy wheel; no torch there on purpose).
+
+PYTHON ?= python3
+BPY_VERSIONS := 4.2.23 4.5.15 5.0.1
+DEMO_BPY := 5.0.1
+ENGINE_PY := $(CURDIR)/.venv/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-engine test-blender bench extension media clean
+
+.venv/.installed: requirements/engine.txt requirements/test.txt
+	$(PYTHON) -m venv .venv
+	.venv/bin/python -m pip install --quiet --upgrade pip
+	.venv/bin/python -m pip install --quiet -r requirements/test.txt
+	touch $@
+
+.venv-bpy-%/.installed: requirements/bpy-%.txt
+	$(PYTHON) -m venv .venv-bpy-$*
+	.venv-bpy-$*/bin/python -m pip install --quiet --upgrade pip
+	.venv-bpy-$*/bin/python -m pip install --quiet -r requirements/bpy-$*.txt
+	touch $@
+
+media/.fetched: tools/fetch_media.py .venv/.installed
+	.venv/bin/python tools/fetch_media.py
+	touch $@
+
+media: media/.fetched
+
+demo: .venv/.installed .venv-bpy-$(DEMO_BPY)/.installed media/.fetched
+	.venv-bpy-$(DEMO_BPY)/bin/python tools/demo.py --engine-python $(ENGINE_PY) --out out
+
+test-engine: .venv/.installed
+	.venv/bin/python -m pytest tests/engine $(PYTEST_ARGS)
+
+test-blender: $(foreach v,$(BPY_VERSIONS),.venv-bpy-$(v)/.installed) .venv/.installed media/.fetched
+	set -e; for v in $(BPY_VERSIONS); do \
+	  echo "== Blender $$v"; \
+	  STILLMOTION_ENGINE_PYTHON=$(ENGINE_PY) .venv-bpy-$$v/bin/python -m pytest tests/blender $(PYTEST_ARGS); \
+	done
+
+test: test-engine test-blender
+
+bench: .venv/.installed
+	.venv/bin/python -m engine bench warp
+
+# The installable zip, built and validated by Blender's own extension tool (it ships in the wheel).
+extension: .venv-bpy-$(DEMO_BPY)/.installed
+	.venv-bpy-$(DEMO_BPY)/bin/python tools/build_extension.py --out dist
+
+clean:
+	rm -rf out dist build .pytest_cache
