@@ -1,0 +1,1 @@
+"""Running a bake: the engine process, take folders, and the session that ties them together."""
