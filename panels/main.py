@@ -1,2 +1,159 @@
-# placeholder: being written
-classes = ()
+"""3D Viewport > Sidebar > StillMotion: everything an artist needs to go from strokes to a take.
+
+draw() only reads: what to show is computed by small draw_* helpers, and every change goes
+through an operator (so it can be undone) or a property widget.
+"""
+
+import textwrap
+
+import bpy
+
+from ..bake import session as bake_session
+from ..scene.errors import StillMotionError
+
+HAS_PROGRESS = "progress" in bpy.types.UILayout.bl_rna.functions  # Blender 4.0+
+_CHARS_PER_PIXEL = 1 / 7.0  # rough width of a UI character, to wrap long messages
+
+
+class STILLMOTION_UL_mask_labels(bpy.types.UIList):
+    """One row per mask stroke (in stroke order) with its motion label."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
+        row = layout.row(align=True)
+        row.label(text=f"Mask {index + 1}", icon="MOD_MASK")
+        row.prop(item, "label", text="")
+
+
+class VIEW3D_PT_stillmotion(bpy.types.Panel):
+    bl_label = "StillMotion"
+    bl_idname = "VIEW3D_PT_stillmotion"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "StillMotion"
+
+    def draw(self, context):
+        layout = self.layout
+        plane = bake_session.plane_for(context)
+        if plane is None:
+            layout.label(text="Select an image plane", icon="INFO")
+            self.draw_status(context, layout)
+            return
+        settings = plane.stillmotion
+        self.draw_target(context, layout, plane)
+        self.draw_strokes(context, layout, plane, settings)
+        self.draw_motion(layout, settings)
+        self.draw_output(layout, settings)
+        self.draw_actions(context, layout)
+        self.draw_status(context, layout)
+        self.draw_take(layout, plane, settings)
+
+    def draw_target(self, context, layout, plane):
+        box = layout.box()
+        box.label(text=plane.name, icon="MESH_PLANE")
+        image, problem = _plane_image(plane)
+        if problem:
+            _wrapped(box, problem, "ERROR", context)
+        elif image is not None:
+            box.label(text=image.name, icon="IMAGE_DATA")
+            if image.source == "SEQUENCE":
+                still = plane.stillmotion.original_image
+                if still is not None:
+                    box.label(text=f"Still: {still.name}", icon="IMAGE")
+
+    def draw_strokes(self, context, layout, plane, settings):
+        col = layout.column()
+        row = col.row(align=True)
+        row.prop(settings, "strokes", text="")
+        row.operator("stillmotion.add_strokes", text="" if settings.strokes else "Add Strokes",
+                     icon="GREASEPENCIL")
+        if settings.strokes is None:
+            return
+        header = col.row(align=True)
+        header.label(text="Mask Labels")
+        header.operator("stillmotion.sync_mask_labels", text="", icon="FILE_REFRESH")
+        if len(settings.mask_labels):
+            col.template_list("STILLMOTION_UL_mask_labels", "", settings, "mask_labels",
+                              settings, "mask_labels_index", rows=2)
+        else:
+            col.label(text="No masks: draw closed shapes on the Masks layer")
+
+    def draw_motion(self, layout, settings):
+        col = layout.column(align=True)
+        col.use_property_split = True
+        col.use_property_decorate = False
+        col.prop(settings, "engine")
+        col.prop(settings, "frames")
+        col.prop(settings, "fps")
+        col.prop(settings, "seed")
+        col.separator()
+        col.prop(settings, "falloff")
+        col.prop(settings, "feather")
+        sub = col.column()
+        sub.active = not settings.loop  # easing is ignored by a seamless loop
+        sub.prop(settings, "easing")
+        col.prop(settings, "loop")
+
+    def draw_output(self, layout, settings):
+        col = layout.column(align=True)
+        col.use_property_split = True
+        col.use_property_decorate = False
+        col.prop(settings, "output_format")
+        col.prop(settings, "preview_size")
+
+    def draw_actions(self, context, layout):
+        running = bake_session.is_running()
+        row = layout.row(align=True)
+        row.scale_y = 1.4
+        if running:
+            row.operator("stillmotion.cancel", text="Cancel", icon="CANCEL")
+            return
+        row.operator("stillmotion.bake", text="Preview", icon="HIDE_OFF").preview = True
+        row.operator("stillmotion.bake", text="Bake", icon="RENDER_ANIMATION").preview = False
+
+    def draw_status(self, context, layout):
+        runtime = context.window_manager.stillmotion
+        if runtime.running:
+            text = runtime.message or "Baking"
+            if HAS_PROGRESS:
+                layout.progress(factor=runtime.progress, type="BAR", text=text)
+            else:
+                layout.label(text=f"{text} ({runtime.progress * 100:.0f}%)", icon="TIME")
+        elif runtime.message and runtime.stage == "done":
+            _wrapped(layout, runtime.message, "CHECKMARK", context)
+        if runtime.last_error:
+            _wrapped(layout, runtime.last_error, "ERROR", context)
+        if runtime.last_warning:
+            _wrapped(layout, runtime.last_warning, "INFO", context)
+
+    def draw_take(self, layout, plane, settings):
+        if settings.take == 0 and settings.original_image is None:
+            return
+        row = layout.row(align=True)
+        if settings.take:
+            row.label(text=f"Take {settings.take}", icon="SEQUENCE")
+        row.operator("stillmotion.revert_to_still", icon="LOOP_BACK")
+
+
+def _plane_image(plane):
+    """(image, problem): the image the plane shows, or why StillMotion cannot use the plane."""
+    try:
+        from ..scene import plane as scene_plane
+
+        target = scene_plane.find_target(plane)
+    except StillMotionError as exc:
+        return None, str(exc)
+    except ImportError:
+        return None, None
+    return target.image, None
+
+
+def _wrapped(layout, text, icon, context):
+    """A long message over several labels, wrapped to the sidebar's width."""
+    width = context.region.width if context.region else 300
+    chars = max(20, int(width * _CHARS_PER_PIXEL) - 4)
+    col = layout.column(align=True)
+    for i, line in enumerate(textwrap.wrap(text, chars) or [""]):
+        col.label(text=line, icon=icon if i == 0 else "BLANK1")
+
+
+classes = (STILLMOTION_UL_mask_labels, VIEW3D_PT_stillmotion)
