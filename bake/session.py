@@ -266,6 +266,12 @@ class BakeSession:
         if stage == "error":
             runtime.message = f"{kind} {self.number}: engine error"
             return
+        if stage == "warning":  # something to know that does not stop the bake
+            text = str(event.get("message", "")).strip()
+            if text and text not in self.warnings:
+                self.warnings.append(text)
+                runtime.last_warning = "; ".join(self.warnings)
+            return
         self.stage = stage
         runtime.stage = stage
         if isinstance(done, (int, float)) and isinstance(total, (int, float)) and total > 0:
