@@ -1,0 +1,148 @@
+"""`python -m engine <command>`: the engine's one entry point.
+
+    run JOB.json                       bake a job (docs/JOB.md); JSON-lines progress on stdout
+    check                              one JSON line: versions, devices; exit 0 when usable
+    preview FRAMES_DIR --out DIR       preview.mp4 and contact_sheet.png of baked frames
+    bench warp                         time and peak memory of the warp engine
+
+Exit status: 0 done, 2 a problem the artist can fix (bad job or input, disk full; the message
+says what to do), 1 an unexpected crash, 143 stopped by SIGTERM, 130 by Ctrl-C. Failures print
+{"stage": "error", "message": ...} on stdout and the same message as `error: ...` on stderr; the
+traceback only with --debug or STILLMOTION_DEBUG=1.
+
+Heavy imports (torch, cv2) happen inside the commands, so `check` can say what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import traceback
+
+from engine.errors import Cancelled, JobError
+from engine.progress import Progress
+
+EXIT_BAD_INPUT, EXIT_CRASH, EXIT_SIGTERM, EXIT_SIGINT = 2, 1, 143, 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    debug = args.debug or os.environ.get("STILLMOTION_DEBUG", "") not in ("", "0")
+    progress = Progress()
+    try:
+        return args.command(args, progress)
+    except JobError as exc:
+        _fail(progress, _one_line(exc), debug)
+        return EXIT_BAD_INPUT
+    except Cancelled:
+        progress.emit("cancelled", message="stopped on request; nothing was written")
+        return EXIT_SIGTERM
+    except KeyboardInterrupt:
+        progress.emit("cancelled", message="interrupted; nothing was written")
+        return EXIT_SIGINT
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one readable line
+        message = (f"unexpected {type(exc).__name__}: {_one_line(exc)} (engine bug: re-run "
+                   "with STILLMOTION_DEBUG=1 for the traceback and report it)")
+        _fail(progress, message, debug)
+        return EXIT_CRASH
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description="StillMotion engine")
+    parser.add_argument("--debug", action="store_true", help="print tracebacks on failure")
+    commands = parser.add_subparsers(required=True, metavar="command")
+
+    run = commands.add_parser("run", help="bake a job file (docs/JOB.md)")
+    run.add_argument("job", help="path to job.json")
+    run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+    run.set_defaults(command=_run)
+
+    check = commands.add_parser("check", help="print versions and devices as one JSON line")
+    check.set_defaults(command=_check)
+
+    preview = commands.add_parser("preview", help="preview.mp4 + contact_sheet.png of frames")
+    preview.add_argument("frames", help="folder with frame_0001.png ... (or .exr)")
+    preview.add_argument("--out", required=True, help="folder to write into")
+    preview.add_argument("--fps", type=float, default=24.0)
+    preview.set_defaults(command=_preview)
+
+    bench = commands.add_parser("bench", help="time and peak memory of an engine")
+    bench.add_argument("engine", choices=["warp"])
+    bench.add_argument("--size", type=int, default=1024, help="square still side (pixels)")
+    bench.add_argument("--frames", type=int, default=48)
+    bench.add_argument("--repeat", type=int, default=3, help="runs; the median is reported")
+    bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    bench.set_defaults(command=_bench)
+    return parser
+
+
+def _run(args, progress: Progress) -> int:
+    from engine.job import load_job
+    from engine.runner import run_job
+    from engine.staging import raise_on_sigterm
+
+    raise_on_sigterm()
+    run_job(load_job(args.job), progress)
+    return 0
+
+
+def _check(args, progress: Progress) -> int:
+    report = {"engine": _engine_version(), "python": platform.python_version(),
+              "executable": sys.executable}
+    missing = []
+    for module, key in (("numpy", "numpy"), ("cv2", "cv2"), ("torch", "torch")):
+        try:
+            report[key] = __import__(module).__version__
+        except ImportError:
+            report[key] = None
+            missing.append(module)
+    if "torch" not in missing:
+        import torch
+        report["cuda"] = torch.cuda.is_available()
+        report["devices"] = ["cpu"] + [f"cuda:{i} {torch.cuda.get_device_name(i)}"
+                                       for i in range(torch.cuda.device_count())]
+    if "cv2" not in missing:
+        import cv2
+        report["exr"] = "built-in codec" + (" + OpenCV" if cv2.haveImageReader(".exr") else "")
+    report["ok"] = not missing
+    if missing:
+        pip_names = {"cv2": "opencv-python-headless"}
+        report["message"] = ("missing " + ", ".join(missing) + "; install with: "
+                             f"{sys.executable} -m pip install "
+                             + " ".join(pip_names.get(m, m) for m in missing))
+    print(json.dumps(report), flush=True)
+    return 0 if not missing else EXIT_CRASH
+
+
+def _preview(args, progress: Progress) -> int:
+    from engine.preview import write_preview
+
+    result = write_preview(args.frames, args.out, fps=args.fps)
+    progress.emit("done", **{k: str(v) for k, v in result.items()})
+    return 0
+
+
+def _bench(args, progress: Progress) -> int:
+    from engine.bench import bench_warp
+
+    bench_warp(size=args.size, frames=args.frames, repeat=args.repeat, device=args.device)
+    return 0
+
+
+def _engine_version() -> str:
+    from engine import __version__
+    return __version__
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _fail(progress: Progress, message: str, debug: bool) -> None:
+    progress.emit("error", message=message)
+    if debug:
+        traceback.print_exc(file=sys.stderr)
+    print(f"error: {message}", file=sys.stderr, flush=True)

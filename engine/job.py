@@ -1,0 +1,261 @@
+"""The job file (docs/JOB.md, version 1) as a validated dataclass.
+
+`load_job(path)` reads and checks everything that can be checked without decoding images:
+types, ranges, finite numbers, files that must exist, the output folder that must not. What needs
+the still's size (pokes on the image, mask sizes) is checked by `check_against_image` and by
+frames.read_mask once the still is read. Every problem is a JobError whose message names the key
+and says what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.errors import JobError
+
+VERSION = 1
+ENGINES = ("warp",)
+PLANNED_ENGINES = ("poke", "dyntex")
+FORMATS = {"PNG8": ".png", "PNG16": ".png", "EXR": ".exr"}
+EASINGS = ("ease_in_out", "linear")
+DEVICES = ("auto", "cpu", "cuda")
+# A poke shorter than this moves nothing visible; for the warp engine it is a mistake (a click
+# without a drag), so it is refused rather than silently ignored.
+MIN_POKE_LENGTH = 0.5
+
+
+@dataclass(frozen=True)
+class Poke:
+    start: tuple[float, float]
+    end: tuple[float, float]
+    radius: float = 0.0  # 0 = use warp.falloff
+
+    @property
+    def vector(self) -> tuple[float, float]:
+        return (self.end[0] - self.start[0], self.end[1] - self.start[1])
+
+    @property
+    def length(self) -> float:
+        return math.hypot(*self.vector)
+
+
+@dataclass(frozen=True)
+class Mask:
+    path: Path
+    label: str
+
+
+@dataclass(frozen=True)
+class WarpSettings:
+    falloff: float = 0.0  # default poke radius in full-resolution pixels; 0 = automatic
+    feather: float = 0.0  # soft edge of static masks, full-resolution pixels
+
+
+@dataclass(frozen=True)
+class Job:
+    engine: str
+    image: Path
+    output: Path
+    frames: int
+    fps: float = 24.0
+    seed: int = 0
+    loop: bool = False
+    easing: str = "ease_in_out"
+    format: str = "PNG8"
+    max_size: int = 0
+    device: str = "auto"
+    pokes: tuple[Poke, ...] = ()
+    masks: tuple[Mask, ...] = ()
+    warp: WarpSettings = field(default_factory=WarpSettings)
+    version: int = VERSION
+
+    @property
+    def extension(self) -> str:
+        return FORMATS[self.format]
+
+    def frame_name(self, index: int) -> str:
+        """File name of frame `index` (1-based), as Blender's image sequences expect."""
+        return f"frame_{index:04d}{self.extension}"
+
+
+def load_job(path: str | os.PathLike) -> Job:
+    """Read and validate a job file. Relative paths inside it are relative to its folder."""
+    path = Path(path).absolute()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise JobError(f"job file not found: {path}; check the path passed to `run`") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JobError(f"cannot read job file {path}: {exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise JobError(f"job file {path} is not valid JSON (line {exc.lineno}, column "
+                       f"{exc.colno}: {exc.msg}); re-export the job") from None
+    job = parse_job(data, path.parent)
+    check_files(job)
+    return job
+
+
+def parse_job(data: object, folder: Path) -> Job:
+    """Validate the JSON object of a job and build a Job (no file-system checks)."""
+    if not isinstance(data, dict):
+        raise JobError("job file must hold a JSON object ({...}); re-export the job")
+    version = data.get("version")
+    if version != VERSION or isinstance(version, bool):
+        raise JobError(f"job version {version!r} is not supported: this engine reads version "
+                       f"{VERSION}; update the StillMotion extension and engine together")
+    engine = _required(data, "engine", str)
+    if engine in PLANNED_ENGINES:
+        raise JobError(f"engine {engine!r} is not available in this version yet; use 'warp'")
+    if engine not in ENGINES:
+        raise JobError(f"engine {engine!r} is not known; use one of: {', '.join(ENGINES)}")
+    image = _path(folder, _required(data, "image", str), "image")
+    output = _path(folder, _required(data, "output", str), "output")
+    frames = _required(data, "frames", int)
+    if frames < 2:
+        raise JobError(f"frames must be at least 2 (got {frames}): a clip needs a first and a "
+                       "last frame")
+    fps = _optional(data, "fps", float, 24.0)
+    if not fps > 0:
+        raise JobError(f"fps must be a positive number (got {fps})")
+    fmt = _optional(data, "format", str, "PNG8")
+    if fmt not in FORMATS:
+        raise JobError(f"format {fmt!r} is not supported; use one of: {', '.join(FORMATS)}")
+    easing = _optional(data, "easing", str, "ease_in_out")
+    if easing not in EASINGS:
+        raise JobError(f"easing {easing!r} is not known; use one of: {', '.join(EASINGS)}")
+    device = _optional(data, "device", str, "auto")
+    if device not in DEVICES:
+        raise JobError(f"device {device!r} is not known; use one of: {', '.join(DEVICES)}")
+    max_size = _optional(data, "max_size", int, 0)
+    if max_size < 0:
+        raise JobError(f"max_size must be 0 (full resolution) or a positive size in pixels "
+                       f"(got {max_size})")
+
+    warp_data = _optional(data, "warp", dict, {})
+    warp = WarpSettings(falloff=_non_negative(warp_data, "falloff", "warp.falloff"),
+                        feather=_non_negative(warp_data, "feather", "warp.feather"))
+    return Job(
+        version=version, engine=engine, image=image, output=output, frames=frames, fps=fps,
+        seed=_optional(data, "seed", int, 0), loop=_optional(data, "loop", bool, False),
+        easing=easing, format=fmt, max_size=max_size, device=device,
+        pokes=tuple(_poke(p, i, engine) for i, p in enumerate(_optional(data, "pokes", list, []), 1)),
+        masks=tuple(_mask(m, i, folder) for i, m in enumerate(_optional(data, "masks", list, []), 1)),
+        warp=warp,
+    )
+
+
+def check_files(job: Job) -> None:
+    """The inputs exist and the output does not (a bake never overwrites an earlier one)."""
+    if not job.image.is_file():
+        raise JobError(f"still image not found: {job.image}; save or re-export the image and "
+                       "bake again")
+    for index, mask in enumerate(job.masks, 1):
+        if not mask.path.is_file():
+            raise JobError(f"mask {index} not found: {mask.path}; re-export the job")
+    if os.path.lexists(job.output):
+        raise JobError(f"output folder already exists: {job.output}; bake into a new take "
+                       "folder (the engine never overwrites a bake)")
+
+
+def check_against_image(job: Job, width: int, height: int) -> None:
+    """Checks that need the still's size (full resolution, before max_size)."""
+    for index, poke in enumerate(job.pokes, 1):
+        x, y = poke.start
+        if not (0.0 <= x <= width and 0.0 <= y <= height):
+            raise JobError(f"poke {index} starts outside the {width}x{height} image at "
+                           f"({x:g}, {y:g}); pokes must start on the image (pixel coordinates, "
+                           "y down)")
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _poke(item: object, index: int, engine: str) -> Poke:
+    where = f"poke {index}"
+    if not isinstance(item, dict):
+        raise JobError(f"{where} must be an object with start, end and radius")
+    start = _point(item.get("start"), f"{where} start")
+    end = _point(item.get("end"), f"{where} end")
+    radius = _non_negative(item, "radius", f"{where} radius")
+    poke = Poke(start=start, end=end, radius=radius)
+    if engine == "warp" and poke.length < MIN_POKE_LENGTH:
+        raise JobError(f"{where} has zero length (start and end at ({start[0]:g}, {start[1]:g})); "
+                       "drag it to give it a direction, or delete it")
+    return poke
+
+
+def _point(value: object, where: str) -> tuple[float, float]:
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or not all(_is_number(v) for v in value)):
+        raise JobError(f"{where} must be [x, y] in image pixels, got {value!r}")
+    x, y = float(value[0]), float(value[1])
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise JobError(f"{where} is not a finite point ({value[0]}, {value[1]}); redraw the stroke")
+    return (x, y)
+
+
+def _mask(item: object, index: int, folder: Path) -> Mask:
+    where = f"mask {index}"
+    if not isinstance(item, dict):
+        raise JobError(f"{where} must be an object with path and label")
+    path = item.get("path")
+    label = item.get("label", "static")
+    if not isinstance(path, str) or not path:
+        raise JobError(f"{where} needs a \"path\" to a PNG file")
+    if not isinstance(label, str) or not label:
+        raise JobError(f"{where} \"label\" must be a non-empty string such as \"static\"")
+    return Mask(path=_path(folder, path, f"{where} path"), label=label)
+
+
+def _path(folder: Path, value: str, where: str) -> Path:
+    if not value:
+        raise JobError(f"{where} must not be empty")
+    path = Path(value)
+    return path if path.is_absolute() else folder / path
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_type(value: object, kind: type, key: str):
+    if kind is float:
+        ok = _is_number(value) and math.isfinite(value)
+        value = float(value) if ok else value
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if not ok and isinstance(value, float) and value.is_integer():
+            ok, value = True, int(value)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        names = {float: "a finite number", int: "an integer", bool: "true or false",
+                 str: "a string", list: "a list", dict: "an object"}
+        raise JobError(f"job key \"{key}\" must be {names[kind]}, got {value!r}")
+    return value
+
+
+def _required(data: dict, key: str, kind: type):
+    if key not in data:
+        raise JobError(f"job has no \"{key}\"; every job needs it (see docs/JOB.md)")
+    return _check_type(data[key], kind, key)
+
+
+def _optional(data: dict, key: str, kind: type, default):
+    if data.get(key) is None:
+        return default
+    return _check_type(data[key], kind, key)
+
+
+def _non_negative(data: dict, key: str, where: str) -> float:
+    value = data.get(key, 0.0)
+    value = 0.0 if value is None else value
+    if not _is_number(value) or not math.isfinite(value) or value < 0:
+        raise JobError(f"{where} must be a finite number >= 0 (pixels), got {value!r}")
+    return float(value)

@@ -1,0 +1,37 @@
+"""Progress as JSON lines on stdout, the format docs/JOB.md specifies.
+
+One object per line, flushed at once so the Blender side (polling the pipe on a timer) sees it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TextIO
+
+
+class Progress:
+    def __init__(self, stream: TextIO | None = None):
+        self._stream = stream
+
+    def emit(self, stage: str, done: int | None = None, total: int | None = None, **extra) -> None:
+        record = {"stage": stage}
+        if done is not None:
+            record["done"] = done
+        if total is not None:
+            record["total"] = total
+        record.update(extra)
+        stream = self._stream or sys.stdout
+        stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        stream.flush()
+
+    def warning(self, message: str) -> None:
+        """Something the artist should know that does not stop the job."""
+        self.emit("warning", message=message)
+
+
+class Silent(Progress):
+    """For library use and tests: drops every record."""
+
+    def emit(self, stage, done=None, total=None, **extra) -> None:
+        pass
