@@ -1,0 +1,364 @@
+"""The target of a bake: the image plane, its Image Texture node and the still it shows.
+
+A plane is any mesh whose material has an Image Texture node with an image: what the built-in
+File › Import › Images as Planes makes, or one built by hand. After a bake the node shows the
+baked image sequence; the still it came from is kept in ``plane.stillmotion.original_image``,
+and that still (not the baked frames) is what every later bake starts from.
+"""
+
+import os
+import pathlib
+from dataclasses import dataclass, field
+
+import bpy
+import numpy as np
+
+from . import raster
+from .errors import StillMotionError
+
+# Custom property scene/sequence.py puts on the images it creates for a take.
+_TAKE_KEY = "stillmotion_take"
+
+# Still formats the engine's reader (OpenCV) opens; anything else is converted to PNG.
+ENGINE_READABLE = {
+    ".png", ".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".bmp", ".dib", ".webp", ".exr",
+    ".hdr", ".pic", ".pbm", ".pgm", ".ppm", ".pnm", ".pfm", ".jp2", ".sr", ".ras",
+}
+
+# Leading bytes of the formats an embedded (packed) file may hold -> extension to save it with.
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", ".png"),
+    (b"\xff\xd8\xff", ".jpg"),
+    (b"II*\x00", ".tif"),
+    (b"MM\x00*", ".tif"),
+    (b"BM", ".bmp"),
+    (b"v/1\x01", ".exr"),
+    (b"#?RADIANCE", ".hdr"),
+    (b"#?RGBE", ".hdr"),
+)
+
+
+@dataclass
+class Target:
+    """What a bake reads and later changes.
+
+    image is the still to animate: the node's own image, or after a bake (when the node shows
+    the baked sequence) the original still. uv_map names the UV layer the node samples with
+    ("" = the mesh's render UV map)."""
+
+    plane: bpy.types.Object
+    material: bpy.types.Material
+    node: bpy.types.Node
+    image: bpy.types.Image
+    size: tuple = (0, 0)
+    uv_map: str = ""
+    notes: list = field(default_factory=list)
+
+
+def is_take_image(image) -> bool:
+    """True for an image a bake made (a baked sequence), never for the artist's still."""
+    return image is not None and (image.get(_TAKE_KEY) is not None or image.source == "SEQUENCE")
+
+
+def image_filepath(image) -> pathlib.Path:
+    """Absolute path of the image's file (library-relative paths resolved), normalised."""
+    path = bpy.path.abspath(image.filepath, library=image.library)
+    return pathlib.Path(os.path.normpath(path))
+
+
+def image_size(image) -> tuple:
+    """(width, height) in pixels, or (0, 0) when the image cannot be read.
+
+    Image.size is (0, 0) for an image sequence until Blender decodes a frame for display, and
+    the API has no way to make it decode one, so for a sequence (or any file image that reports
+    no size) the file the image points at is loaded into a throw-away datablock and measured."""
+    w, h = (int(v) for v in image.size)
+    if w > 0 and h > 0:
+        return w, h
+    if image.source == "GENERATED":
+        return int(image.generated_width), int(image.generated_height)
+    if image.source not in {"FILE", "SEQUENCE"} or image.packed_file is not None:
+        return w, h
+    path = image_filepath(image)
+    if not path.is_file():
+        return 0, 0
+    probe = None
+    try:
+        probe = bpy.data.images.load(str(path), check_existing=False)
+        return tuple(int(v) for v in probe.size)
+    except RuntimeError:
+        return 0, 0
+    finally:
+        if probe is not None:
+            bpy.data.images.remove(probe)
+
+
+def _upstream_nodes(output_node):
+    """Nodes feeding output_node, nearest first (breadth-first along links)."""
+    seen, order, queue = set(), [], [output_node]
+    while queue:
+        node = queue.pop(0)
+        for socket in node.inputs:
+            for link in socket.links:
+                src = link.from_node
+                if src.name not in seen:
+                    seen.add(src.name)
+                    order.append(src)
+                    queue.append(src)
+    return order
+
+
+def _active_output(tree):
+    outputs = [n for n in tree.nodes if n.type == "OUTPUT_MATERIAL"]
+    for node in outputs:
+        if node.is_active_output:
+            return node
+    return outputs[0] if outputs else None
+
+
+def _image_nodes(material):
+    """Image Texture nodes of a material, those linked into its shader first."""
+    tree = material.node_tree if material is not None else None
+    if tree is None:
+        return []
+    nodes = [n for n in tree.nodes if n.type == "TEX_IMAGE"]
+    output = _active_output(tree)
+    linked = [n for n in _upstream_nodes(output) if n.type == "TEX_IMAGE"] if output else []
+    return linked + [n for n in nodes if n not in linked]
+
+
+def _materials(obj):
+    """The object's materials, the active one first, without repeats or empty slots."""
+    found = []
+    active = obj.active_material
+    if active is not None:
+        found.append(active)
+    for slot in obj.material_slots:
+        if slot.material is not None and slot.material not in found:
+            found.append(slot.material)
+    return found
+
+
+def find_image_node(obj):
+    """(material, node) of the Image Texture node the plane shows, or (None, None). Prefers a
+    node with an image that is linked into the active material's shader."""
+    first_empty = (None, None)
+    for material in _materials(obj):
+        for node in _image_nodes(material):
+            if node.image is not None:
+                return material, node
+            if first_empty[0] is None:
+                first_empty = (material, node)
+    return first_empty
+
+
+def has_image(obj) -> bool:
+    """Cheap check for operator polls: a mesh with an Image Texture node holding an image."""
+    if obj is None or obj.type != "MESH":
+        return False
+    _, node = find_image_node(obj)
+    return node is not None and node.image is not None
+
+
+def plane_of(obj):
+    """The plane a StillMotion command acts on: obj itself when it is a mesh, or, while the
+    artist draws on a strokes object, the mesh whose strokes it is."""
+    if obj is None:
+        return None
+    if obj.type == "MESH":
+        return obj
+    if obj.type in {"GPENCIL", "GREASEPENCIL"}:
+        for candidate in bpy.data.objects:
+            if candidate.type == "MESH" and candidate.stillmotion.strokes == obj:
+                return candidate
+    return None
+
+
+def _uv_map_of(node):
+    """UV layer name the node samples with ("" = default) and a note when it is not plain UVs."""
+    vector = node.inputs.get("Vector")
+    if vector is None or not vector.is_linked:
+        return "", None
+    src = vector.links[0].from_node
+    if src.type == "UVMAP":
+        return src.uv_map, None
+    if src.type == "TEX_COORD" and vector.links[0].from_socket.name == "UV":
+        return "", None
+    return "", (f"the Image Texture node's Vector input comes from '{src.name}'; StillMotion "
+                "places strokes by the plain UV map, so they may land off where the picture "
+                "shows them")
+
+
+def find_target(obj) -> Target:
+    """The bake target of obj (normally context.active_object). Raises StillMotionError with
+    what to do when obj is not a usable image plane."""
+    if obj is None:
+        raise StillMotionError(
+            "Select the image plane first: click the plane that shows your picture")
+    if obj.type != "MESH":
+        raise StillMotionError(
+            f"'{obj.name}' is a {obj.type.replace('_', ' ').lower()} object, not an image plane: "
+            "select the plane that shows your picture (File › Import › Images as Planes "
+            "makes one)")
+    if len(obj.data.polygons) == 0:
+        raise StillMotionError(
+            f"'{obj.name}' has no faces to show a picture on: select the image plane")
+    materials = _materials(obj)
+    if not materials:
+        raise StillMotionError(
+            f"'{obj.name}' has no material: import your picture with File › Import › Images as "
+            "Planes, or give the plane a material with an Image Texture node")
+    material, node = find_image_node(obj)
+    if node is None:
+        raise StillMotionError(
+            f"The material '{materials[0].name}' has no Image Texture node: add one "
+            "(Shift A › Texture › Image Texture), open your picture in it and connect it to "
+            "the shader")
+    settings = obj.stillmotion
+    shown = node.image
+    if shown is None:
+        raise StillMotionError(
+            f"The Image Texture node '{node.name}' in '{material.name}' has no image: open "
+            "your picture in it")
+    still = shown
+    if is_take_image(shown):
+        # The node shows a bake; animate the still it was made from, not the baked frames.
+        still = settings.original_image
+        if still is None:
+            kind = "a baked take" if shown.get(_TAKE_KEY) is not None else "an image sequence"
+            raise StillMotionError(
+                f"The plane shows {kind} ('{shown.name}') and StillMotion does not know the "
+                "still it came from: open a single picture in the Image Texture node")
+    if still.source == "MOVIE":
+        raise StillMotionError(
+            f"'{still.name}' is a movie: StillMotion animates a still picture; open a single "
+            "image in the Image Texture node")
+    if still.source == "TILED":
+        raise StillMotionError(
+            f"'{still.name}' is a UDIM tiled image: open a single picture (one tile) in the "
+            "Image Texture node")
+    if still.source == "VIEWER":
+        raise StillMotionError(
+            f"'{still.name}' is a viewer image: save it as a file and open that in the Image "
+            "Texture node")
+    if still.source in {"FILE", "SEQUENCE"} and still.packed_file is None and not still.is_dirty:
+        path = image_filepath(still)
+        if not still.filepath or not path.is_file():
+            shown_path = still.filepath or "(no file path)"
+            raise StillMotionError(
+                f"The picture file of '{still.name}' is missing: {shown_path}. Relink it "
+                "(Image Editor › Image › Replace) or pack it into the .blend "
+                "(File › External Data › Pack Resources)")
+    size = image_size(still)
+    if size[0] <= 0 or size[1] <= 0:
+        where = f" ({still.filepath})" if still.filepath else ""
+        raise StillMotionError(
+            f"Blender cannot read the picture '{still.name}'{where}: the file may be damaged "
+            "or in a format Blender does not open; save it as PNG or JPEG and open it again")
+    uv_map, note = _uv_map_of(node)
+    mesh_uvs = obj.data.uv_layers
+    if len(mesh_uvs) == 0:
+        raise StillMotionError(
+            f"'{obj.name}' has no UV map, so StillMotion cannot tell where the picture lies on "
+            "it: unwrap it (Edit Mode, U › Unwrap) or import the picture with Images as Planes")
+    if uv_map and mesh_uvs.get(uv_map) is None:
+        raise StillMotionError(
+            f"The UV Map node feeding '{node.name}' names '{uv_map}', which '{obj.name}' does "
+            "not have: pick one of its UV maps in that node")
+    return Target(obj, material, node, still, size, uv_map, [note] if note else [])
+
+
+# -- handing the still to the engine -------------------------------------------------------------
+
+
+def _sniff(data: bytes):
+    for magic, ext in _MAGIC:
+        if data.startswith(magic):
+            return ext
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return ".webp"
+    return None
+
+
+def _clear_old_stills(dest: pathlib.Path):
+    for old in dest.glob("still.*"):
+        if old.is_file():
+            old.unlink()
+
+
+def _srgb_encode(linear):
+    """Scene-linear -> sRGB transfer function (IEC 61966-2-1), for float images saved as PNG."""
+    linear = np.clip(linear, 0.0, 1.0)
+    return np.where(linear <= 0.0031308, linear * 12.92, 1.055 * np.power(linear, 1 / 2.4) - 0.055)
+
+
+def _pixels_top_down(image):
+    """The image's pixels as float32 (H, W, C), top row first. Byte images give their stored
+    values / 255 exactly; float images their scene-linear, premultiplied buffer."""
+    w, h = image_size(image)
+    channels = int(image.channels)
+    buf = np.empty(w * h * channels, np.float32)
+    image.pixels.foreach_get(buf)
+    return buf.reshape(h, w, channels)[::-1]
+
+
+def _write_pixels_png(image, path: pathlib.Path) -> pathlib.Path:
+    px = np.array(_pixels_top_down(image))  # a copy: edited in place below
+    channels = px.shape[2]
+    if channels == 1:
+        px = np.repeat(px, 3, axis=2)
+    elif channels == 2:
+        px = np.concatenate([np.repeat(px[..., :1], 3, axis=2), px[..., 1:]], axis=2)
+    if image.is_float:
+        if px.shape[2] == 4:
+            # Blender keeps float buffers premultiplied; PNG stores straight alpha.
+            alpha = px[..., 3:4]
+            np.divide(px[..., :3], alpha, out=px[..., :3], where=(alpha > 0) & (alpha < 1))
+        if not image.colorspace_settings.is_data:
+            px[..., :3] = _srgb_encode(px[..., :3])
+        full = 65535
+        out = np.rint(np.clip(px, 0.0, 1.0) * full).astype(np.uint16)
+    else:
+        full = 255
+        out = np.rint(np.clip(px, 0.0, 1.0) * full).astype(np.uint8)
+    if out.shape[2] == 4 and (out[..., 3] == full).all():
+        out = out[..., :3]  # opaque: plain RGB is simpler for every reader
+    return raster.write_png(path, np.ascontiguousarray(out))
+
+
+def export_still(image, dest_dir) -> pathlib.Path:
+    """A file the engine can read that holds exactly the pixels the artist sees.
+
+    - a plain file on disk, not edited since loading, in a format the engine reads: its own
+      absolute path, untouched (16-bit PNGs, EXRs and the like keep every bit);
+    - a packed (embedded) picture, not edited: its embedded bytes, written as
+      dest_dir/still.<ext>;
+    - a generated or edited (dirty) picture, or a format the engine cannot read: its pixels,
+      written as dest_dir/still.png (8-bit; 16-bit sRGB-encoded for float images).
+
+    Nothing is added to bpy.data and the image itself (filepath, source, packing) is not
+    changed: the pixels are copied out with foreach_get and encoded here, because Image.save
+    would turn a generated image into a file image and colour-manages float images."""
+    dest = pathlib.Path(dest_dir)
+    packed = image.packed_file
+    if image.source == "FILE" and packed is None and not image.is_dirty:
+        path = image_filepath(image)
+        if not path.is_file():
+            raise StillMotionError(
+                f"The picture file of '{image.name}' is missing: {image.filepath}. Relink it "
+                "or pack it into the .blend")
+        if path.suffix.lower() in ENGINE_READABLE:
+            return path
+    dest.mkdir(parents=True, exist_ok=True)
+    _clear_old_stills(dest)
+    if packed is not None and not image.is_dirty:
+        data = packed.data
+        ext = _sniff(data)
+        if ext is not None:
+            path = dest / f"still{ext}"
+            path.write_bytes(data)
+            return path
+    if image_size(image)[0] <= 0:
+        raise StillMotionError(
+            f"Blender cannot read the picture '{image.name}': open it again or pick another")
+    return _write_pixels_png(image, dest / "still.png")
