@@ -10,6 +10,7 @@ import json
 import os
 import pathlib
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -20,7 +21,8 @@ import time
 EXTENSION_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 _STDERR_LINES_KEPT = 40
-_TORCH_MISSING = "No module named 'torch'"
+# What Python says when the engine's interpreter lacks a package the engine needs.
+_MISSING_MODULE = re.compile(r"No module named '(torch|numpy|cv2|safetensors)[.']")
 
 
 def engine_env(extra=None):
@@ -219,11 +221,13 @@ class EngineProcess(ChildProcess):
             return ""
         if self.cancelled:
             return "Bake cancelled"
-        if self.error_event and self.error_event.get("message"):
-            return f"Engine: {self.error_event['message']}"
         tail = self.stderr_tail()
-        if any(_TORCH_MISSING in line for line in tail):
-            return no_torch_message(self.python)
+        event_message = str((self.error_event or {}).get("message") or "")
+        missing = _missing_module([event_message, *tail])
+        if missing:
+            return missing_module_message(self.python, missing)
+        if event_message:
+            return f"Engine: {event_message}"
         if any("No module named engine" in line for line in tail):
             return (f"Engine code not found by {self.python}: reinstall the StillMotion "
                     f"extension (the folder {EXTENSION_ROOT / 'engine'} is missing)")
@@ -241,9 +245,26 @@ def missing_python_message(path):
 
 
 def no_torch_message(path):
-    return (f"The engine Python {path} has no PyTorch: click Install Engine in Preferences > "
+    return missing_module_message(path, "torch")
+
+
+_PACKAGE_NAMES = {"torch": "PyTorch", "cv2": "OpenCV", "numpy": "NumPy",
+                  "safetensors": "safetensors"}
+
+
+def missing_module_message(path, module):
+    name = _PACKAGE_NAMES.get(module, module)
+    return (f"The engine Python {path} has no {name}: click Install Engine in Preferences > "
             "Add-ons > StillMotion, or point Engine Python to an interpreter with torch "
             "(pip install -r requirements/engine.txt)")
+
+
+def _missing_module(lines):
+    for line in lines:
+        match = _MISSING_MODULE.search(line)
+        if match:
+            return match.group(1)
+    return None
 
 
 def check_argv(path):
@@ -292,12 +313,16 @@ def interpret_check(path, returncode, stdout, stderr):
                 continue
     if returncode == 0:
         return True, _describe_check(path, info)
-    if _TORCH_MISSING in stderr or _TORCH_MISSING in stdout:
-        return False, no_torch_message(path)
-    if isinstance(info, dict) and info.get("message"):
-        return False, f"Engine check failed: {info['message']}"
-    if isinstance(info, dict) and "torch" in info and not info.get("torch"):
-        return False, no_torch_message(path)
+    if isinstance(info, dict):
+        # The engine's check reports each package as its version, or null when missing.
+        for module in ("torch", "numpy", "cv2"):
+            if module in info and not info[module]:
+                return False, missing_module_message(path, module)
+        if info.get("message"):
+            return False, f"Engine check failed: {info['message']}"
+    missing = _missing_module(stderr.splitlines() + stdout.splitlines())
+    if missing:
+        return False, missing_module_message(path, missing)
     lines = [line for line in stderr.splitlines() if line.strip()]
     reason = lines[-1].strip() if lines else f"exit status {returncode}"
     if reason.startswith("error: "):

@@ -110,16 +110,9 @@ def find_object(name, session_uid=None):
 def plane_for(context):
     """The plane a StillMotion button acts on: the active mesh, or, while the artist draws on
     the strokes object, the plane those strokes belong to."""
-    obj = context.active_object
-    if obj is None:
-        return None
-    if obj.type == "MESH":
-        return obj
-    if obj.type in {"GPENCIL", "GREASEPENCIL"}:
-        for candidate in bpy.data.objects:
-            if candidate.type == "MESH" and candidate.stillmotion.strokes == obj:
-                return candidate
-    return None
+    from ..scene.plane import plane_of
+
+    return plane_of(context.active_object)
 
 
 def _redraw(context):

@@ -9,7 +9,6 @@ import textwrap
 import bpy
 
 from ..bake import session as bake_session
-from ..scene.errors import StillMotionError
 
 HAS_PROGRESS = "progress" in bpy.types.UILayout.bl_rna.functions  # Blender 4.0+
 _CHARS_PER_PIXEL = 1 / 7.0  # rough width of a UI character, to wrap long messages
@@ -50,15 +49,18 @@ class VIEW3D_PT_stillmotion(bpy.types.Panel):
     def draw_target(self, context, layout, plane):
         box = layout.box()
         box.label(text=plane.name, icon="MESH_PLANE")
-        image, problem = _plane_image(plane)
-        if problem:
-            _wrapped(box, problem, "ERROR", context)
-        elif image is not None:
-            box.label(text=image.name, icon="IMAGE_DATA")
-            if image.source == "SEQUENCE":
-                still = plane.stillmotion.original_image
-                if still is not None:
-                    box.label(text=f"Still: {still.name}", icon="IMAGE")
+        shown = _shown_image(plane)
+        if shown is None:
+            _wrapped(box, "No image on this plane: import your picture with Add > Image > "
+                     "Mesh Plane, or open it in the material's Image Texture node", "ERROR",
+                     context)
+            return
+        still = plane.stillmotion.original_image
+        if shown.source == "SEQUENCE" and still is not None:
+            box.label(text=f"Still: {still.name}", icon="IMAGE_DATA")
+            box.label(text=f"Showing: {shown.name}", icon="SEQUENCE")
+        else:
+            box.label(text=shown.name, icon="IMAGE_DATA")
 
     def draw_strokes(self, context, layout, plane, settings):
         col = layout.column()
@@ -134,17 +136,13 @@ class VIEW3D_PT_stillmotion(bpy.types.Panel):
         row.operator("stillmotion.revert_to_still", icon="LOOP_BACK")
 
 
-def _plane_image(plane):
-    """(image, problem): the image the plane shows, or why StillMotion cannot use the plane."""
-    try:
-        from ..scene import plane as scene_plane
+def _shown_image(plane):
+    """The image the plane's texture node shows, looked up cheaply (no file access: draw runs
+    on every redraw). The full checks with their messages run when Bake is pressed."""
+    from ..scene.plane import find_image_node
 
-        target = scene_plane.find_target(plane)
-    except StillMotionError as exc:
-        return None, str(exc)
-    except ImportError:
-        return None, None
-    return target.image, None
+    _material, node = find_image_node(plane)
+    return node.image if node is not None else None
 
 
 def _wrapped(layout, text, icon, context):

@@ -87,10 +87,11 @@ def install_sequence(plane, target, frames_dir, n_frames, *, loop, scene, name=N
 def _match_still(image, still, suffix):
     """Colour space and alpha of the frames, from the still they were made from.
 
-    The engine writes PNG frames with the still's pixel values (same encoding), so they take the
-    still's colour space. EXR frames hold linear floats: Blender's default for float files is
-    the scene linear space, which is right, unless the still itself was float, whose own
-    (linear) space is then kept. Non-Color is never right for a picture.
+    The engine (engine/frames.py) writes PNG frames sRGB-encoded and EXR frames linear,
+    converting when the still's data is the other kind. So: PNG frames of an 8/16-bit still keep
+    the still's colour space (same encoding); PNG frames of a float still are sRGB; EXR frames
+    keep Blender's default for float files (the scene linear space), or a float still's own
+    linear space. Non-Color is never right for a picture.
     """
     if still is None:
         return
@@ -98,12 +99,14 @@ def _match_still(image, still, suffix):
     if suffix == ".exr":
         if still.is_float and colorspace and colorspace != "Non-Color":
             _set_colorspace(image, colorspace)
-    elif colorspace:
-        _set_colorspace(image, colorspace)
+        return
+    _set_colorspace(image, "sRGB" if still.is_float else colorspace)
     image.alpha_mode = still.alpha_mode
 
 
 def _set_colorspace(image, name):
+    if not name:
+        return
     try:
         image.colorspace_settings.name = name
     except TypeError:
