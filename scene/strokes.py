@@ -71,7 +71,8 @@ def _matrix(m) -> np.ndarray:
 
 
 def _transform(m4: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return points @ m4[:3, :3].T + m4[:3, 3]
+    with np.errstate(invalid="ignore"):  # NaN points stay NaN; job.py reports them
+        return points @ m4[:3, :3].T + m4[:3, 3]
 
 
 def _matrix_world(obj):
@@ -183,12 +184,12 @@ def read_stroke_data(gp_obj, layer_name, frame=None, include_hidden=False) -> li
     if drawing is None:
         return []
     attrs = drawing.attributes
-    offsets = np.empty(len(drawing.curve_offsets), np.int32)
+    n_curves = attrs.domain_size("CURVE")
+    if n_curves == 0:
+        return []  # (an empty drawing still reports one curve offset but reads none)
+    offsets = np.empty(n_curves + 1, np.int32)
     drawing.curve_offsets.foreach_get("value", offsets)
-    n_curves = len(offsets) - 1
-    n_points = int(offsets[-1]) if n_curves > 0 else 0
-    if n_curves <= 0:
-        return []
+    n_points = int(offsets[-1])
     pos = _attribute_array(attrs, "position", "vector", n_points, 3)
     radius = _attribute_array(attrs, "radius", "value", n_points, 1)
     if radius is None:
