@@ -128,7 +128,7 @@ def _preview(args, progress: Progress) -> int:
 def _bench(args, progress: Progress) -> int:
     from engine.bench import bench_warp
 
-    bench_warp(size=args.size, frames=args.frames, repeat=args.repeat, device=args.device)
+    bench_warp(size=args.size, frames_count=args.frames, repeat=args.repeat, device=args.device)
     return 0
 
 

@@ -38,9 +38,11 @@ def sample(source: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
     """Sample `source` [C, h, w] at continuous pixel coordinates `x`, `y` (any equal shape
     [R, K]); samples outside repeat the border. Returns [C, R, K]."""
     _, height, width = source.shape
-    grid = torch.stack([x * (2.0 / width) - 1.0, y * (2.0 / height) - 1.0], dim=-1)
+    grid = torch.empty(*x.shape, 2, dtype=source.dtype, device=source.device)
     # align_corners=False puts pixel j's centre at normalised (2j + 1) / w - 1, which is exactly
     # the pixel-centre convention above.
+    torch.add(x * (2.0 / width), -1.0, out=grid[..., 0])
+    torch.add(y * (2.0 / height), -1.0, out=grid[..., 1])
     return F.grid_sample(source[None], grid[None], mode=mode, padding_mode="border",
                          align_corners=False)[0]
 
@@ -55,18 +57,46 @@ def pixel_centres(height: int, width: int, device=None, rows: tuple[int, int] | 
     return xs[None, :].expand(r1 - r0, -1), ys[:, None].expand(-1, c1 - c0)
 
 
-def upsample_flow(flow: torch.Tensor, height: int, width: int, mode: str = "bicubic",
+def upsample_flow(flow: torch.Tensor, height: int, width: int,
                   rows: tuple[int, int] | None = None,
                   cols: tuple[int, int] | None = None) -> torch.Tensor:
     """A low-resolution flow [2, h, w] in *its own* pixels -> [2, H, W] in full-resolution pixels
     (or only the full-resolution region rows x cols). Both grids cover the same image, pixel
-    centre to pixel centre, so a 64x64 flow from a model scales to any still."""
+    centre to pixel centre, so a 64x64 flow from a model scales to any still.
+
+    Bicubic, the same as F.interpolate(mode="bicubic", align_corners=False), done as two small
+    matrix products so that any region can be upsampled on its own (band-by-band rendering):
+    region = Wy @ flow @ Wx^T, with Wy, Wx the 1-D cubic interpolation weights."""
     _, low_h, low_w = flow.shape
-    x, y = pixel_centres(height, width, flow.device, rows, cols)
-    # Full-resolution pixel centres expressed in low-resolution pixels.
-    out = sample(flow, x * (low_w / width), y * (low_h / height), mode)
+    r0, r1 = rows or (0, height)
+    c0, c1 = cols or (0, width)
+    wy, y0, y1 = _cubic_matrix(r0, r1, height, low_h, flow)
+    wx, x0, x1 = _cubic_matrix(c0, c1, width, low_w, flow)
+    out = wy @ flow[:, y0:y1, x0:x1] @ wx.T
     scale = torch.tensor([width / low_w, height / low_h], device=flow.device, dtype=flow.dtype)
     return out * scale[:, None, None]
+
+
+def _cubic_matrix(start: int, stop: int, size: int, low: int, like: torch.Tensor):
+    """Weights [stop - start, hi - lo] taking low-resolution samples lo..hi-1 to full-resolution
+    pixels start..stop-1 (Keys cubic, a = -0.75 as PyTorch, border samples repeated)."""
+    position = (torch.arange(start, stop, dtype=torch.float64) + 0.5) * (low / size) - 0.5
+    base = torch.floor(position)
+    lo = max(0, int(base[0]) - 1)
+    hi = min(low, int(base[-1]) + 3)
+    weights = torch.zeros(stop - start, hi - lo, dtype=torch.float64)
+    rows = torch.arange(stop - start)
+    for k in (-1, 0, 1, 2):
+        index = (base + k).clamp(0, low - 1).long() - lo
+        weights.index_put_((rows, index), _keys(position - (base + k)), accumulate=True)
+    return weights.to(like.device, like.dtype), lo, hi
+
+
+def _keys(t: torch.Tensor, a: float = -0.75) -> torch.Tensor:
+    t = t.abs()
+    near = ((a + 2) * t - (a + 3)) * t * t + 1
+    far = ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
+    return torch.where(t <= 1, near, torch.where(t < 2, far, torch.zeros_like(t)))
 
 
 def warp_frame(still: torch.Tensor, flow: torch.Tensor, mode: str = DEFAULT_MODE,
@@ -76,23 +106,25 @@ def warp_frame(still: torch.Tensor, flow: torch.Tensor, mode: str = DEFAULT_MODE
     channels, height, width = still.shape
     has_alpha = channels == 4 if has_alpha is None else has_alpha
     x, y = pixel_centres(height, width, still.device)
-    low = still.amin(dim=(1, 2))
-    high = still.amax(dim=(1, 2))
-    warped = _resample(still, x - flow[0], y - flow[1], mode, has_alpha, low, high)
+    warped = _resample(still, x - flow[0], y - flow[1], mode, has_alpha,
+                       still.amin(dim=(1, 2)))
     moving = (flow != 0).any(dim=0)
     return torch.where(moving[None], warped, still)
 
 
-def _resample(source, x, y, mode, has_alpha, low, high) -> torch.Tensor:
+def _resample(source, x, y, mode, has_alpha, low=None) -> torch.Tensor:
+    """Resample [C, h, w] at x, y; alpha premultiplied while resampling; values never below the
+    still's own minimum (`low`, per channel; bicubic undershoots next to sharp edges)."""
     if has_alpha:
         source = torch.cat([source[:3] * source[3:], source[3:]])
     out = sample(source, x, y, mode)
     if has_alpha:
-        alpha = out[3:].clamp(0.0, 1.0)
-        colour = torch.where(alpha > 0, out[:3] / alpha.clamp_min(1e-12), torch.zeros_like(out[:3]))
-        out = torch.cat([colour, alpha])
-    # Bicubic overshoots at sharp edges; no output sample goes beyond the still's own range.
-    return torch.maximum(torch.minimum(out, high[:, None, None]), low[:, None, None])
+        alpha = out[3:].clamp_(0.0, 1.0)
+        colour = out[:3].div_(alpha.clamp_min(1e-12))
+        colour.masked_fill_(alpha == 0, 0.0)
+    if low is not None:
+        out = torch.maximum(out, low[:, None, None])
+    return out
 
 
 class FrameRenderer:
@@ -111,11 +143,14 @@ class FrameRenderer:
         self.device = torch.device(device)
         self.mode = mode
         self.gate = gate
-        values = frames.to_float(still)
-        self._low = torch.from_numpy(values.min(axis=(0, 1))).to(self.device)
-        self._high = torch.from_numpy(values.max(axis=(0, 1))).to(self.device)
-        if self.channels == 4:  # alpha is always within [0, 1] after resampling
-            self._low[3], self._high[3] = 0.0, 1.0
+        self._scale = frames.MAX_VALUE.get(still.dtype)  # None for float stills
+        # Float stills (EXR, HDR) are not clipped to [0, 1], so keep bicubic undershoot from
+        # making values the still never had (negative light); integer samples clip anyway.
+        self._low = None
+        if self._scale is None:
+            self._low = torch.from_numpy(still.min(axis=(0, 1))).to(self.device)
+            if self.channels == 4:
+                self._low[3] = 0.0
         self.band_rows = max(1, min(self.height, BAND_PIXELS // max(1, self.width)))
 
     def render(self, flow: torch.Tensor) -> np.ndarray:
@@ -128,14 +163,14 @@ class FrameRenderer:
         low_h, low_w = nonzero.shape
         for r0 in range(0, self.height, self.band_rows):
             r1 = min(self.height, r0 + self.band_rows)
-            region = self._moving_columns(nonzero, r0, r1, low_h, low_w)
-            if region is not None:
-                self._render_region(flow, out, (r0, r1), region)
+            columns = self._moving_columns(nonzero, r0, r1, low_h, low_w)
+            if columns is not None:
+                self._render_region(flow, out, (r0, r1), columns)
         return out
 
     def _moving_columns(self, nonzero, r0, r1, low_h, low_w) -> tuple[int, int] | None:
         """Full-resolution columns of band rows r0..r1 whose upsampled flow can be non-zero:
-        low-resolution cells within interpolation reach of a non-zero cell."""
+        those within interpolation reach of a non-zero low-resolution sample."""
         lr0 = max(0, int(np.floor((r0 + 0.5) * low_h / self.height - 0.5)) - SUPPORT)
         lr1 = min(low_h, int(np.ceil((r1 - 0.5) * low_h / self.height - 0.5)) + SUPPORT + 1)
         columns = torch.nonzero(nonzero[lr0:lr1].any(dim=0)).flatten()
@@ -148,25 +183,39 @@ class FrameRenderer:
         return (c0, c1)
 
     def _render_region(self, flow, out, rows, cols) -> None:
-        (r0, r1), (c0, c1) = rows, cols
-        full = upsample_flow(flow, self.height, self.width, "bicubic", rows, cols)
+        full = upsample_flow(flow, self.height, self.width, rows, cols)
         if self.gate is not None:
-            full = full * torch.from_numpy(self.gate[r0:r1, c0:c1]).to(self.device)[None]
+            gate = self.gate[rows[0]:rows[1], cols[0]:cols[1]]
+            full.mul_(torch.from_numpy(gate).to(self.device))
         moving = (full != 0).any(dim=0)
-        if not bool(moving.any()):
+        # Shrink to the bounding box of the pixels that actually move.
+        moving_rows = torch.nonzero(moving.any(dim=1)).flatten()
+        if moving_rows.numel() == 0:
             return
-        x, y = pixel_centres(self.height, self.width, self.device, rows, cols)
+        moving_cols = torch.nonzero(moving.any(dim=0)).flatten()
+        a, b = int(moving_rows[0]), int(moving_rows[-1]) + 1
+        c, d = int(moving_cols[0]), int(moving_cols[-1]) + 1
+        full, moving = full[:, a:b, c:d], moving[a:b, c:d]
+        r0, r1, c0, c1 = rows[0] + a, rows[0] + b, cols[0] + c, cols[0] + d
+
+        x, y = pixel_centres(self.height, self.width, self.device, (r0, r1), (c0, c1))
         src_x, src_y = x - full[0], y - full[1]
         # The part of the still these samples can reach (bicubic taps included).
         wr0 = max(0, int(torch.floor(src_y.min())) - SUPPORT)
         wr1 = min(self.height, int(torch.floor(src_y.max())) + SUPPORT + 1)
         wc0 = max(0, int(torch.floor(src_x.min())) - SUPPORT)
         wc1 = min(self.width, int(torch.floor(src_x.max())) + SUPPORT + 1)
-        window = torch.from_numpy(frames.to_float(self.still[wr0:wr1, wc0:wc1]))
-        window = window.to(self.device).permute(2, 0, 1)
-        warped = _resample(window, src_x - wc0, src_y - wr0, self.mode, self.channels == 4,
-                           self._low, self._high)
-        warped = frames.from_float(warped.permute(1, 2, 0).cpu().numpy(), self.still.dtype)
-        keep = ~moving.cpu().numpy()
-        warped[keep] = self.still[r0:r1, c0:c1][keep]
-        out[r0:r1, c0:c1] = warped
+        window = torch.from_numpy(self.still[wr0:wr1, wc0:wc1]).to(self.device)
+        window = window.permute(2, 0, 1).float()
+        if self._scale is not None:
+            window.mul_(1.0 / self._scale)
+        warped = _resample(window, src_x.sub_(wc0), src_y.sub_(wr0), self.mode,
+                           self.channels == 4, self._low)
+        warped = self._to_native(warped).permute(1, 2, 0).cpu().numpy()
+        np.copyto(out[r0:r1, c0:c1], warped, where=moving.cpu().numpy()[:, :, None])
+
+    def _to_native(self, values: torch.Tensor) -> torch.Tensor:
+        if self._scale is None:
+            return values
+        values = values.mul_(self._scale).round_().clamp_(0.0, self._scale)
+        return values.to(torch.uint8 if self._scale == 255.0 else torch.uint16)

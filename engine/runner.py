@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from engine import frames
@@ -35,15 +36,29 @@ def run_job(job: Job, progress: Progress) -> Path:
 
     written = 0
     with staged_folder(job.output) as partial:
-        for pixels in clip:
-            written += 1
-            path = partial / job.frame_name(written)
-            write_frame(path, pixels, job)
-            progress.emit("render", written, job.frames, preview=str(path))
+        # Encoding a PNG (zlib, in C, without the GIL) overlaps with rendering the next frame.
+        # One frame in flight at most keeps memory O(one frame); the pool is shut down (and its
+        # write finished) before staged_folder cleans up after a failure or a cancel.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="frame-writer") as writer:
+            pending = None
+            for pixels in clip:
+                if pending is not None:
+                    _finish(pending, job, progress)
+                written += 1
+                path = partial / job.frame_name(written)
+                pending = (writer.submit(write_frame, path, pixels, job), written, path)
+            if pending is not None:
+                _finish(pending, job, progress)
         if written != job.frames:
             raise RuntimeError(f"engine {job.engine} made {written} frames, not {job.frames}")
     progress.emit("done", written, job.frames, output=str(job.output), frames=written)
     return job.output
+
+
+def _finish(pending, job: Job, progress: Progress) -> None:
+    future, index, path = pending
+    future.result()
+    progress.emit("render", index, job.frames, preview=str(path))
 
 
 def write_frame(path: Path, pixels, job: Job) -> None:

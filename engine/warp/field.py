@@ -96,7 +96,7 @@ class DragField:
     def velocity(self, points: torch.Tensor, tau: float) -> torch.Tensor:
         """u(points, tau) for points [N, 2] (x, y) in pixels -> [N, 2] pixels per unit tau."""
         centres = self.starts + tau * self.vectors  # [P, 2]
-        distance = torch.cdist(points, centres, compute_mode="donot_use_mm_for_euclid_dist")
+        distance = (points[:, None, :] - centres[None]).norm(dim=-1)  # [N, P]
         weights = bell(distance / self.radii)
         total = weights.sum(dim=1, keepdim=True)
         u = weights @ self.vectors / total.clamp_min(1.0)
