@@ -90,9 +90,10 @@ class STILLMOTION_OT_bake(bpy.types.Operator):
         session = self._session
         if event.type == "ESC" and event.value == "PRESS":
             session.cancel()
-        elif event.type != "TIMER" or event.timer != self._timer:
-            if session.state == bake_session.RUNNING:
-                return {"PASS_THROUGH"}
+        elif event.type != "TIMER" and session.state == bake_session.RUNNING:
+            # Everything else is the artist's: keep working while the engine runs. (Any
+            # window timer may tick here; polling on each is cheap.)
+            return {"PASS_THROUGH"}
         state = session.update(context)
         wm = context.window_manager
         if state == bake_session.RUNNING:
