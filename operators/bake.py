@@ -12,7 +12,9 @@ from ..bake import session as bake_session
 from ..scene.errors import StillMotionError
 
 TIMER_STEP = 0.1
-_PROGRESS_STEPS = 1000  # wm.progress_* takes numbers; the session's progress is 0..1
+# Progress goes to the panel's bar and the status bar. Not wm.progress_begin/update: that turns
+# the mouse cursor into a counter, meant for operators that block, while here the artist keeps
+# working during the bake.
 
 
 def _plane_poll(cls, context):
@@ -71,7 +73,6 @@ class STILLMOTION_OT_bake(bpy.types.Operator):
         wm = context.window_manager
         self._timer = wm.event_timer_add(TIMER_STEP, window=context.window)
         wm.modal_handler_add(self)
-        wm.progress_begin(0, _PROGRESS_STEPS)
         self._status(context, wm.stillmotion.message)
         return {"RUNNING_MODAL"}
 
@@ -94,11 +95,19 @@ class STILLMOTION_OT_bake(bpy.types.Operator):
             # Everything else is the artist's: keep working while the engine runs. (Any
             # window timer may tick here; polling on each is cheap.)
             return {"PASS_THROUGH"}
+        try:
+            return self._poll(context, session)
+        except Exception as exc:  # a bug must not leave the engine running or the UI locked
+            self.cancel(context)
+            self.report({"ERROR"}, f"StillMotion bake stopped by an internal error: {exc}")
+            raise
+
+    def _poll(self, context, session):
         state = session.update(context)
-        wm = context.window_manager
         if state == bake_session.RUNNING:
-            wm.progress_update(int(session.progress * _PROGRESS_STEPS))
-            self._status(context, f"{wm.stillmotion.message}  (Esc: cancel)")
+            message = context.window_manager.stillmotion.message
+            self._status(context, f"StillMotion {message} ({session.progress * 100:.0f}%)"
+                                  "  Esc: cancel")
             return {"PASS_THROUGH"}
         self._end(context)
         try:
@@ -107,6 +116,8 @@ class STILLMOTION_OT_bake(bpy.types.Operator):
             level = "WARNING" if state == bake_session.CANCELLED else "ERROR"
             self.report({level}, str(exc))
             return {"CANCELLED"}
+        finally:
+            self._session = None
         for warning in result.warnings:
             self.report({"WARNING"}, warning)
         self.report({"INFO"}, result.message)
@@ -114,10 +125,11 @@ class STILLMOTION_OT_bake(bpy.types.Operator):
 
     def cancel(self, context):
         # Called when Blender drops the handler (file loaded, window closed): stop the engine.
-        if self._session is not None:
-            self._session.cancel()
+        session, self._session = self._session, None
+        if session is not None and session.state != bake_session.DONE:
+            session.cancel()
             try:
-                self._session.finish(context)
+                session.finish(context)
             except StillMotionError:
                 pass
         self._end(context)
@@ -127,7 +139,6 @@ class STILLMOTION_OT_bake(bpy.types.Operator):
         if self._timer is not None:
             wm.event_timer_remove(self._timer)
             self._timer = None
-        wm.progress_end()
         self._status(context, None)
 
     @staticmethod

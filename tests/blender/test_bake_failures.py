@@ -7,7 +7,6 @@ frame settings, the remembered still, the take number, the .blend's images and e
 """
 
 import os
-import pathlib
 import signal
 import sys
 import time
@@ -219,16 +218,3 @@ def test_bad_scene_input_changes_nothing(bake, tmp_path):
     # Nothing selected: Bake is greyed out with a reason.
     bpy.context.view_layer.objects.active = None
     assert bpy.ops.stillmotion.bake.poll() is False
-
-
-def test_last_error_clears_on_the_next_good_bake(bake, tmp_path):
-    plane = make_scene(tmp_path, frames=2)
-    set_engine_python(tmp_path / "missing" / "python")
-    with pytest.raises(bake.Error):
-        bake.session.run_sync(bpy.context, plane)
-    runtime = bpy.context.window_manager.stillmotion
-    assert runtime.last_error
-    set_engine_python(engine_python())
-    result = bake.session.run_sync(bpy.context, plane)
-    assert result.take == "take_001" and runtime.last_error == ""
-    assert pathlib.Path(result.output).is_dir()

@@ -87,6 +87,8 @@ def test_bake_rebake_and_revert(session, tmp_path):
     node = image_node(plane)
     still = node.image
     scene = bpy.context.scene
+    runtime = bpy.context.window_manager.stillmotion
+    runtime.last_error = "from an earlier failed bake"  # a good bake clears it
 
     result = session.run_sync(bpy.context, plane)
 
@@ -102,7 +104,6 @@ def test_bake_rebake_and_revert(session, tmp_path):
     assert user.use_cyclic is False and user.use_auto_refresh is True
     assert plane.stillmotion.original_image == still
     assert plane.stillmotion.take == 1
-    runtime = bpy.context.window_manager.stillmotion
     assert not runtime.running and runtime.stage == "done" and runtime.progress == 1.0
     assert runtime.last_error == ""
     assert not session.is_running()
@@ -132,20 +133,34 @@ def test_bake_rebake_and_revert(session, tmp_path):
 
 
 def test_preview_operator_in_background_mode(session, tmp_path):
-    plane = make_scene(tmp_path)
-    plane.stillmotion.preview_size = 32
+    """Bake button, Preview, in background mode: non-ASCII names, EXR frames, a warning."""
+    from bl_ext.user_default.stillmotion.scene import strokes
+
+    plane = make_scene(tmp_path / "Prøject", name="Ölgemälde 日本.png")
+    assert plane.name == "Ölgemälde 日本"
+    settings = plane.stillmotion
+    settings.preview_size = 32
+    settings.output_format = "EXR"
+    off_plane = [pixel_to_world(plane, (-200.0, -200.0)), pixel_to_world(plane, (-150.0, -200.0))]
+    strokes.add_stroke(settings.strokes, "Pokes", off_plane)
     bpy.context.view_layer.objects.active = plane
     assert bpy.ops.stillmotion.bake(preview=True) == {"FINISHED"}  # runs synchronously
 
+    runtime = bpy.context.window_manager.stillmotion
+    assert "1 stroke outside the plane was ignored" in runtime.last_warning
     node = image_node(plane)
-    preview = tmp_path / "stillmotion" / plane.name / "preview_001"
+    preview = tmp_path / "Prøject" / "stillmotion" / plane.name / "preview_001"
     frames = sorted(preview.iterdir())
-    assert [p.name for p in frames] == [f"frame_{i:04d}.png" for i in range(1, FRAMES + 1)]
+    assert [p.name for p in frames] == [f"frame_{i:04d}.exr" for i in range(1, FRAMES + 1)]
     probe = bpy.data.images.load(str(frames[0]), check_existing=False)
     assert tuple(probe.size) == (32, 24)  # the longer side scaled to Preview Size
+    linear_default = probe.colorspace_settings.name  # what Blender gives a float file
     bpy.data.images.remove(probe)
-    assert node.image.source == "SEQUENCE" and node.image_user.frame_duration == FRAMES
-    assert plane.stillmotion.take == 0  # a preview is not a take
+    image = node.image
+    assert image.source == "SEQUENCE" and node.image_user.frame_duration == FRAMES
+    assert image.colorspace_settings.name == linear_default != "Non-Color"
+    assert image.colorspace_settings.name != settings.original_image.colorspace_settings.name
+    assert settings.take == 0  # a preview is not a take
     assert not (preview.parent / "take_001").exists()
 
 

@@ -110,13 +110,14 @@ def test_modal_escape_cancels(modules, tmp_path):
     still = image_node(plane).image
     use_engine(tmp_path, HANGING_ENGINE)
     op = start_modal(modules, plane)
+    process = op._session.process
     assert op.modal(bpy.context, event("TIMER")) == {"PASS_THROUGH"}
     assert op.modal(bpy.context, event("ESC", "RELEASE")) == {"PASS_THROUGH"}
     started = time.monotonic()
     assert op.modal(bpy.context, event("ESC", "PRESS")) == {"CANCELLED"}
     assert time.monotonic() - started < 5
     assert op.reports[-1] == ("WARNING", modules.session.CANCELLED_MESSAGE)
-    assert op._session.process.returncode is not None
+    assert process.returncode is not None and op._session is None
     runtime = bpy.context.window_manager.stillmotion
     assert not runtime.running and runtime.last_error == modules.session.CANCELLED_MESSAGE
     assert image_node(plane).image == still
