@@ -23,9 +23,11 @@ PLANNED_ENGINES = ("poke", "dyntex")
 FORMATS = {"PNG8": ".png", "PNG16": ".png", "EXR": ".exr"}
 EASINGS = ("ease_in_out", "linear")
 DEVICES = ("auto", "cpu", "cuda")
-# A poke shorter than this moves nothing visible; for the warp engine it is a mistake (a click
-# without a drag), so it is refused rather than silently ignored.
+# A poke shorter than this moves nothing visible (half a pixel, or 1 % of the longer side of a
+# tiny still); for the warp engine it is a mistake (a click without a drag), so it is refused
+# rather than silently ignored. The poke engine will read such pokes as "hold still here".
 MIN_POKE_LENGTH = 0.5
+MIN_POKE_SHARE = 0.01
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ def parse_job(data: object, folder: Path) -> Job:
         version=version, engine=engine, image=image, output=output, frames=frames, fps=fps,
         seed=_optional(data, "seed", int, 0), loop=_optional(data, "loop", bool, False),
         easing=easing, format=fmt, max_size=max_size, device=device,
-        pokes=tuple(_poke(p, i, engine) for i, p in enumerate(_optional(data, "pokes", list, []), 1)),
+        pokes=tuple(_poke(p, i) for i, p in enumerate(_optional(data, "pokes", list, []), 1)),
         masks=tuple(_mask(m, i, folder) for i, m in enumerate(_optional(data, "masks", list, []), 1)),
         warp=warp,
     )
@@ -165,8 +167,12 @@ def check_files(job: Job) -> None:
 
 def check_against_image(job: Job, width: int, height: int) -> None:
     """Checks that need the still's size (full resolution, before max_size)."""
+    min_length = min(MIN_POKE_LENGTH, MIN_POKE_SHARE * max(width, height))
     for index, poke in enumerate(job.pokes, 1):
         x, y = poke.start
+        if job.engine == "warp" and poke.length < min_length:
+            raise JobError(f"poke {index} has zero length (start and end at ({x:g}, {y:g})); "
+                           "drag it to give it a direction, or delete it")
         if not (0.0 <= x <= width and 0.0 <= y <= height):
             raise JobError(f"poke {index} starts outside the {width}x{height} image at "
                            f"({x:g}, {y:g}); pokes must start on the image (pixel coordinates, "
@@ -176,18 +182,14 @@ def check_against_image(job: Job, width: int, height: int) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _poke(item: object, index: int, engine: str) -> Poke:
+def _poke(item: object, index: int) -> Poke:
     where = f"poke {index}"
     if not isinstance(item, dict):
         raise JobError(f"{where} must be an object with start, end and radius")
     start = _point(item.get("start"), f"{where} start")
     end = _point(item.get("end"), f"{where} end")
     radius = _non_negative(item, "radius", f"{where} radius")
-    poke = Poke(start=start, end=end, radius=radius)
-    if engine == "warp" and poke.length < MIN_POKE_LENGTH:
-        raise JobError(f"{where} has zero length (start and end at ({start[0]:g}, {start[1]:g})); "
-                       "drag it to give it a direction, or delete it")
-    return poke
+    return Poke(start=start, end=end, radius=radius)
 
 
 def _point(value: object, where: str) -> tuple[float, float]:

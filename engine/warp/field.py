@@ -36,12 +36,16 @@ import cv2
 import numpy as np
 import torch
 
-from engine.render import sample
+from engine.render import FlowPatch, sample
 
 CORE = 0.25  # fraction of the radius that moves rigidly with the brush
-NODES_PER_RADIUS = 8  # flow grid spacing = radius / this (finer is pointless, coarser blurs)
+# Flow grid spacing: radius / (NODES_PER_RADIUS * (1 + length / radius)). A drag pushes the
+# content ahead of it into the fall-off band in front of the brush; the longer the drag, the
+# thinner that band, and the grid must resolve it or the upsampled map rings (duplicated content).
+NODES_PER_RADIUS = 8
 STEP_PER_RADIUS = 1 / 8  # RK4 step: the brush moves at most this fraction of its radius
-MAX_GRID = 4096  # flow grid size cap per side (memory), reached only by tiny radii on huge stills
+PIN_GRID = 1024  # longer side of the copy of the pin map the velocity samples (the renderer
+#                  applies the full-resolution one exactly)
 
 
 @dataclass(frozen=True)
@@ -60,21 +64,23 @@ def bell(q: torch.Tensor) -> torch.Tensor:
 
 
 def grid_size(width: int, height: int, drags: list[Drag]) -> tuple[int, int]:
-    """(rows, columns) of the flow grid: NODES_PER_RADIUS nodes across the smallest radius."""
+    """(rows, columns) of the flow grid over the whole image (only the part the pokes reach is
+    ever computed or stored): fine enough for the smallest radius and the longest drag."""
     if not drags:
         return (1, 1)
-    spacing = max(1.0, min(d.radius for d in drags) / NODES_PER_RADIUS)
-    columns = min(width, MAX_GRID, max(1, math.ceil(width / spacing)))
-    rows = min(height, MAX_GRID, max(1, math.ceil(height / spacing)))
-    return rows, columns
+    spacing = min(d.radius / (NODES_PER_RADIUS * (1 + math.hypot(*d.vector) / d.radius))
+                  for d in drags)
+    spacing = max(1.0, spacing)  # finer than the pixels is pointless
+    return (min(height, math.ceil(height / spacing)), min(width, math.ceil(width / spacing)))
 
 
 class DragField:
     """The velocity field above, and backward flows from it on a coarse grid.
 
-    `pin` is an optional H x W map in [0, 1] at the working resolution; the field keeps an
-    area-averaged copy at grid resolution and samples it bilinearly. Computation is in float64 on the CPU: a few thousand nodes, and the result must
-    land within a fraction of a pixel after dozens of integration steps.
+    `pin` is an optional H x W map in [0, 1] at the working resolution; the field keeps a small
+    area-averaged copy and samples it bilinearly. Computation is in float64 on the CPU: a few
+    thousand nodes, and the result must land within a fraction of a pixel after dozens of
+    integration steps.
     """
 
     def __init__(self, drags: list[Drag], width: int, height: int,
@@ -88,7 +94,9 @@ class DragField:
         self.radii = torch.tensor([d.radius for d in self.drags], dtype=torch.float64)
         self.pin = None
         if pin is not None:
-            rows, columns = self.grid
+            factor = min(1.0, PIN_GRID / max(pin.shape))
+            rows = max(1, round(pin.shape[0] * factor))
+            columns = max(1, round(pin.shape[1] * factor))
             small = cv2.resize(np.asarray(pin, np.float32), (columns, rows),
                                interpolation=cv2.INTER_AREA).reshape(rows, columns)
             self.pin = torch.from_numpy(small.astype(np.float64))[None]
@@ -125,21 +133,36 @@ class DragField:
             t += h
         return p
 
-    def flow(self, tau: float) -> torch.Tensor:
-        """Backward flow at time tau on the grid: [2, rows, columns] float32 in *grid* pixels
-        (engine/render.py's convention for low-resolution flows)."""
+    def flow(self, tau: float) -> FlowPatch:
+        """Backward flow at time tau on the grid, in *grid* pixels (engine/render.py's
+        convention for low-resolution flows), computed and stored only on the part of the grid
+        the brushes can reach; zero elsewhere."""
         rows, columns = self.grid
-        out = torch.zeros(2, rows, columns, dtype=torch.float64)
-        if tau == 0 or not self.drags:
-            return out.float()
+        (r0, r1), (c0, c1) = self._reach_box(tau)
+        if tau == 0 or not self.drags or r0 >= r1 or c0 >= c1:
+            return FlowPatch(torch.zeros(2, 1, 1), self.grid)
         cell = torch.tensor([self.width / columns, self.height / rows], dtype=torch.float64)
-        ys, xs = torch.meshgrid(torch.arange(rows, dtype=torch.float64),
-                                torch.arange(columns, dtype=torch.float64), indexing="ij")
+        ys, xs = torch.meshgrid(torch.arange(r0, r1, dtype=torch.float64),
+                                torch.arange(c0, c1, dtype=torch.float64), indexing="ij")
         nodes = (torch.stack([xs, ys], dim=-1) + 0.5) * cell  # [rows, columns, 2] in pixels
         reached = self._reachable(nodes, tau)
         points = nodes[reached]
-        out[:, reached] = ((points - self.sources(points, tau)) / cell).T
-        return out.float()
+        values = torch.zeros(2, r1 - r0, c1 - c0, dtype=torch.float64)
+        values[:, reached] = ((points - self.sources(points, tau)) / cell).T
+        return FlowPatch(values.float(), self.grid, (r0, c0))
+
+    def _reach_box(self, tau: float) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Grid rows and columns (start, stop) of the box around every brush path up to tau."""
+        rows, columns = self.grid
+        ends = self.starts + tau * self.vectors
+        low = torch.minimum(self.starts, ends) - self.radii[:, None]
+        high = torch.maximum(self.starts, ends) + self.radii[:, None]
+        x0, y0 = low.min(dim=0).values.tolist()
+        x1, y1 = high.max(dim=0).values.tolist()
+        cw, ch = self.width / columns, self.height / rows
+        c0, c1 = max(0, math.floor(x0 / cw - 0.5)), min(columns, math.ceil(x1 / cw + 0.5))
+        r0, r1 = max(0, math.floor(y0 / ch - 0.5)), min(rows, math.ceil(y1 / ch + 0.5))
+        return (r0, r1), (c0, c1)
 
     def _reachable(self, nodes: torch.Tensor, tau: float) -> torch.Tensor:
         """Nodes within a radius of some brush path start_i -> c_i(tau): the field is zero
