@@ -78,7 +78,9 @@ def _transform(m4: np.ndarray, points: np.ndarray) -> np.ndarray:
 def _matrix_world(obj):
     """obj's world matrix as the depsgraph last evaluated it; right after a script moved an
     object, obj.matrix_world is stale until the view layer updates, so update it first."""
-    bpy.context.view_layer.update()
+    view_layer = getattr(bpy.context, "view_layer", None)
+    if view_layer is not None:
+        view_layer.update()
     return obj.matrix_world.copy()
 
 
@@ -336,30 +338,32 @@ def _gp_material(name, color, fill):
 
 def _plane_frame(plane):
     """(origin, x axis, normal, size) of the plane in world space: the centre of its mesh
-    bounds, its local X direction flattened onto the surface, its mean face normal, and its
-    largest world dimension."""
+    bounds, its local X direction flattened onto the surface, its area-weighted mean face
+    normal, and its largest world dimension."""
     mw = _matrix(_matrix_world(plane))
     mesh = plane.data
-    n = len(mesh.vertices)
-    co = np.empty(n * 3, np.float32)
+    mesh.calc_loop_triangles()
+    n_v, n_t = len(mesh.vertices), len(mesh.loop_triangles)
+    if n_t == 0:
+        raise StillMotionError(f"'{plane.name}' has no faces to draw on: select the image plane")
+    co = np.empty(n_v * 3, np.float32)
     mesh.vertices.foreach_get("co", co)
-    world = _transform(mw, co.reshape(n, 3).astype(np.float64))
-    lo, hi = world.min(axis=0), world.max(axis=0)
-    center = (lo + hi) / 2
-    normal = np.zeros(3)
-    for poly in mesh.polygons:
-        # Area-weighted world normal, from the world-space polygon (handles any scale).
-        idx = list(poly.vertices)
-        p = world[idx]
-        normal += np.cross(p[1:-1] - p[0], p[2:] - p[0]).sum(axis=0) / 2
+    world = _transform(mw, co.reshape(n_v, 3).astype(np.float64))
+    tris = np.empty(n_t * 3, np.int32)
+    mesh.loop_triangles.foreach_get("vertices", tris)
+    t = world[tris.reshape(n_t, 3)]
+    # Summing world-space triangle cross products weighs each face by its world area.
+    normal = np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]).sum(axis=0)
     length = np.linalg.norm(normal)
-    normal = normal / length if length > 0 else mw[:3, 2] / max(np.linalg.norm(mw[:3, 2]), 1e-12)
+    z_axis = mw[:3, 2] / max(np.linalg.norm(mw[:3, 2]), 1e-12)
+    normal = normal / length if length > 1e-12 else z_axis
     x_axis = mw[:3, 0] - normal * np.dot(mw[:3, 0], normal)
     if np.linalg.norm(x_axis) < 1e-9:
         x_axis = np.cross(mw[:3, 1], normal)
     x_axis = x_axis / np.linalg.norm(x_axis)
+    lo, hi = world.min(axis=0), world.max(axis=0)
     size = float(np.max(hi - lo)) or 1.0
-    return center, x_axis, normal, size
+    return (lo + hi) / 2, x_axis, normal, size
 
 
 def _placement_matrix(plane):
