@@ -41,7 +41,10 @@ class STILLMOTION_OT_add_strokes(bpy.types.Operator):
         context.view_layer.objects.active = gp_obj
         # In a 3D view, go straight to drawing; scripts and background runs stay in Object Mode.
         if context.area is not None and context.area.type == "VIEW_3D":
-            bpy.ops.object.mode_set(mode=_DRAW_MODES[gp_obj.type])
+            try:
+                bpy.ops.object.mode_set(mode=_DRAW_MODES[gp_obj.type])
+            except RuntimeError:
+                pass  # the object is there; the artist can still pick Draw Mode by hand
         self.report({"INFO"}, "Draw pokes on the Pokes layer and closed masks on the Masks layer")
         return {"FINISHED"}
 

@@ -91,7 +91,7 @@ def _pokes(raw, projector, size, falloff, warnings):
         radius = 0.0
         if falloff <= 0:
             width = 2.0 * float(np.mean(stroke.radii)) * float(projector.pixels_per_unit(tris[:1])[0])
-            radius = max(1.0, width) if math.isfinite(width) else 0.0
+            radius = round(max(1.0, width), 3) if math.isfinite(width) else 0.0
         pokes.append({
             "start": [float(pixels[0, 0]), float(pixels[0, 1])],
             "end": [float(pixels[1, 0]), float(pixels[1, 1])],
