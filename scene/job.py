@@ -90,7 +90,8 @@ def _pokes(raw, projector, size, falloff, warnings):
                 "from the spot that should move to where it should go")
         radius = 0.0
         if falloff <= 0:
-            width = 2.0 * float(np.mean(stroke.radii)) * float(projector.pixels_per_unit(tris[:1])[0])
+            scale = float(projector.pixels_per_unit(tris[:1])[0])
+            width = 2.0 * float(np.mean(stroke.radii)) * scale
             radius = round(max(1.0, width), 3) if math.isfinite(width) else 0.0
         pokes.append({
             "start": [float(pixels[0, 0]), float(pixels[0, 1])],
