@@ -132,8 +132,10 @@ def warp_frame(still: torch.Tensor, flow: torch.Tensor, mode: str = DEFAULT_MODE
     channels, height, width = still.shape
     has_alpha = channels == 4 if has_alpha is None else has_alpha
     x, y = pixel_centres(height, width, still.device)
-    warped = _resample(still, x - flow[0], y - flow[1], mode, has_alpha,
-                       still.amin(dim=(1, 2)))
+    low = still.amin(dim=(1, 2))
+    if has_alpha:
+        low[3] = 0.0
+    warped = _resample(still, x - flow[0], y - flow[1], mode, has_alpha, low)
     moving = (flow != 0).any(dim=0)
     return torch.where(moving[None], warped, still)
 
@@ -170,13 +172,12 @@ class FrameRenderer:
         self.mode = mode
         self.gate = gate
         self._scale = frames.MAX_VALUE.get(still.dtype)  # None for float stills
-        # Float stills (EXR, HDR) are not clipped to [0, 1], so keep bicubic undershoot from
-        # making values the still never had (negative light); integer samples clip anyway.
-        self._low = None
-        if self._scale is None:
-            self._low = torch.from_numpy(still.min(axis=(0, 1))).to(self.device)
-            if self.channels == 4:
-                self._low[3] = 0.0
+        # Bicubic undershoots next to sharp edges; no sample goes below the still's own minimum
+        # (for float stills that would be negative light).
+        low = still.reshape(-1, self.channels).min(axis=0).astype(np.float32)
+        self._low = torch.from_numpy(low / (self._scale or 1.0)).to(self.device)
+        if self.channels == 4:
+            self._low[3] = 0.0
         self.band_rows = max(1, min(self.height, BAND_PIXELS // max(1, self.width)))
 
     def render(self, flow: torch.Tensor | FlowPatch) -> np.ndarray:

@@ -58,13 +58,13 @@ def save(path: Path, pixels: np.ndarray, fmt: str = "PNG8") -> Path:
     return path
 
 
-def write_job(folder: Path, still: np.ndarray | None = None, masks=(), **fields) -> Path:
+def write_job(folder: Path, still: np.ndarray | None = None, mask_images=(), **fields) -> Path:
     """job.json (+ still.png and masks) in folder; fields override the defaults below."""
     folder.mkdir(parents=True, exist_ok=True)
     if still is not None:
         save(folder / "still.png", still)
     mask_entries = []
-    for index, mask in enumerate(masks):
+    for index, mask in enumerate(mask_images):
         name = f"mask_{index:03d}.png"
         save(folder / name, mask[:, :, None] if mask.ndim == 2 else mask)
         mask_entries.append({"path": name, "label": "static"})
