@@ -428,6 +428,8 @@ def ensure_strokes_object(context, plane):
         # Keep the placement while following the plane from now on.
         gp_obj.matrix_parent_inverse = _matrix_world(plane).inverted_safe()
         settings.strokes = gp_obj
+        # Guides, not artwork: the strokes must never show up in the final render.
+        gp_obj.hide_render = True
     collections = plane.users_collection or (context.scene.collection,)
     if not any(gp_obj.name in c.objects for c in collections):
         collections[0].objects.link(gp_obj)

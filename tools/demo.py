@@ -19,8 +19,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 # Blender reads its user folder once at start-up; keep the artist's real one out of the demo.
 os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="stillmotion-demo-")
 
+import bpy  # noqa: E402  (first: it puts Blender's own modules on sys.path)
 import addon_utils  # noqa: E402
-import bpy  # noqa: E402
 
 ADDON = "bl_ext.user_default.stillmotion"
 FRAMES = 24

@@ -68,6 +68,7 @@ def test_strokes_object_per_version(st, plane):
     assert gp_obj.parent == plane
     assert set(gp_obj.users_collection) == set(plane.users_collection)
     assert gp_obj.show_in_front
+    assert gp_obj.hide_render, "guide strokes must not appear in the final render"
     colors = {m.name: tuple(m.grease_pencil.color) for m in gp_obj.data.materials}
     assert colors["StillMotion Poke"][:3] == pytest.approx((1.0, 0.42, 0.0))
     assert colors["StillMotion Mask"][:3] == pytest.approx((0.0, 0.85, 1.0))
