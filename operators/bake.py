@@ -18,9 +18,10 @@ TIMER_STEP = 0.1
 
 
 def _plane_poll(cls, context):
-    plane = bake_session.plane_for(context)
-    if plane is None:
-        cls.poll_message_set("Select an image plane (a mesh with an image texture)")
+    from ..scene.plane import has_image
+
+    if not has_image(bake_session.plane_for(context)):
+        cls.poll_message_set("Select an image plane: a mesh whose material shows an image")
         return False
     return True
 

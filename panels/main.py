@@ -115,7 +115,7 @@ class VIEW3D_PT_stillmotion(bpy.types.Panel):
     def draw_status(self, context, layout):
         runtime = context.window_manager.stillmotion
         if runtime.running:
-            text = runtime.message or "Baking"
+            text = f"{runtime.plane_name}: {runtime.message or 'baking'}"
             if HAS_PROGRESS:
                 layout.progress(factor=runtime.progress, type="BAR", text=text)
             else:
