@@ -137,5 +137,6 @@ def _bf16_probe(size: int) -> dict:
         verdict = "not used: slower and not exact"
     else:
         verdict = "not used: faster but not exact enough for 8/16-bit output"
-    return {"fp32_ms": round(timings[torch.float32], 1), "bf16_ms": round(timings[torch.bfloat16], 1),
+    return {"fp32_ms": round(timings[torch.float32], 1),
+            "bf16_ms": round(timings[torch.bfloat16], 1),
             "max_error_8bit": None if error is None else round(error, 1), "verdict": verdict}

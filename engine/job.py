@@ -147,7 +147,8 @@ def parse_job(data: object, folder: Path) -> Job:
         seed=_optional(data, "seed", int, 0), loop=_optional(data, "loop", bool, False),
         easing=easing, format=fmt, max_size=max_size, device=device,
         pokes=tuple(_poke(p, i) for i, p in enumerate(_optional(data, "pokes", list, []), 1)),
-        masks=tuple(_mask(m, i, folder) for i, m in enumerate(_optional(data, "masks", list, []), 1)),
+        masks=tuple(_mask(m, i, folder)
+                    for i, m in enumerate(_optional(data, "masks", list, []), 1)),
         warp=warp,
     )
 

@@ -74,6 +74,10 @@ def grid_size(width: int, height: int, drags: list[Drag]) -> tuple[int, int]:
     return (min(height, math.ceil(height / spacing)), min(width, math.ceil(width / spacing)))
 
 
+def _points(values: list[tuple[float, float]]) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float64).reshape(-1, 2)
+
+
 class DragField:
     """The velocity field above, and backward flows from it on a coarse grid.
 
@@ -88,9 +92,8 @@ class DragField:
         self.width, self.height = width, height
         self.drags = list(drags)
         self.grid = grid or grid_size(width, height, self.drags)
-        as_tensor = lambda values: torch.tensor(values, dtype=torch.float64).reshape(-1, 2)  # noqa: E731
-        self.starts = as_tensor([d.start for d in self.drags])
-        self.vectors = as_tensor([d.vector for d in self.drags])
+        self.starts = _points([d.start for d in self.drags])
+        self.vectors = _points([d.vector for d in self.drags])
         self.radii = torch.tensor([d.radius for d in self.drags], dtype=torch.float64)
         self.pin = None
         if pin is not None:

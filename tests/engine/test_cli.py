@@ -67,7 +67,8 @@ def test_disk_full_is_a_clear_message(tmp_path, capsys, keep_sigterm, monkeypatc
     monkeypatch.setattr(frames, "write_image", full_disk)
     assert cli.main(["run", str(job)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: disk full while writing frames to {tmp_path / 'out' / 'take_001'}")
+    output = tmp_path / "out" / "take_001"
+    assert err.startswith(f"error: disk full while writing frames to {output}")
     assert "free space and bake again" in err
     assert list((tmp_path / "out").iterdir()) == []
 

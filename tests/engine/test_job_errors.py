@@ -66,7 +66,8 @@ def test_no_pokes(tmp_path, capsys, keep_sigterm):
 
 
 def test_mask_size_mismatch(tmp_path, capsys, keep_sigterm):
-    job = write_job(tmp_path, texture(32, 32), mask_images=[np.zeros((16, 32), np.uint8)], pokes=[POKE])
+    job = write_job(tmp_path, texture(32, 32), mask_images=[np.zeros((16, 32), np.uint8)],
+                    pokes=[POKE])
     assert_refused(*run_in_process(job, capsys), "mask 1", "32x16", "32x32")
 
 

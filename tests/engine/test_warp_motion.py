@@ -81,7 +81,8 @@ def test_static_mask_pins_pixels_exactly(tmp_path):
     still = texture(128, 128, seed=5)
     mask = np.zeros((128, 128), np.uint8)
     mask[70:128, 40:100] = 255  # overlaps the poke's reach
-    job = write_job(tmp_path, still, mask_images=[mask], frames=6, warp={"falloff": 0, "feather": 6},
+    job = write_job(tmp_path, still, mask_images=[mask], frames=6,
+                    warp={"falloff": 0, "feather": 6},
                     pokes=[{"start": [64.0, 50.0], "end": [72.0, 62.0], "radius": 45.0}])
     _, images = clip_frames(job)
     inside = mask == 255
