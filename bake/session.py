@@ -202,18 +202,12 @@ class BakeSession:
         self.node_name = target.node.name
         self.loop = bool(plane.stillmotion.loop)
 
+        # The job is written first: a scene problem (no strokes, a mask that does not close)
+        # must not leave even an empty folder beside the artist's .blend.
         root = paths.bakes_root(plane.name)
-        try:
-            paths.ensure_folder(root)
-        except OSError as exc:
-            raise StillMotionError(
-                f"Cannot create the bake folder {paths.display_path(root)} "
-                f"({exc.strerror or exc}): save the .blend in a folder you can write to, "
-                "or free some disk space") from None
         prefix = paths.PREVIEW_PREFIX if preview else paths.TAKE_PREFIX
         self.number, output = paths.next_take(root, prefix)
         self.output_dir = output
-
         try:
             self.job_dir = paths.new_job_dir(plane.name)
             plan = scene_job.write_job(plane, self.job_dir, output, preview=preview,
@@ -222,6 +216,13 @@ class BakeSession:
             raise StillMotionError(
                 f"Cannot write the job folder ({exc.strerror or exc}): free some disk space "
                 "in your user folder and bake again") from None
+        try:
+            paths.ensure_folder(root)
+        except OSError as exc:
+            raise StillMotionError(
+                f"Cannot create the bake folder {paths.display_path(root)} "
+                f"({exc.strerror or exc}): save the .blend in a folder you can write to, "
+                "or free some disk space") from None
         self.warnings = list(plan.warnings or [])
         self.frames_planned = int(plan.job.get("frames", plane.stillmotion.frames))
         try:

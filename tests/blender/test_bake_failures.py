@@ -215,6 +215,14 @@ def test_bad_scene_input_changes_nothing(bake, tmp_path):
         bake.session.run_sync(bpy.context, plane)
     assert_unchanged(bake, plane, before, "The picture file of")
 
+    # On a first bake a scene problem leaves no trace beside the .blend either.
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    plane = make_scene(tmp_path / "fresh")
+    plane.stillmotion.strokes = None
+    with pytest.raises(bake.Error, match="There are no strokes yet"):
+        bake.session.run_sync(bpy.context, plane)
+    assert not (tmp_path / "fresh" / "stillmotion").exists()
+
     # Nothing selected: Bake is greyed out with a reason.
     bpy.context.view_layer.objects.active = None
     assert bpy.ops.stillmotion.bake.poll() is False
