@@ -203,7 +203,7 @@ class EngineProcess(ChildProcess):
                 continue
             if not isinstance(event, dict) or "stage" not in event:
                 continue
-            if event["stage"] == "error":
+            if event["stage"] in {"error", "cancelled"}:
                 self.error_event = event
             elif event["stage"] == "done":
                 self.done_event = event
@@ -226,6 +226,9 @@ class EngineProcess(ChildProcess):
         missing = _missing_module([event_message, *tail])
         if missing:
             return missing_module_message(self.python, missing)
+        if (self.error_event or {}).get("stage") == "cancelled":
+            # Stopped by a signal we did not send (system shutdown, out-of-memory killer).
+            return "The engine was stopped from outside before it finished: bake again"
         if event_message:
             return f"Engine: {event_message}"
         if any("No module named engine" in line for line in tail):

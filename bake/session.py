@@ -257,8 +257,7 @@ class BakeSession:
         stage = str(event.get("stage", ""))
         done, total = event.get("done"), event.get("total")
         kind = "Preview" if self.preview else "Take"
-        if stage == "error":
-            runtime.message = f"{kind} {self.number}: engine error"
+        if stage in {"error", "cancelled"}:  # the exit status tells; finish() reports it
             return
         if stage == "warning":  # something to know that does not stop the bake
             text = str(event.get("message", "")).strip()

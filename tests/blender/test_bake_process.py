@@ -96,6 +96,17 @@ exit 1
     assert proc.error_message() == "Engine exited with status 1: ZeroDivisionError: division by zero"
 
 
+def test_stopped_from_outside(process_module, tmp_path):
+    python = fake_python(tmp_path, """
+echo '{"stage": "cancelled", "message": "stopped on request; nothing was written"}'
+exit 143
+""")
+    proc = process_module.EngineProcess.run_job(python, tmp_path / "job.json")
+    wait_finished(proc)
+    assert proc.error_message() == ("The engine was stopped from outside before it finished: "
+                                    "bake again")
+
+
 def test_silent_death_names_the_signal(process_module, tmp_path):
     python = fake_python(tmp_path, "kill -9 $$\n")
     proc = process_module.EngineProcess.run_job(python, tmp_path / "job.json")
