@@ -7,6 +7,7 @@ throw-away user extensions folder and enabled as ``bl_ext.user_default.stillmoti
 
 import os
 import pathlib
+import shutil
 import sys
 import tempfile
 
@@ -93,6 +94,9 @@ def pytest_unconfigure(config):
     PointerProperty with a poll callback was registered (properties.py's `strokes`), even after
     unregistering it: `make test` would fail after every test passed. There, skip the shutdown
     and exit with pytest's own status; 4.3 and later shut down cleanly."""
+    # The throw-away user folder holds a link to the repository: rmtree unlinks links, it
+    # never follows them.
+    shutil.rmtree(_USER_RESOURCES, ignore_errors=True)
     if bpy.app.version < (4, 3, 0):
         sys.stdout.flush()
         sys.stderr.flush()
