@@ -304,6 +304,11 @@ class BakeSession:
         except StillMotionError as exc:
             if self.output_dir is not None:
                 paths.remove_partial_leftovers(self.output_dir)
+                if self.state == CANCELLED and self.process is not None and self.process.returncode == 0:
+                    # Cancel landed after the engine had renamed the finished take into place:
+                    # the folder is this bake's own new one (never an earlier take), and a
+                    # cancelled bake must leave no take behind.
+                    shutil.rmtree(self.output_dir, ignore_errors=True)
             runtime.stage = "cancelled" if self.state == CANCELLED else "failed"
             runtime.progress = 0.0
             runtime.message = ""

@@ -115,6 +115,20 @@ def test_cancel_button_mid_bake(bake, tmp_path):
     assert bpy.ops.stillmotion.bake.poll() is True
 
 
+def test_cancel_after_the_engine_finished_leaves_no_take(bake, tmp_path):
+    """Cancel pressed between the engine's rename into place and the next poll."""
+    plane = with_previous_take(bake, tmp_path)
+    before = snapshot(bake, plane)
+    session = bake.session.BakeSession()
+    session.start(bpy.context, plane)
+    session.process.wait(120)
+    assert session.process.returncode == 0 and session.output_dir.is_dir()
+    session.cancel()
+    with pytest.raises(bake.Error, match="cancelled"):
+        session.finish(bpy.context)
+    assert_unchanged(bake, plane, before, "Bake cancelled")
+
+
 def test_engine_killed_mid_bake(bake, tmp_path):
     plane = with_previous_take(bake, tmp_path, **HEAVY)
     before = snapshot(bake, plane)
