@@ -75,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--frames", type=int, default=48)
     bench.add_argument("--repeat", type=int, default=3, help="runs; the median is reported")
     bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    bench.add_argument("--threads", type=int, default=0,
+                       help="torch CPU threads (default: torch's choice, one per core)")
     bench.set_defaults(command=_bench)
     return parser
 
@@ -128,6 +130,9 @@ def _preview(args, progress: Progress) -> int:
 def _bench(args, progress: Progress) -> int:
     from engine.bench import bench_warp
 
+    if args.threads > 0:
+        import torch
+        torch.set_num_threads(args.threads)
     bench_warp(size=args.size, frames_count=args.frames, repeat=args.repeat, device=args.device)
     return 0
 

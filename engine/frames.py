@@ -56,10 +56,13 @@ def read_mask(path: str | os.PathLike, width: int, height: int, name: str = "mas
         raise JobError(f"{name} {path} is {pixels.shape[1]}x{pixels.shape[0]} but the still is "
                        f"{width}x{height}; masks must be drawn at the still's resolution "
                        "(re-export the job)")
-    values = to_float(pixels)
     # Single-channel is the contract; for a colour mask use its brightness, ignore alpha.
-    grey = values[:, :, 0] if values.shape[2] == 1 else values[:, :, :3].mean(axis=2)
-    return np.clip(grey, 0.0, 1.0)
+    if pixels.shape[2] == 1:
+        values = pixels[:, :, 0].astype(np.float32)
+    else:
+        values = pixels[:, :, :3].mean(axis=2, dtype=np.float32)
+    values *= np.float32(1.0 / MAX_VALUE.get(pixels.dtype, 1.0))
+    return np.clip(values, 0.0, 1.0, out=values)
 
 
 def _decode_exr(data: np.ndarray, path: Path) -> np.ndarray:
@@ -76,10 +79,11 @@ def _decode_exr(data: np.ndarray, path: Path) -> np.ndarray:
 def _from_opencv(pixels: np.ndarray) -> np.ndarray:
     if pixels.ndim == 2:
         return pixels[:, :, None]
+    # In place: an 8K still is hundreds of MB.
     if pixels.shape[2] == 3:
-        return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+        return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB, dst=pixels)
     if pixels.shape[2] == 4:
-        return cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGBA)
+        return cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGBA, dst=pixels)
     return pixels
 
 

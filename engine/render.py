@@ -189,8 +189,13 @@ class FrameRenderer:
         nonzero = (patch.values != 0).any(dim=0)
         if not bool(nonzero.any()):
             return out  # nothing moves: the still itself, bit for bit
-        for r0 in range(0, self.height, self.band_rows):
-            r1 = min(self.height, r0 + self.band_rows)
+        # Full-resolution rows the patch can reach (interpolation taps included).
+        (low_h, _), (i0, _) = patch.grid, patch.origin
+        first = max(0, int(np.floor((i0 - SUPPORT) * self.height / low_h)))
+        last = min(self.height, int(np.ceil((i0 + nonzero.shape[0] + SUPPORT) * self.height
+                                            / low_h)))
+        for r0 in range(first, last, self.band_rows):
+            r1 = min(last, r0 + self.band_rows)
             columns = self._moving_columns(nonzero, patch, r0, r1)
             if columns is not None:
                 self._render_region(patch, out, (r0, r1), columns)
@@ -230,10 +235,11 @@ class FrameRenderer:
         x, y = pixel_centres(self.height, self.width, self.device, (r0, r1), (c0, c1))
         src_x, src_y = x - full[0], y - full[1]
         # The part of the still these samples can reach (bicubic taps included).
-        wr0 = max(0, int(torch.floor(src_y.min())) - SUPPORT)
-        wr1 = min(self.height, int(torch.floor(src_y.max())) + SUPPORT + 1)
-        wc0 = max(0, int(torch.floor(src_x.min())) - SUPPORT)
-        wc1 = min(self.width, int(torch.floor(src_x.max())) + SUPPORT + 1)
+        (y_min, y_max), (x_min, x_max) = torch.aminmax(src_y), torch.aminmax(src_x)
+        wr0 = max(0, int(np.floor(float(y_min))) - SUPPORT)
+        wr1 = min(self.height, int(np.floor(float(y_max))) + SUPPORT + 1)
+        wc0 = max(0, int(np.floor(float(x_min))) - SUPPORT)
+        wc1 = min(self.width, int(np.floor(float(x_max))) + SUPPORT + 1)
         window = torch.from_numpy(self.still[wr0:wr1, wc0:wc1]).to(self.device)
         window = window.permute(2, 0, 1).float()
         if self._scale is not None:

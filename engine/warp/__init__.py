@@ -70,6 +70,7 @@ def prepare(job: Job, device: torch.device, progress: Progress) -> WarpClip:
             continue
         static.append(_resize_mask(values, work_w, work_h))
     pin = pin_map(static, job.warp.feather * scale)
+    del static
 
     falloff = job.warp.falloff or DEFAULT_FALLOFF * min(width, height)
     drags = [Drag(start=(p.start[0] * sx, p.start[1] * sy),
@@ -77,7 +78,10 @@ def prepare(job: Job, device: torch.device, progress: Progress) -> WarpClip:
                   radius=max((p.radius or falloff) * scale, 0.5))
              for p in job.pokes]
     field = DragField(drags, work_w, work_h, pin=pin)
-    gate = None if pin is None else (1.0 - pin).astype(np.float32)
+    gate = None
+    if pin is not None:  # the renderer multiplies flows by 1 - pin; reuse the memory
+        gate = np.subtract(1.0, pin, out=pin)
+        del pin
     renderer = FrameRenderer(still, device, gate=gate)
     return WarpClip(renderer, field, frame_times(job.frames, job.easing, job.loop))
 

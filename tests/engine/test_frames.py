@@ -58,6 +58,24 @@ def test_unsupported_exr_compression_is_named():
         exr.decode(bytes(data))
 
 
+def test_channels_are_rgb_in_memory(tmp_path):
+    import cv2
+    bgr = np.zeros((2, 2, 3), np.uint8)
+    bgr[..., 2] = 200  # red, as OpenCV stores it
+    cv2.imencode(".png", bgr)[1].tofile(tmp_path / "red.png")
+    assert frames.read_image(tmp_path / "red.png")[0, 0].tolist() == [200, 0, 0]
+    frames.write_image(tmp_path / "back.png", frames.read_image(tmp_path / "red.png"), "PNG8")
+    assert np.array_equal(cv2.imdecode(np.fromfile(tmp_path / "back.png", np.uint8), -1), bgr)
+
+
+def test_colour_mask_is_read_as_brightness(tmp_path):
+    mask = np.zeros((4, 4, 3), np.uint8)
+    mask[:2] = 255
+    save(tmp_path / "mask.png", mask)
+    values = frames.read_mask(tmp_path / "mask.png", 4, 4)
+    assert values.dtype == np.float32 and values[:2].min() == 1.0 and values[2:].max() == 0.0
+
+
 def test_sample_conversions_between_formats():
     eight = np.array([[[0, 128, 255]]], np.uint8)
     assert np.array_equal(frames.convert(eight, "PNG16"), eight.astype(np.uint16) * 257)
