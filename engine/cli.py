@@ -107,8 +107,8 @@ def _check(args, progress: Progress) -> int:
         report["devices"] = ["cpu"] + [f"cuda:{i} {torch.cuda.get_device_name(i)}"
                                        for i in range(torch.cuda.device_count())]
     if "cv2" not in missing:
-        import cv2
-        report["exr"] = "built-in codec" + (" + OpenCV" if cv2.haveImageReader(".exr") else "")
+        from engine.frames import opencv_has_exr
+        report["exr"] = "built-in codec" + (" + OpenCV" if opencv_has_exr() else "")
     report["ok"] = not missing
     if missing:
         pip_names = {"cv2": "opencv-python-headless"}
@@ -147,7 +147,10 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _fail(progress: Progress, message: str, debug: bool) -> None:
-    progress.emit("error", message=message)
+    try:
+        progress.emit("error", message=message)
+    except OSError:  # the reader is gone (closed pipe); stderr may still be read
+        pass
     if debug:
         traceback.print_exc(file=sys.stderr)
     print(f"error: {message}", file=sys.stderr, flush=True)

@@ -65,12 +65,21 @@ def read_mask(path: str | os.PathLike, width: int, height: int, name: str = "mas
     return np.clip(values, 0.0, 1.0, out=values)
 
 
+def opencv_has_exr() -> bool:
+    """Whether this OpenCV was built with OpenEXR (the pinned wheels are not). Read from the
+    build information: cv2.haveImageReader wants a real file and warns on stderr without one."""
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("OpenEXR:"):
+            return line.split(":", 1)[1].strip().upper() not in ("NO", "")
+    return False
+
+
 def _decode_exr(data: np.ndarray, path: Path) -> np.ndarray:
     try:
         return exr.decode(data.tobytes())
     except exr.ExrError as exc:
         # An OpenCV built with OpenEXR reads what our small codec does not (PIZ, DWA, tiled).
-        pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if cv2.haveImageReader(".exr") else None
+        pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if opencv_has_exr() else None
         if pixels is None:
             raise JobError(f"cannot read EXR {path}: {exc}") from None
         return _from_opencv(pixels)

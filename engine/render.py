@@ -31,7 +31,8 @@ DEFAULT_MODE = "bicubic"
 # Pixels per band for FrameRenderer: big enough that per-call overhead is small, small enough
 # that an 8K frame never needs more than a few hundred MB of temporaries.
 BAND_PIXELS = 2 ** 21
-# Taps a bicubic sample reaches on either side of its base pixel, plus one for safety.
+# How far (in samples) a cubic reaches on either side: bicubic image sampling and B-spline flow
+# upsampling both need 2; one more for safety.
 SUPPORT = 3
 
 
