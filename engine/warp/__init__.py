@@ -77,6 +77,13 @@ def prepare(job: Job, device: torch.device, progress: Progress) -> WarpClip:
                   vector=(p.vector[0] * sx, p.vector[1] * sy),
                   radius=max((p.radius or falloff) * scale, 0.5))
              for p in job.pokes]
+    if pin is not None:
+        for index, drag in enumerate(drags, 1):
+            column = min(work_w - 1, int(drag.start[0]))
+            row = min(work_h - 1, int(drag.start[1]))
+            if pin[row, column] >= 1.0:
+                progress.warning(f"poke {index} starts inside a static mask, so it cannot move "
+                                 "anything; move the poke or the mask")
     field = DragField(drags, work_w, work_h, pin=pin)
     gate = None
     if pin is not None:  # the renderer multiplies flows by 1 - pin; reuse the memory

@@ -104,6 +104,17 @@ def test_labels_the_warp_engine_ignores_are_warned_about(tmp_path, capsys, keep_
     assert any("'water'" in w for w in warnings)
 
 
+def test_poke_inside_a_static_mask_is_warned_about(tmp_path, capsys, keep_sigterm):
+    mask = np.zeros((32, 32), np.uint8)
+    mask[:16, :16] = 255
+    job = write_job(tmp_path, texture(32, 32), mask_images=[mask], pokes=[POKE])
+    status, out, _ = run_in_process(job, capsys)
+    assert status == 0
+    warnings = [line["message"] for line in json_lines(out) if line["stage"] == "warning"]
+    assert warnings == ["poke 1 starts inside a static mask, so it cannot move anything; move "
+                        "the poke or the mask"]
+
+
 def test_bad_input_through_the_command_line(tmp_path):
     """The real process: exit status 2, the error on stdout as JSON and on stderr as one line."""
     job = write_job(tmp_path, texture(32, 32), version=3, pokes=[POKE])
