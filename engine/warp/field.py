@@ -11,7 +11,8 @@ and the content moves with the velocity field
 
 - The bell is 1 on a core (a quarter of the radius) and falls smoothly (C2) to exactly 0 at the
   radius: the part under the brush is carried rigidly, and beyond the radius of every path the
-  still is untouched, bit for bit. (A Gaussian never reaches zero; truncating one leaves a seam.)
+  still is untouched. (A Gaussian never reaches zero, and truncating one leaves a seam; this
+  bell is Gaussian-like in shape with compact support.)
 - The point under start_i moves with the brush centre (u = vector_i there), so at tau = 1 it is
   exactly at end_i, unless another poke or a mask overlaps it.
 - The motion is the flow of a smooth velocity field, so it is invertible for any drag length:
@@ -23,8 +24,9 @@ and the content moves with the velocity field
 
 Rendering is a backward warp (engine/render.py), so each frame needs, for every output pixel x,
 the point of the still that arrived there: integrate the field backward from (x, tau) to 0 (RK4).
-The field is smooth on the scale of the radius, so this runs on a coarse grid (a few nodes per
-radius, and only on nodes a brush can reach), then the renderer upsamples it.
+The field is smooth on the scale of the radius, so this runs on a coarse grid (NODES_PER_RADIUS
+nodes per radius, more for long drags, and only on nodes a brush can reach: a FlowPatch), which
+the renderer upsamples with non-overshooting B-spline weights.
 """
 
 from __future__ import annotations
