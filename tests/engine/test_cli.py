@@ -146,3 +146,24 @@ def test_no_bpy_anywhere_in_the_engine():
         text = path.read_text(encoding="utf-8")
         assert "import bpy" not in text and "from bpy" not in text, path
 
+
+
+def test_preview_falls_back_to_gif_without_mp4(tmp_path, monkeypatch):
+    from engine import preview
+
+    class NoVideo:
+        def __init__(self, *args):
+            pass
+
+        def isOpened(self):
+            return False
+
+    monkeypatch.setattr(preview.cv2, "VideoWriter", NoVideo)
+    source = tmp_path / "frames"
+    source.mkdir()
+    for index in range(1, 4):
+        frames.write_image(source / f"frame_{index:04d}.png", texture(20, 30, seed=index), "PNG8")
+    result = preview.write_preview(source, tmp_path / "out", fps=10)
+    assert result["preview"].name == "preview.gif"
+    ok, animation = cv2.imreadanimation(str(result["preview"]))
+    assert ok and len(animation.frames) == 3
