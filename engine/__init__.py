@@ -6,10 +6,4 @@ Modules import torch lazily where they can, so `python -m engine check` can repo
 torch instead of crashing on import.
 """
 
-import os
-
-# Must be set before cv2 is first imported: lets an OpenCV build that has OpenEXR read the EXR
-# variants our own codec (engine/exr.py) does not. Harmless on builds without it.
-os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
-
 __version__ = "0.1.0"

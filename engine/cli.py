@@ -106,9 +106,11 @@ def _check(args, progress: Progress) -> int:
         report["cuda"] = torch.cuda.is_available()
         report["devices"] = ["cpu"] + [f"cuda:{i} {torch.cuda.get_device_name(i)}"
                                        for i in range(torch.cuda.device_count())]
-    if "cv2" not in missing:
-        from engine.frames import opencv_has_exr
-        report["exr"] = "built-in codec" + (" + OpenCV" if opencv_has_exr() else "")
+    try:  # only the EXR output format needs it, so its absence is reported, not fatal
+        import OpenEXR
+        report["openexr"] = OpenEXR.__version__
+    except ImportError:
+        report["openexr"] = None
     report["ok"] = not missing
     if missing:
         pip_names = {"cv2": "opencv-python-headless"}

@@ -39,7 +39,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     except OSError as exc:
         raise JobError(f"cannot read image {path}: {exc.strerror or exc}") from None
     if data[:4].tobytes() == exr.MAGIC:
-        pixels = _decode_exr(data, path)
+        try:
+            pixels = exr.read(path)
+        except exr.ExrError as exc:
+            raise JobError(f"cannot read EXR {path}: {exc}") from None
     else:
         pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
         if pixels is None:
@@ -63,26 +66,6 @@ def read_mask(path: str | os.PathLike, width: int, height: int, name: str = "mas
         values = pixels[:, :, :3].mean(axis=2, dtype=np.float32)
     values *= np.float32(1.0 / MAX_VALUE.get(pixels.dtype, 1.0))
     return np.clip(values, 0.0, 1.0, out=values)
-
-
-def opencv_has_exr() -> bool:
-    """Whether this OpenCV was built with OpenEXR (the pinned wheels are not). Read from the
-    build information: cv2.haveImageReader wants a real file and warns on stderr without one."""
-    for line in cv2.getBuildInformation().splitlines():
-        if line.strip().startswith("OpenEXR:"):
-            return line.split(":", 1)[1].strip().upper() not in ("NO", "")
-    return False
-
-
-def _decode_exr(data: np.ndarray, path: Path) -> np.ndarray:
-    try:
-        return exr.decode(data.tobytes())
-    except exr.ExrError as exc:
-        # An OpenCV built with OpenEXR reads what our small codec does not (PIZ, DWA, tiled).
-        pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if opencv_has_exr() else None
-        if pixels is None:
-            raise JobError(f"cannot read EXR {path}: {exc}") from None
-        return _from_opencv(pixels)
 
 
 def _from_opencv(pixels: np.ndarray) -> np.ndarray:
@@ -202,11 +185,9 @@ def resize(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
 # Writing
 
 
-def encode(pixels: np.ndarray, fmt: str) -> bytes | np.ndarray:
-    """File contents of a frame in a bake format (see convert for the sample conversion)."""
+def encode_png(pixels: np.ndarray, fmt: str) -> np.ndarray:
+    """PNG file contents of a frame in PNG8 or PNG16 (see convert for the sample conversion)."""
     samples = convert(pixels, fmt)
-    if fmt == "EXR":
-        return exr.encode(samples)
     if samples.shape[2] == 3:
         samples = cv2.cvtColor(samples, cv2.COLOR_RGB2BGR)
     elif samples.shape[2] == 4:
@@ -220,6 +201,9 @@ def encode(pixels: np.ndarray, fmt: str) -> bytes | np.ndarray:
 def write_image(path: str | os.PathLike, pixels: np.ndarray, fmt: str) -> None:
     """Write one frame. OSError (disk full, permissions) propagates to the caller, which knows
     what the file was for."""
-    data = encode(pixels, fmt)
+    if fmt == "EXR":
+        exr.write(path, convert(pixels, fmt))
+        return
+    data = encode_png(pixels, fmt)
     with open(path, "wb") as stream:
-        stream.write(data if isinstance(data, bytes) else data.tobytes())
+        stream.write(data.tobytes())

@@ -44,7 +44,7 @@ def save(path: Path, pixels: np.ndarray, fmt: str = "PNG8") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "EXR":
         from engine import exr
-        path.write_bytes(exr.encode(pixels))
+        exr.write(path, pixels)
         return path
     import cv2
     samples = pixels
