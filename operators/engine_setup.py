@@ -176,6 +176,13 @@ class _TaskOperator:
 
     _timer = None
 
+    @classmethod
+    def poll(cls, context):
+        if _task_running():
+            cls.poll_message_set("An engine install or check is running")
+            return False
+        return True
+
     def _run(self, context, task):
         global current_task
         current_task = task.start()
@@ -240,13 +247,6 @@ class STILLMOTION_OT_install_engine(_TaskOperator, bpy.types.Operator):
     bl_label = "Install Engine"
     bl_options = {"REGISTER"}
 
-    @classmethod
-    def poll(cls, context):
-        if _task_running():
-            cls.poll_message_set("An engine install or check is running")
-            return False
-        return True
-
     def execute(self, context):
         global current_task
         problem = None
@@ -278,13 +278,6 @@ class STILLMOTION_OT_check_engine(_TaskOperator, bpy.types.Operator):
     bl_idname = "stillmotion.check_engine"
     bl_label = "Check Engine"
     bl_options = {"REGISTER"}
-
-    @classmethod
-    def poll(cls, context):
-        if _task_running():
-            cls.poll_message_set("An engine install or check is running")
-            return False
-        return True
 
     def execute(self, context):
         python = session.engine_python(context)
