@@ -8,6 +8,7 @@ stillmotion/<plane>/take_001/, preview.mp4, contact_sheet.png and two Cycles ren
 """
 
 import argparse
+import atexit
 import os
 import pathlib
 import shutil
@@ -18,6 +19,8 @@ import tempfile
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Blender reads its user folder once at start-up; keep the artist's real one out of the demo.
 os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="stillmotion-demo-")
+# It holds a link to the repository: rmtree unlinks links, it never follows them.
+atexit.register(shutil.rmtree, os.environ["BLENDER_USER_RESOURCES"], ignore_errors=True)
 
 import bpy  # noqa: E402  (first: it puts Blender's own modules on sys.path)
 import addon_utils  # noqa: E402
