@@ -8,7 +8,7 @@ DEMO_BPY := 5.0.1
 ENGINE_PY := $(CURDIR)/.venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-engine test-blender bench extension media clean
+.PHONY: demo test test-engine test-blender bench extension media media-train clean
 
 .venv/.installed: requirements/engine.txt requirements/test.txt
 	$(PYTHON) -m venv .venv
@@ -27,6 +27,10 @@ media/.fetched: tools/fetch_media.py .venv/.installed
 	touch $@
 
 media: media/.fetched
+
+# Training media (VGG-19 weights, clips, a painting): only for training shipped models.
+media-train: .venv/.installed
+	.venv/bin/python tools/fetch_media.py --set train
 
 demo: .venv/.installed .venv-bpy-$(DEMO_BPY)/.installed media/.fetched
 	.venv-bpy-$(DEMO_BPY)/bin/python tools/demo.py --engine-python $(ENGINE_PY) --out out

