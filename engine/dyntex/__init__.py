@@ -1,0 +1,1 @@
+"""Dynamic-texture engine (two-stream synthesis): MSOE dynamics network in msoe.py."""

@@ -1,0 +1,355 @@
+"""Training and evaluating MSOE (engine/dyntex/msoe.py) on optical-flow targets.
+
+    python -m engine train-msoe --out models/msoe.safetensors [--minutes M | --steps N] [--seed S]
+    python -m engine train-msoe --evaluate models/msoe.safetensors
+
+Targets (end-point error of the flow decoder's output):
+  (a) synthetic warps of real pictures with KNOWN flow: translations 0-7 px in any direction,
+      small rotations/scales about the patch centre, smooth random fields, zero motion. Both
+      frames are resampled from the source with the same bicubic kernel at a random subpixel
+      offset, so neither frame is sharper than the other:
+          b(q) = S(o + q + d),   a(p) = S(o + p + d + flow(p))   =>   a(p) = b(p + flow(p))
+  (b) OpenCV DIS flow (engine.flow.dis_flow) between consecutive frames of real videos, masked
+      where forward and backward flow disagree.
+Held out (never trained on): the pictures astronaut.png and starry_night.jpg and the video
+Megamind.avi; the evaluation uses fixed shifts (1-6 px, 8 directions) and rotations on those.
+
+Deterministic for a seed and a step count. With --minutes, the step count is fixed up front from
+the measured speed of the first steps and printed, so `--steps N` repeats a run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from engine.dyntex.msoe import MsoeNet, MsoeConfig, load_msoe, parameter_count, save_msoe
+from engine.errors import JobError
+from engine.flow import dis_flow, to_grey
+from engine.progress import Progress
+from engine.video import read_video
+
+MEDIA = Path(__file__).resolve().parents[2] / "media"
+# name -> (frame scale, frame stride) for DIS pairs; all also give stills for synthetic warps
+TRAIN_VIDEOS = {"bigbuckbunny.mp4": (0.5, 1), "bikes.mp4": (0.5, 1), "tree.avi": (1.0, 2),
+                "carphone.mp4": (1.0, 1)}
+TRAIN_IMAGES = ["grass.png"]
+HELD_OUT_IMAGES = ["astronaut.png", "starry_night.jpg"]
+HELD_OUT_VIDEO = ("Megamind.avi", 0.5)
+SHIFT_MAGNITUDES = (1, 2, 3, 4, 5, 6)
+ROTATIONS_DEG = (-4.0, -2.0, -1.0, 1.0, 2.0, 4.0)
+EVAL_CROP, EVAL_BORDER = 128, 16
+
+
+@dataclass
+class TrainConfig:
+    minutes: float = 20.0
+    steps: int = 0             # 0: from --minutes and the measured speed
+    seed: int = 0
+    batch: int = 16
+    patch: int = 64
+    lr: float = 1e-3           # Adam, cosine decay to lr/50
+    synthetic_share: float = 0.7
+    max_shift: float = 7.0
+    dis_pairs_per_video: int = 40
+    log_every: int = 50
+
+
+# --- data ----------------------------------------------------------------------------------
+
+def _grey_float(rgb: np.ndarray) -> np.ndarray:
+    return to_grey(rgb).astype(np.float32) / 255.0
+
+
+def load_image(name: str) -> np.ndarray:
+    path = MEDIA / name
+    pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if pixels is None:
+        raise JobError(f"{path} is missing; fetch it with `python tools/fetch_media.py --set train`")
+    return _grey_float(cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB))
+
+
+def _scaled(grey: np.ndarray, scale: float) -> np.ndarray:
+    if scale == 1.0:
+        return grey
+    h, w = grey.shape
+    return cv2.resize(grey, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+
+
+def _checked_dis(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DIS a->b and a validity mask: forward-backward disagreement under 0.75 px."""
+    a8, b8 = (np.clip(x * 255 + 0.5, 0, 255).astype(np.uint8) for x in (a, b))
+    fwd, bwd = dis_flow(a8, b8), dis_flow(b8, a8)
+    h, w = a.shape
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    back = cv2.remap(bwd, gx + fwd[..., 0], gy + fwd[..., 1], cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+    valid = np.linalg.norm(fwd + back, axis=2) < 0.75
+    return fwd, valid.astype(np.float32)
+
+
+def video_pairs(name: str, scale: float, stride: int, count: int, start_fraction=0.0):
+    """`count` evenly spaced (a, b, DIS flow, valid) of consecutive (by stride) grey frames."""
+    frames = read_video(MEDIA / name, min_frames=2)
+    first = int(start_fraction * len(frames))
+    starts = np.linspace(first, len(frames) - 1 - stride, count).round().astype(int)
+    out = []
+    for s in sorted(set(starts.tolist())):
+        a = _scaled(_grey_float(frames[s]), scale)
+        b = _scaled(_grey_float(frames[s + stride]), scale)
+        flow, valid = _checked_dis(a, b)
+        out.append((a, b, flow, valid))
+    return out
+
+
+def warp_pair(source: np.ndarray, origin: tuple[float, float], flow: np.ndarray):
+    """(a, b) of flow's size from source: b(q) = S(o+q), a(p) = S(o+p+flow(p)); bicubic."""
+    h, w = flow.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    gx, gy = gx + np.float32(origin[0]), gy + np.float32(origin[1])
+    b = cv2.remap(source, gx, gy, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    a = cv2.remap(source, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_CUBIC,
+                  borderMode=cv2.BORDER_REFLECT)
+    return a, b
+
+
+def affine_flow(size: int, angle_deg=0.0, scale=1.0, shift=(0.0, 0.0)) -> np.ndarray:
+    """Flow of a rotation/scale about the patch centre plus a shift (pixels, +y down)."""
+    c = (size - 1) / 2.0
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) - c
+    t = math.radians(angle_deg)
+    cos, sin = math.cos(t) * scale, math.sin(t) * scale
+    fx = cos * x - sin * y - x + shift[0]
+    fy = sin * x + cos * y - y + shift[1]
+    return np.stack([fx, fy], axis=2).astype(np.float32)
+
+
+def smooth_field(rng: np.random.Generator, size: int, amplitude: float) -> np.ndarray:
+    cells = int(rng.integers(2, 6))
+    coarse = rng.normal(size=(cells, cells, 2)).astype(np.float32)
+    field = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
+    peak = float(np.abs(field).max()) or 1.0
+    return field * np.float32(amplitude / peak)
+
+
+class Sampler:
+    """Training batches: synthetic known-flow pairs and DIS-labelled video pairs."""
+
+    def __init__(self, config: TrainConfig, progress: Progress):
+        self.config = config
+        self.rng = np.random.default_rng(config.seed)
+        self.sources: list[np.ndarray] = [load_image(n) for n in TRAIN_IMAGES]
+        self.pairs = []
+        for name, (scale, stride) in TRAIN_VIDEOS.items():
+            pairs = video_pairs(name, scale, stride, config.dis_pairs_per_video)
+            self.pairs += pairs
+            self.sources += [p[0] for p in pairs[:: max(1, len(pairs) // 6)]]
+            progress.emit("data", video=name, pairs=len(pairs))
+        # larger apparent texture scales too: each source also at 71% and 50%
+        self.sources += [_scaled(s, f) for s in list(self.sources) for f in (0.71, 0.5)
+                         if min(s.shape) * f > config.patch + 40]
+
+    def _synthetic(self, size: int):
+        rng, cfg = self.rng, self.config
+        kind = rng.random()
+        shift = rng.uniform(0, cfg.max_shift) * np.array(
+            [math.cos(a := rng.uniform(0, 2 * math.pi)), math.sin(a)])
+        if kind < 0.1:
+            flow = np.zeros((size, size, 2), np.float32)
+        elif kind < 0.5:
+            flow = affine_flow(size, shift=shift)
+        elif kind < 0.75:
+            flow = affine_flow(size, rng.uniform(-6, 6), rng.uniform(0.94, 1.06), shift * 0.7)
+        else:
+            flow = affine_flow(size, shift=shift * 0.5) + smooth_field(rng, size,
+                                                                         rng.uniform(0.5, 4))
+        source = self.sources[rng.integers(len(self.sources))]
+        h, w = source.shape
+        origin = (rng.uniform(12, w - size - 12), rng.uniform(12, h - size - 12))
+        a, b = warp_pair(source, origin, flow)
+        return a, b, flow, np.ones((size, size), np.float32)
+
+    def _video(self, size: int):
+        rng = self.rng
+        a, b, flow, valid = self.pairs[rng.integers(len(self.pairs))]
+        h, w = a.shape
+        for _ in range(10):  # prefer crops with motion DIS trusts and that MSOE can see
+            x, y = int(rng.integers(0, w - size + 1)), int(rng.integers(0, h - size + 1))
+            f = flow[y:y + size, x:x + size]
+            if np.abs(f).max() < 9 and valid[y:y + size, x:x + size].mean() > 0.6:
+                break
+        crop = (slice(y, y + size), slice(x, x + size))
+        a, b, f, v = a[crop], b[crop], flow[crop].copy(), valid[crop]
+        if rng.random() < 0.5:  # mirror left-right
+            a, b, f, v = a[:, ::-1], b[:, ::-1], f[:, ::-1].copy(), v[:, ::-1]
+            f[..., 0] *= -1
+        if rng.random() < 0.5:  # mirror up-down
+            a, b, f, v = a[::-1], b[::-1], f[::-1].copy(), v[::-1]
+            f[..., 1] *= -1
+        if rng.random() < 0.5:  # transpose
+            a, b, v = a.T, b.T, v.T
+            f = f.transpose(1, 0, 2)[..., ::-1]
+        return a, b, f, v
+
+    def batch(self):
+        cfg, rng = self.config, self.rng
+        pairs, flows, masks = [], [], []
+        for i in range(cfg.batch):
+            synthetic = i < round(cfg.batch * cfg.synthetic_share)
+            a, b, f, v = self._synthetic(cfg.patch) if synthetic else self._video(cfg.patch)
+            # photometric: contrast/gamma per pair, a little noise per frame
+            gamma = rng.uniform(0.7, 1.5)
+            a, b = (np.clip(x, 0, 1) ** gamma for x in (a, b))
+            a = a + rng.normal(0, rng.uniform(0, 0.015), a.shape)
+            b = b * rng.uniform(0.98, 1.02) + rng.normal(0, rng.uniform(0, 0.015), b.shape)
+            pairs.append(np.stack([a, b]))
+            flows.append(np.ascontiguousarray(np.moveaxis(f, 2, 0)))
+            masks.append(np.ascontiguousarray(v))
+        as_tensor = lambda x: torch.from_numpy(np.stack(x).astype(np.float32))  # noqa: E731
+        return as_tensor(pairs), as_tensor(flows), as_tensor(masks)
+
+
+def epe_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, border: int = 4):
+    inner = (slice(None), slice(border, -border), slice(border, -border))
+    err = torch.linalg.vector_norm(pred - target, dim=1)[inner]
+    m = mask[inner]
+    return (err * m).sum() / m.sum().clamp_min(1.0)
+
+
+# --- held-out evaluation ---------------------------------------------------------------------
+
+def _held_out_crops() -> list[tuple[np.ndarray, tuple[float, float]]]:
+    """Fixed (source, origin) of EVAL_CROP squares on the held-out pictures."""
+    crops = []
+    for name in HELD_OUT_IMAGES:
+        source = load_image(name)
+        h, w = source.shape
+        for fx, fy in ((0.3, 0.3), (0.7, 0.35), (0.35, 0.7), (0.65, 0.65)):
+            crops.append((source, (fx * (w - EVAL_CROP), fy * (h - EVAL_CROP))))
+    return crops
+
+
+def _epe_map(pred: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    b = EVAL_BORDER
+    return np.linalg.norm(pred - flow, axis=2)[b:-b, b:-b]
+
+
+@torch.no_grad()
+def _predict(model: MsoeNet, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    x = torch.from_numpy(np.stack([np.stack(p) for p in pairs]).astype(np.float32))
+    return [f.permute(1, 2, 0).numpy() for f in model.flow(x)]
+
+
+def shift_cases():
+    """(name, flow) for the fixed shifts (1-6 px, 8 directions) and rotations."""
+    cases = []
+    for m in SHIFT_MAGNITUDES:
+        for k in range(8):
+            a = k * math.pi / 4
+            cases.append((f"shift_{m}px", affine_flow(EVAL_CROP, shift=(m * math.cos(a),
+                                                                           m * math.sin(a)))))
+    for deg in ROTATIONS_DEG:
+        cases.append((f"rotate_{deg:+.0f}deg", affine_flow(EVAL_CROP, deg)))
+    return cases
+
+
+def evaluate(model: MsoeNet, video: bool = True, with_dis: bool = True) -> dict:
+    """Held-out EPE (px, mean over pixels more than 16 px from the border): known shifts per
+    magnitude and rotations for MSOE (and DIS on the same pairs), and MSOE vs DIS on
+    Megamind.avi pairs."""
+    model.eval()
+    results: dict[str, dict[str, list[float]]] = {"msoe": {}, "dis": {}}
+    for source, origin in _held_out_crops():
+        cases = shift_cases()
+        pairs = [warp_pair(source, origin, flow) for _, flow in cases]
+        preds = []
+        for i in range(0, len(pairs), 16):
+            preds += _predict(model, pairs[i:i + 16])
+        for (name, flow), pred, (a, b) in zip(cases, preds, pairs):
+            results["msoe"].setdefault(name, []).append(float(_epe_map(pred, flow).mean()))
+            if with_dis:
+                d = dis_flow(*(np.clip(x * 255 + 0.5, 0, 255).astype(np.uint8) for x in (a, b)))
+                results["dis"].setdefault(name, []).append(float(_epe_map(d, flow).mean()))
+    report = {k: {n: round(float(np.mean(v)), 3) for n, v in r.items()}
+              for k, r in results.items() if r}
+    if video:
+        name, scale = HELD_OUT_VIDEO
+        errs, mags = [], []
+        for a, b, flow, valid in video_pairs(name, scale, 1, 24):
+            pred = _predict(model, [(a, b)])[0]
+            e, v = _epe_map(pred, flow), _epe_map(valid[..., None].repeat(2, 2), 0 * flow)
+            v = v > 0
+            errs.append(float(e[v].mean()))
+            mags.append(float(np.linalg.norm(flow, axis=2)[EVAL_BORDER:-EVAL_BORDER,
+                                                         EVAL_BORDER:-EVAL_BORDER][v].mean()))
+        report["video_vs_dis"] = {"video": name, "scale": scale, "pairs": len(errs),
+                                  "epe": round(float(np.mean(errs)), 3),
+                                  "dis_mean_magnitude": round(float(np.mean(mags)), 3)}
+    return report
+
+
+# --- the loop ---------------------------------------------------------------------------------
+
+def train(out: str | Path, config: TrainConfig, progress: Progress) -> dict:
+    torch.manual_seed(config.seed)
+    started = time.time()
+    model = MsoeNet(MsoeConfig())
+    sampler = Sampler(config, progress)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    steps = config.steps
+    step, t_train = 0, time.time()
+    budget = config.minutes * 60 - (t_train - started) - 90  # leave time for the final eval
+    running = None
+    while steps == 0 or step < steps:
+        if steps == 0 and step == 20:  # fix the step count from the measured speed
+            per_step = (time.time() - t_train) / 20
+            steps = max(40, int(budget / per_step))
+            progress.emit("train", done=step, total=steps, seconds_per_step=round(per_step, 3))
+        fraction = step / steps if steps else 0.0
+        lr = config.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0))))
+        for group in optimiser.param_groups:
+            group["lr"] = lr
+        pairs, flows, masks = sampler.batch()
+        model.train()
+        loss = epe_loss(model.flow(pairs), flows, masks)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        step += 1
+        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+        if step % config.log_every == 0 or step == steps:
+            progress.emit("train", done=step, total=steps or None, epe=round(running, 3),
+                          lr=round(lr, 6), elapsed_s=round(time.time() - started))
+    wall = time.time() - started
+    card = {"steps": steps, "seed": config.seed, "wall_seconds": round(wall),
+            "parameters": parameter_count(model), "train_config": json.dumps(asdict(config))}
+    save_msoe(out, model, metadata={k: str(v) for k, v in card.items()})
+    progress.emit("saved", path=str(out), **{k: v for k, v in card.items()
+                                              if k != "train_config"})
+    return card
+
+
+def run(args, progress: Progress) -> int:
+    """The `train-msoe` subcommand."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.evaluate:
+        model = load_msoe(args.evaluate, decoder=True)
+        report = evaluate(model)
+        progress.emit("evaluate", weights=str(args.evaluate), **report)
+        return 0
+    if not args.out:
+        raise JobError("train-msoe needs --out FILE.safetensors (or --evaluate FILE)")
+    config = TrainConfig(minutes=args.minutes, steps=args.steps, seed=args.seed)
+    train(args.out, config, progress)
+    model = load_msoe(args.out, decoder=True)
+    progress.emit("evaluate", weights=str(args.out), **evaluate(model))
+    return 0
+
