@@ -1,0 +1,450 @@
+"""Motion library: the exemplar clips whose motion a dynamic-texture region imitates.
+
+Built-in exemplars are generated on request, deterministically from a seed, as real dynamic
+textures (every frame is synthesised from a physical or procedural model of the motion, never a
+panned or looped still):
+
+  water      a deep-water wave spectrum (Phillips, one-sided around the wind) with the dispersion
+             relation omega = sqrt(g k), shaded with Fresnel sky reflection, body colour and a sun
+             glint; loops exactly because every omega is rounded to whole cycles per clip.
+  clouds     fractal (1/f) noise whose scales drift at different speeds and slowly evolve,
+             shaded as soft clouds lit from one side against a sky gradient.
+  grass      procedural blades drawn per frame, bent from the root by a travelling gust field
+             with per-blade flutter.
+  waterfall  vertical streaks falling at column-dependent speeds with lateral turbulence
+             (advected with engine/render.warp_frame), foam and mist at the foot.
+
+Looping (loop=True) for the advected textures uses the two-phase blend of flow-map shaders:
+out(t) = ((1-a) f(t) + a f(t-T)) / sqrt((1-a)^2 + a^2), a = t/T, on zero-mean Gaussian fields
+*before* their non-linear shaping. Both phases move with the same velocity, so the motion is
+unchanged; the sum of two independent Gaussian fields with the normalisation is again a Gaussian
+field with the same spectrum, so no cross-fade is visible; and out(T) = out(0), so the clip
+wraps seamlessly.
+
+Clips travel as float32 arrays [T, H, W, 3] in [0, 1] (display-referred RGB).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from engine import frames as frames_io
+from engine.errors import JobError
+
+EXEMPLARS: dict[str, str] = {
+    "water": "open water: a wind-driven wave spectrum with deep-water dispersion, sky reflection",
+    "clouds": "drifting, slowly evolving fractal clouds against a blue sky",
+    "grass": "wind in grass: blades bending from the root under travelling gusts",
+    "waterfall": "falling water: downward streaks with turbulence, foam and mist at the foot",
+}
+
+MIN_FRAMES = 2
+MAX_SIZE = 1024
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+
+
+def make_exemplar(name: str, frames: int = 24, size: int = 128, seed: int = 0,
+                  loop: bool = True, **options) -> np.ndarray:
+    """A built-in exemplar clip [frames, size, size, 3] float32 in [0, 1]. `options` go to the
+    generator (water: wind=(dx, dy), speed; clouds: wind, coverage; grass: wind; waterfall:
+    speed)."""
+    if name not in _GENERATORS:
+        raise JobError(f"unknown exemplar {name!r}; built-in exemplars are "
+                       + ", ".join(EXEMPLARS) + " (or give a video file)")
+    _check_size(frames, size)
+    rng = np.random.default_rng([seed, _SALT[name]])
+    clip = _GENERATORS[name](rng, int(frames), int(size), bool(loop), **options)
+    return np.clip(clip, 0.0, 1.0).astype(np.float32, copy=False)
+
+
+def exemplar_from_video(path: str | os.PathLike, frames: int = 24, size: int = 128,
+                        start: int = 0, stride: int = 1) -> np.ndarray:
+    """Frames start, start+stride, ... of a user video, centre-cropped to a square and resized
+    to size x size: [T, size, size, 3] float32 in [0, 1], T = min(frames, frames available)."""
+    from engine.video import read_video
+
+    _check_size(frames, size)
+    if start < 0 or stride < 1:
+        raise JobError(f"start must be >= 0 and stride >= 1 (got {start}, {stride})")
+    clip = read_video(path, start=start, stop=start + frames * stride, stride=stride,
+                      min_frames=MIN_FRAMES)
+    return np.stack([_square(frame, size) for frame in clip]).astype(np.float32) / 255.0
+
+
+def exemplar_from_folder(folder: str | os.PathLike, frames: int = 24,
+                         size: int = 128) -> np.ndarray:
+    """A folder of frame_0001.png ... (or .exr) as an exemplar clip, like exemplar_from_video."""
+    from engine.preview import frame_files
+
+    _check_size(frames, size)
+    files = frame_files(Path(folder))[:frames]
+    if len(files) < MIN_FRAMES:
+        raise JobError(f"{folder} has {len(files)} frame, at least {MIN_FRAMES} are needed")
+    clip = []
+    for path in files:
+        display = frames_io.to_display(frames_io.read_image(path))  # BGR uint8, sRGB
+        clip.append(_square(cv2.cvtColor(display, cv2.COLOR_BGR2RGB), size))
+    return np.stack(clip).astype(np.float32) / 255.0
+
+
+def load_exemplar(source: str | os.PathLike, frames: int = 24, size: int = 128, seed: int = 0,
+                  loop: bool = True) -> np.ndarray:
+    """A built-in name, a folder of frames or a video file -> clip [T, size, size, 3]."""
+    if isinstance(source, str) and source in EXEMPLARS:
+        return make_exemplar(source, frames, size, seed, loop)
+    path = Path(source)
+    if path.is_dir():
+        return exemplar_from_folder(path, frames, size)
+    if not path.exists():
+        raise JobError(f"exemplar {str(source)!r} is neither a built-in ("
+                       + ", ".join(EXEMPLARS) + ") nor an existing video file or frames folder")
+    return exemplar_from_video(path, frames, size)
+
+
+def write_thumbnail(name_or_clip: str | np.ndarray, path: str | os.PathLike,
+                    size: int = 96) -> Path:
+    """A square PNG of the clip's middle frame (size x size) for the panel's exemplar list.
+    A built-in name is generated at a small size first; a path is read as a video/folder."""
+    if isinstance(name_or_clip, (str, os.PathLike)):
+        clip = load_exemplar(name_or_clip, frames=12, size=max(size, 64))
+    else:
+        clip = np.asarray(name_or_clip)
+    middle = frames_io.to_float(clip[len(clip) // 2]) if clip.dtype != np.float32 \
+        else clip[len(clip) // 2]
+    thumb = _square((np.clip(middle, 0, 1) * 255 + 0.5).astype(np.uint8), size)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buffer = cv2.imencode(".png", cv2.cvtColor(thumb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError("OpenCV could not encode the thumbnail")
+    buffer.tofile(path)
+    return path
+
+
+def write_clip(clip: np.ndarray, folder: str | os.PathLike) -> list[Path]:
+    """frame_0001.png ... (8-bit sRGB) of a float clip into folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, frame in enumerate(clip):
+        pixels = (np.clip(frame, 0, 1) * 255 + 0.5).astype(np.uint8)
+        path = folder / f"frame_{index + 1:04d}.png"
+        frames_io.encode_png(pixels, "PNG8").tofile(path)
+        paths.append(path)
+    return paths
+
+
+# --------------------------------------------------------------------------------------------
+# Shared helpers
+
+
+def _check_size(frames: int, size: int) -> None:
+    if int(frames) < MIN_FRAMES:
+        raise JobError(f"an exemplar needs at least {MIN_FRAMES} frames, got {frames}")
+    if not 16 <= int(size) <= MAX_SIZE:
+        raise JobError(f"exemplar size must be between 16 and {MAX_SIZE} pixels, got {size}")
+
+
+def _square(frame: np.ndarray, size: int) -> np.ndarray:
+    """Centre crop to a square, then resize to size x size."""
+    h, w = frame.shape[:2]
+    side = min(h, w)
+    y0, x0 = (h - side) // 2, (w - side) // 2
+    crop = frame[y0:y0 + side, x0:x0 + side]
+    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
+    return cv2.resize(crop, (size, size), interpolation=interpolation)
+
+
+def _wavenumbers(size: int, real: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """kx, ky in radians per pixel on the FFT grid of a size x size periodic tile."""
+    ky = 2 * np.pi * np.fft.fftfreq(size)[:, None]
+    kx = 2 * np.pi * (np.fft.rfftfreq(size) if real else np.fft.fftfreq(size))[None, :]
+    return kx, ky
+
+
+def _gaussian_spectrum(rng: np.random.Generator, size: int) -> np.ndarray:
+    """rfft2 of white Gaussian noise: a Hermitian spectrum, so any real filter keeps it real."""
+    return np.fft.rfft2(rng.standard_normal((size, size)))
+
+
+def _normalise(field: np.ndarray) -> np.ndarray:
+    return (field - field.mean()) / max(float(field.std()), 1e-8)
+
+
+def _two_phase(field: Callable[[float], np.ndarray], t: int, count: int,
+               loop: bool) -> np.ndarray:
+    """A zero-mean field at time t, made periodic in time (period `count`) by the two-phase blend
+    described in the module docstring."""
+    if not loop:
+        return field(t)
+    a = t / count
+    return ((1 - a) * field(t) + a * field(t - count)) / np.sqrt((1 - a) ** 2 + a ** 2)
+
+
+def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
+    u = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
+    return u * u * (3 - 2 * u)
+
+
+def _direction(wind) -> np.ndarray:
+    w = np.asarray(wind, np.float64)
+    norm = float(np.hypot(*w))
+    if w.shape != (2,) or norm == 0:
+        raise JobError(f"wind must be a non-zero (dx, dy) pair, got {wind!r}")
+    return w / norm
+
+
+# --------------------------------------------------------------------------------------------
+# Water: wave spectrum
+
+
+def _water(rng, count, size, loop, wind=(1.0, -0.35), speed=1.4, waves_across=4.0,
+           slope=0.22):
+    """Phillips spectrum P(k) = exp(-1/(kL)^2) / k^4 * max(cos, 0)^6 around the wind, deep-water
+    dispersion omega = sqrt(g k) in pixel units (g chosen so the peak wave moves `speed` px per
+    frame), one-sided so waves travel downwind. Rendered from a camera looking down at 74
+    degrees: Fresnel-weighted sky reflection, body colour lifted on crests, sun glint."""
+    w = _direction(wind)
+    kx, ky = _wavenumbers(size)
+    k = np.hypot(kx, ky)
+    k_safe = np.where(k > 0, k, 1.0)
+    k_peak = 2 * np.pi * waves_across / size
+    length = 1.0 / (k_peak * np.sqrt(2.0))
+    cosine = (kx * w[0] + ky * w[1]) / k_safe
+    spread = np.maximum(cosine, 0.0) ** 6 + 0.01  # a little cross/upwind chop
+    phillips = np.exp(-1.0 / (k_safe * length) ** 2) / k_safe ** 4 * spread
+    phillips *= np.exp(-(k / (2.5 * k_peak)) ** 2)  # ripples damped: a swell, not gravel
+    phillips[k == 0] = 0.0
+    amplitude = np.sqrt(phillips / 2) * (rng.standard_normal(k.shape)
+                                         + 1j * rng.standard_normal(k.shape))
+    gravity = speed ** 2 * k_peak  # phase speed omega / k = speed at the peak
+    omega = np.sqrt(gravity * k)
+    if loop:
+        quantum = 2 * np.pi / count
+        omega = np.where(k > 0, np.maximum(np.round(omega / quantum), 1.0) * quantum, 0.0)
+    # Each component Re(A exp(i(k.x - omega t))) travels along +k.
+    heights, slopes_x, slopes_y = [], [], []
+    for t in range(count):
+        a_t = amplitude * np.exp(-1j * omega * t)
+        heights.append(np.fft.ifft2(a_t).real)
+        slopes_x.append(np.fft.ifft2(1j * kx * a_t).real)
+        slopes_y.append(np.fft.ifft2(1j * ky * a_t).real)
+    h, hx, hy = np.array(heights), np.array(slopes_x), np.array(slopes_y)
+    scale = slope / max(float(np.sqrt((hx ** 2 + hy ** 2).mean())), 1e-12)
+    hx, hy = hx * scale, hy * scale
+    h = h / max(float(h.std()), 1e-12)
+
+    normal = np.stack([-hx, -hy, np.ones_like(hx)], axis=-1)
+    normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+    tilt = np.radians(74.0)
+    view = np.array([0.0, np.sin(tilt), np.cos(tilt)])  # towards a camera at the bottom edge
+    n_dot_v = np.clip(normal @ view, 0.0, 1.0)
+    reflected = 2 * n_dot_v[..., None] * normal - view
+    fresnel = 0.02 + 0.98 * (1 - n_dot_v) ** 5
+    elevation = np.clip(reflected[..., 2], 0.0, 1.0)[..., None]
+    horizon, zenith = np.array([0.78, 0.85, 0.90]), np.array([0.22, 0.42, 0.68])
+    sky = horizon + (zenith - horizon) * np.sqrt(elevation)
+    deep, shallow = np.array([0.02, 0.11, 0.17]), np.array([0.05, 0.32, 0.36])
+    crest = _smoothstep(-0.5, 2.5, h)[..., None]
+    body = deep + (shallow - deep) * crest
+    sun = np.array([0.15, -0.55, 0.82])
+    sun /= np.linalg.norm(sun)
+    glint = np.clip(reflected @ sun, 0.0, 1.0) ** 40 * 0.9
+    colour = (1 - fresnel[..., None]) * body + fresnel[..., None] * sky + glint[..., None]
+    return colour
+
+
+# --------------------------------------------------------------------------------------------
+# Clouds: advected, evolving fractal noise
+
+
+def _clouds(rng, count, size, loop, wind=(1.0, 0.15), speed=0.7, coverage=0.45):
+    """1/f^1.8 noise; each spatial scale drifts with its own velocity (small scales faster and a
+    few degrees off the wind: different layers) while the field rotates slowly between two
+    independent noises (cos/sin mix: constant variance), so shapes form and dissolve."""
+    w = _direction(wind)
+    kx, ky = _wavenumbers(size, real=True)
+    k = np.hypot(kx, ky)
+    k0 = 2 * np.pi * 2.0 / size
+    filt = np.where(k > 0, (np.maximum(k, k0) / k0) ** -1.8, 0.0)
+    filt *= np.exp(-(k / (0.6 * np.pi)) ** 2)
+    base_a = _gaussian_spectrum(rng, size) * filt
+    base_b = _gaussian_spectrum(rng, size) * filt
+    octave = np.log2(np.maximum(k, k0) / k0)
+    rate = speed * (0.75 + 0.18 * octave)  # px per frame
+    angle = np.radians(6.0) * (octave - 2.0)
+    vx = rate * (w[0] * np.cos(angle) - w[1] * np.sin(angle))
+    vy = rate * (w[0] * np.sin(angle) + w[1] * np.cos(angle))
+    evolve = (np.pi / 2) / count  # a quarter turn per clip: f(t) and f(t - T) independent
+
+    def field(t: float) -> np.ndarray:
+        theta = evolve * t
+        spectrum = (np.cos(theta) * base_a + np.sin(theta) * base_b) \
+            * np.exp(-1j * (kx * vx + ky * vy) * t)
+        return np.fft.irfft2(spectrum, s=(size, size))
+
+    norm = float(np.fft.irfft2(base_a, s=(size, size)).std()) or 1.0
+    y = np.linspace(0.0, 1.0, size)[:, None, None]
+    sky = np.array([0.20, 0.42, 0.78]) * (1 - y) + np.array([0.55, 0.72, 0.92]) * y
+    lit, shade = np.array([1.0, 0.99, 0.97]), np.array([0.55, 0.60, 0.70])
+    light = (np.array([-0.7, -0.7]) * size / 64).round().astype(int)  # sun up-left
+    clip = []
+    threshold = 0.9 - 1.8 * coverage
+    for t in range(count):
+        d = _two_phase(field, t, count, loop) / norm
+        density = _smoothstep(threshold, threshold + 1.4, d)
+        towards_sun = np.roll(d, shift=(light[1], light[0]), axis=(0, 1))
+        lighting = _smoothstep(-0.6, 0.6, d - towards_sun + 0.25)
+        cloud = shade + (lit - shade) * lighting[..., None]
+        cloud = cloud * (0.9 + 0.1 * _smoothstep(-1, 2, d))[..., None]
+        alpha = density[..., None] ** 0.8
+        clip.append(sky * (1 - alpha) + cloud * alpha)
+    return np.array(clip)
+
+
+# --------------------------------------------------------------------------------------------
+# Grass: blades bent by travelling gusts
+
+
+def _grass(rng, count, size, loop, wind=(1.0, 0.0), strength=0.55):
+    """Blades drawn at twice the size (anti-aliased, back to front) and downsampled. A blade is a
+    polyline whose angle grows from root to tip with the local gust g(root, t): two travelling
+    waves along the wind (whole cycles per clip when looping) plus per-blade flutter."""
+    direction = 1.0 if _direction(wind)[0] >= 0 else -1.0
+    big = 2 * size
+    n_blades = int(1100 * (size / 128) ** 2)
+    segments = 6
+    root_y = np.sort(rng.uniform(0.02, 1.25, n_blades)) * big  # far (top) to near (bottom)
+    root_x = rng.uniform(-0.1, 1.1, n_blades) * big
+    depth = np.clip(root_y / (1.25 * big), 0, 1)  # 0 far, 1 near
+    length = rng.uniform(0.14, 0.30, n_blades) * big * (0.6 + 0.6 * depth)
+    lean = rng.normal(0.0, 0.18, n_blades)
+    flex = rng.uniform(0.6, 1.3, n_blades)
+    flutter_phase = rng.uniform(0, 2 * np.pi, n_blades)
+    gust_phase = rng.uniform(0, 2 * np.pi, 2)
+    tone = rng.integers(0, 4, n_blades)
+    cycles = 1.0 if loop else 0.83  # whole cycles per clip when looping
+    palette_root = np.array([[0.10, 0.22, 0.06], [0.13, 0.26, 0.07], [0.16, 0.28, 0.08],
+                             [0.12, 0.20, 0.05]])
+    palette_tip = np.array([[0.45, 0.62, 0.20], [0.55, 0.70, 0.25], [0.62, 0.72, 0.30],
+                            [0.40, 0.55, 0.16]])
+    layers = 10
+    layer = np.minimum((depth * layers).astype(int), layers - 1)
+    ground = cv2.GaussianBlur(rng.standard_normal((big, big)).astype(np.float32), (0, 0), 3)
+    ground = 0.07 + 0.03 * _normalise(ground)[..., None] * np.ones(3)
+    ground = ground * np.array([1.0, 1.6, 0.7])
+    fraction = (np.arange(segments + 1) / segments)[None, :]
+    clip = []
+    for t in range(count):
+        phase = 2 * np.pi * cycles * t / count
+        gust = (0.55 + 0.30 * np.sin(2 * np.pi * root_x / big - phase + gust_phase[0])
+                + 0.15 * np.sin(2 * np.pi * 2 * root_x / big + 0.7 * root_y / big
+                                - 2 * phase + gust_phase[1]))
+        flutter = 0.12 * np.sin(3 * phase + flutter_phase)
+        bend = direction * strength * flex * (gust + flutter)
+        angle = lean[:, None] + bend[:, None] * fraction ** 1.6
+        step = length[:, None] / segments
+        dx = np.concatenate([np.zeros((n_blades, 1)), np.cumsum(step * np.sin(angle[:, 1:]), 1)], 1)
+        dy = np.concatenate([np.zeros((n_blades, 1)), np.cumsum(-step * np.cos(angle[:, 1:]), 1)], 1)
+        points = np.stack([root_x[:, None] + dx, root_y[:, None] + dy], -1)
+        points = np.round(points * 4).astype(np.int32)  # 2 fractional bits (shift=2)
+        image = ground.copy()
+        half = segments // 2 + 1
+        for level in range(layers):
+            thickness = 1 + int(level >= layers // 2)
+            dim = 0.55 + 0.45 * level / (layers - 1)  # far blades in shadow
+            for shade in range(4):
+                chosen = np.nonzero((layer == level) & (tone == shade))[0]
+                if chosen.size == 0:
+                    continue
+                lower = [points[i, :half] for i in chosen]
+                upper = [points[i, half - 1:] for i in chosen]
+                cv2.polylines(image, lower, False, (palette_root[shade] * dim).tolist(),
+                              thickness + 1, cv2.LINE_AA, 2)
+                cv2.polylines(image, upper, False, (palette_tip[shade] * dim).tolist(),
+                              thickness, cv2.LINE_AA, 2)
+        clip.append(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA))
+    return np.array(clip)
+
+
+# --------------------------------------------------------------------------------------------
+# Waterfall: falling streaks, turbulence, foam
+
+
+def _waterfall(rng, count, size, loop, speed=2.2):
+    """A vertically stretched noise tile (periodic) falls with a speed that varies from column
+    to column and wobbles sideways (backward-warped with engine/render.warp_frame); a second,
+    finer isotropic noise churns as foam at the foot. Both loop by the two-phase blend."""
+    import torch
+
+    from engine.render import warp_frame
+
+    kx, ky = _wavenumbers(size, real=True)
+    streak_filter = np.exp(-(ky / (2 * np.pi * 2.5 / size)) ** 2) \
+        * np.exp(-(np.abs(kx) / (2 * np.pi * 14 / size)) ** 1.5) * (np.abs(kx) > 0)
+    streaks = _normalise(np.fft.irfft2(_gaussian_spectrum(rng, size) * streak_filter,
+                                       s=(size, size)))
+    k = np.hypot(kx, ky)
+    foam_filter = np.exp(-(k / (2 * np.pi * 10 / size)) ** 2) * (k > 0)
+    foam_a = np.fft.irfft2(_gaussian_spectrum(rng, size) * foam_filter, s=(size, size))
+    foam_b = np.fft.irfft2(_gaussian_spectrum(rng, size) * foam_filter, s=(size, size))
+    foam_a, foam_b = _normalise(foam_a), _normalise(foam_b)
+    column_noise = np.fft.irfft(np.fft.rfft(rng.standard_normal(size))
+                                * np.exp(-(np.arange(size // 2 + 1) / 5.0) ** 2), n=size)
+    column_speed = speed * (1.0 + 0.35 * _normalise(column_noise))  # px per frame
+    wobble_phase = rng.uniform(0, 2 * np.pi, 2)
+
+    pad = 4
+    # Periodic tile, repeated above (content falls down: frame(y) = tile(y - d)) and at the sides.
+    source = np.pad(np.concatenate([streaks, streaks]), ((0, 0), (pad, pad)), mode="wrap")
+    source_t = torch.from_numpy(source.astype(np.float32))[None]
+    ys = np.arange(size)[:, None]
+    xs = np.arange(size)[None, :]
+
+    def falling(t: float) -> np.ndarray:
+        fall = np.mod(column_speed[None, :] * t + 0.0 * ys, size)
+        wobble = 1.2 * np.sin(2 * np.pi * ys / size * 2 + 0.35 * t + wobble_phase[0]) \
+            + 0.6 * np.sin(2 * np.pi * xs / size * 3 - 0.5 * t + wobble_phase[1])
+        flow = np.zeros((2,) + source.shape, np.float32)
+        flow[0, size:, pad:pad + size] = wobble
+        flow[1, size:, pad:pad + size] = fall
+        out = warp_frame(source_t, torch.from_numpy(flow), mode="bilinear", has_alpha=False)
+        return out[0, size:, pad:pad + size].numpy().astype(np.float64)
+
+    def churning(t: float) -> np.ndarray:
+        theta = 2 * np.pi * 0.6 * t / count
+        drift = int(round(0.8 * t))  # foam is carried down, slower than the fall
+        mixed = np.cos(theta) * foam_a + np.sin(theta) * foam_b
+        return np.roll(mixed, drift, axis=0)
+
+    foot = _smoothstep(0.62, 0.95, (ys / size))  # where the water hits the pool
+    sheet_dark, sheet_light = np.array([0.16, 0.27, 0.30]), np.array([0.90, 0.94, 0.96])
+    clip = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiles this small: thread start-up costs more than it saves
+    try:
+        streaks_t = [_two_phase(falling, t, count, loop) for t in range(count)]
+    finally:
+        torch.set_num_threads(threads)
+    for t in range(count):
+        streak = streaks_t[t]
+        foam_noise = _two_phase(churning, t, count, loop)
+        water = _smoothstep(-1.4, 1.8, streak)
+        foam = _smoothstep(-0.2, 1.6, foam_noise + 0.8 * streak) * foot
+        colour = sheet_dark + (sheet_light - sheet_dark) * water[..., None]
+        colour = colour + (np.array([0.97, 0.98, 1.0]) - colour) * foam[..., None]
+        mist = 0.25 * foot[..., None] * _smoothstep(-1.5, 1.5, foam_noise)[..., None]
+        clip.append(colour * (1 - mist) + 0.95 * mist)
+    return np.array(clip)
+
+
+_GENERATORS = {"water": _water, "clouds": _clouds, "grass": _grass, "waterfall": _waterfall}
+_SALT = {"water": 1, "clouds": 2, "grass": 3, "waterfall": 4}
