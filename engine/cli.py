@@ -100,6 +100,26 @@ def _parser() -> argparse.ArgumentParser:
     msoe.add_argument("--threads", type=int, default=0, help="torch CPU threads")
     msoe.add_argument("--evaluate", metavar="WEIGHTS", help="only report held-out EPE")
     msoe.set_defaults(command=_train_msoe)
+    exemplar = commands.add_parser("exemplar", help="a motion-library exemplar clip: frames, "
+                                   "preview and thumbnail (engine/dyntex/exemplars.py)")
+    exemplar.add_argument("source", metavar="NAME|VIDEO",
+                          help="water, clouds, grass, waterfall, a video file or frames folder")
+    exemplar.add_argument("--frames", type=int, default=24)
+    exemplar.add_argument("--size", type=int, default=128, help="square side (pixels)")
+    exemplar.add_argument("--seed", type=int, default=0)
+    exemplar.add_argument("--no-loop", dest="loop", action="store_false",
+                          help="built-ins: do not make the clip loop seamlessly")
+    exemplar.add_argument("--out", required=True, help="folder to create")
+    exemplar.set_defaults(command=_exemplar)
+
+    stats = commands.add_parser("motion-stats", help="motion statistics of clip A against "
+                                "exemplar B (DESIGN.md quality measures) as one JSON line")
+    stats.add_argument("a", help="frames folder, video file or built-in exemplar name")
+    stats.add_argument("b", help="frames folder, video file or built-in exemplar name")
+    stats.add_argument("--frames", type=int, default=24, help="at most this many frames each")
+    stats.add_argument("--size", type=int, default=128,
+                       help="both clips are centre-cropped and resized to this square side")
+    stats.set_defaults(command=_motion_stats)
     return parser
 
 
@@ -173,6 +193,45 @@ def _train_msoe(args, progress: Progress) -> int:
     from engine.dyntex.train_msoe import run
 
     return run(args, progress)
+
+
+def _exemplar(args, progress: Progress) -> int:
+    from pathlib import Path
+
+    from engine.dyntex.exemplars import load_exemplar, write_clip, write_thumbnail
+    from engine.preview import write_preview
+    from engine.staging import staged_folder
+
+    out = Path(args.out)
+    if out.exists():
+        raise JobError(f"{out} already exists; choose a new folder for the exemplar")
+    clip = load_exemplar(args.source, args.frames, args.size, args.seed, args.loop)
+    with staged_folder(out) as folder:
+        write_clip(clip, folder)
+        write_preview(folder, folder)
+        write_thumbnail(clip, folder / "thumbnail.png")
+    progress.emit("done", frames=len(clip), out=str(out), preview=str(out / "preview.mp4"),
+                  contact_sheet=str(out / "contact_sheet.png"),
+                  thumbnail=str(out / "thumbnail.png"))
+    return 0
+
+
+def _motion_stats(args, progress: Progress) -> int:
+    from engine.dyntex.exemplars import load_exemplar
+    from engine.metrics import flow_histograms, histogram_intersection, loop_seam_error
+
+    a = load_exemplar(args.a, args.frames, args.size)
+    b = load_exemplar(args.b, args.frames, args.size)
+    ha, hb = flow_histograms(a), flow_histograms(b)
+    report = {"magnitude": histogram_intersection(ha["magnitude"], hb["magnitude"]),
+              "direction": histogram_intersection(ha["direction"], hb["direction"]),
+              "mean_magnitude_a": ha["mean_magnitude"], "mean_magnitude_b": hb["mean_magnitude"],
+              "loop_ratio_a": loop_seam_error(a)["ratio"],
+              "loop_ratio_b": loop_seam_error(b)["ratio"]}
+    # A still clip has an infinite loop ratio: null, so the line stays strict JSON.
+    print(json.dumps({k: round(v, 4) if v != float("inf") else None
+                      for k, v in report.items()}), flush=True)
+    return 0
 
 
 def _engine_version() -> str:
