@@ -35,7 +35,7 @@ media-train: .venv/.installed
 demo: .venv/.installed .venv-bpy-$(DEMO_BPY)/.installed media/.fetched
 	.venv-bpy-$(DEMO_BPY)/bin/python tools/demo.py --engine-python $(ENGINE_PY) --out out
 
-test-engine: .venv/.installed
+test-engine: .venv/.installed media/.fetched
 	.venv/bin/python -m pytest tests/engine $(PYTEST_ARGS)
 
 test-blender: $(foreach v,$(BPY_VERSIONS),.venv-bpy-$(v)/.installed) .venv/.installed media/.fetched

