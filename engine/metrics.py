@@ -44,9 +44,9 @@ def flow_histograms(clip, bins: tuple[int, int] = (MAGNITUDE_BINS, DIRECTION_BIN
                     flows: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Normalised histograms of the consecutive-frame DIS flow of `clip` (or of `flows`
     [N, H, W, 2] given directly): "magnitude" (bins[0] bins over [0, max_magnitude] px/frame,
-    larger values in the last bin, each pixel counts once) and "direction" (bins[1] bins over
-    [-pi, pi), angle atan2(dy, dx) in image coordinates, y down, each pixel weighted by its
-    magnitude). `mask` H x W (or [T, H, W], one per frame; the first T-1 are used) limits the
+    larger values in the last bin, each pixel counts once) and "direction" (bins[1] bins, bin i
+    centred on angle -pi + 2 pi i / bins[1], angle = atan2(dy, dx) in image coordinates, y down,
+    so with 8 bins 4 is right and 6 is down; each pixel weighted by its magnitude). `mask` H x W (or [T, H, W], one per frame; the first T-1 are used) limits the
     pixels. A direction histogram of a still clip is all zeros. Also "mean_magnitude"."""
     if flows is None:
         flows = clip_flows(clip)
@@ -58,7 +58,11 @@ def flow_histograms(clip, bins: tuple[int, int] = (MAGNITUDE_BINS, DIRECTION_BIN
     angle = np.arctan2(flows[..., 1], flows[..., 0])[inside]
     mag_hist, _ = np.histogram(np.minimum(magnitude, max_magnitude * (1 - 1e-6)),
                                bins=bins[0], range=(0.0, max_magnitude))
-    dir_hist, _ = np.histogram(angle, bins=bins[1], range=(-np.pi, np.pi), weights=magnitude)
+    # Bins centred on -pi + 2 pi i / n (bin n/2 is "right", 3n/4 "down"): motion along an
+    # axis falls in the middle of a bin, not on an edge.
+    half_bin = np.pi / bins[1]
+    angle = np.mod(angle + np.pi + half_bin, 2 * np.pi)
+    dir_hist, _ = np.histogram(angle, bins=bins[1], range=(0.0, 2 * np.pi), weights=magnitude)
     return {"magnitude": _normalised(mag_hist), "direction": _normalised(dir_hist),
             "mean_magnitude": float(magnitude.mean()) if magnitude.size else 0.0}
 
