@@ -342,6 +342,7 @@ def _grass(rng, count, size, loop, wind=(1.0, 0.0), strength=0.55):
     ground = 0.07 + 0.03 * _normalise(ground)[..., None] * np.ones(3)
     ground = ground * np.array([1.0, 1.6, 0.7])
     fraction = (np.arange(segments + 1) / segments)[None, :]
+    thick = max(1, round(size / 128))  # pixels at twice the size
     clip = []
     for t in range(count):
         phase = 2 * np.pi * cycles * t / count
@@ -352,25 +353,29 @@ def _grass(rng, count, size, loop, wind=(1.0, 0.0), strength=0.55):
         bend = direction * strength * flex * (gust + flutter)
         angle = lean[:, None] + bend[:, None] * fraction ** 1.6
         step = length[:, None] / segments
-        dx = np.concatenate([np.zeros((n_blades, 1)), np.cumsum(step * np.sin(angle[:, 1:]), 1)], 1)
-        dy = np.concatenate([np.zeros((n_blades, 1)), np.cumsum(-step * np.cos(angle[:, 1:]), 1)], 1)
-        points = np.stack([root_x[:, None] + dx, root_y[:, None] + dy], -1)
+        offsets = np.zeros((n_blades, segments + 1, 2))
+        offsets[:, 1:, 0] = np.cumsum(step * np.sin(angle[:, 1:]), axis=1)
+        offsets[:, 1:, 1] = np.cumsum(-step * np.cos(angle[:, 1:]), axis=1)
+        points = np.stack([root_x, root_y], -1)[:, None, :] + offsets
         points = np.round(points * 4).astype(np.int32)  # 2 fractional bits (shift=2)
         image = ground.copy()
         half = segments // 2 + 1
+        # Bent blades show more of their lit side: the gust sweeps a sheen across the field.
+        sheen = np.clip(((gust - 0.25) / 0.6 * 3).astype(int), 0, 2)
         for level in range(layers):
-            thickness = 1 + int(level >= layers // 2)
-            dim = 0.55 + 0.45 * level / (layers - 1)  # far blades in shadow
+            dim = 0.65 + 0.5 * level / (layers - 1)  # far blades in shadow
             for shade in range(4):
-                chosen = np.nonzero((layer == level) & (tone == shade))[0]
-                if chosen.size == 0:
-                    continue
-                lower = [points[i, :half] for i in chosen]
-                upper = [points[i, half - 1:] for i in chosen]
-                cv2.polylines(image, lower, False, (palette_root[shade] * dim).tolist(),
-                              thickness + 1, cv2.LINE_AA, 2)
-                cv2.polylines(image, upper, False, (palette_tip[shade] * dim).tolist(),
-                              thickness, cv2.LINE_AA, 2)
+                for lift in range(3):
+                    chosen = np.nonzero((layer == level) & (tone == shade) & (sheen == lift))[0]
+                    if chosen.size == 0:
+                        continue
+                    light = dim * (0.82 + 0.2 * lift)
+                    lower = [points[i, :half] for i in chosen]
+                    upper = [points[i, half - 1:] for i in chosen]
+                    cv2.polylines(image, lower, False, (palette_root[shade] * light).tolist(),
+                                  thick + 1, cv2.LINE_AA, 2)
+                    cv2.polylines(image, upper, False, (palette_tip[shade] * light).tolist(),
+                                  thick, cv2.LINE_AA, 2)
         clip.append(cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA))
     return np.array(clip)
 
@@ -380,69 +385,77 @@ def _grass(rng, count, size, loop, wind=(1.0, 0.0), strength=0.55):
 
 
 def _waterfall(rng, count, size, loop, speed=2.2):
-    """A vertically stretched noise tile (periodic) falls with a speed that varies from column
-    to column and wobbles sideways (backward-warped with engine/render.warp_frame); a second,
-    finer isotropic noise churns as foam at the foot. Both loop by the two-phase blend."""
+    """A vertically stretched, periodic noise tile (a broad sheet octave plus fine streaks) falls
+    and accelerates: its speed grows down the frame, v(y) = speed (0.6 + 0.8 y / size), and the
+    tile row shown at y is v0 * (s(y) - t) with s(y) the time to fall to y, so streaks stretch as
+    they fall while the picture stays statistically steady. Columns fall at slightly different
+    rates and wobble sideways. Advected by backward warping with engine/render.warp_frame. A
+    finer isotropic noise churns as foam and mist at the foot. Both loop by the two-phase blend."""
     import torch
 
     from engine.render import warp_frame
 
     kx, ky = _wavenumbers(size, real=True)
-    streak_filter = np.exp(-(ky / (2 * np.pi * 2.5 / size)) ** 2) \
-        * np.exp(-(np.abs(kx) / (2 * np.pi * 14 / size)) ** 1.5) * (np.abs(kx) > 0)
-    streaks = _normalise(np.fft.irfft2(_gaussian_spectrum(rng, size) * streak_filter,
-                                       s=(size, size)))
+    cycles = 2 * np.pi / size
+
+    def band(across: float, along: float) -> np.ndarray:
+        shape = np.exp(-(ky / (cycles * along)) ** 2) * np.exp(-(kx / (cycles * across)) ** 2)
+        return _normalise(np.fft.irfft2(_gaussian_spectrum(rng, size) * shape * (kx != 0),
+                                        s=(size, size)))
+
+    streaks = _normalise(0.5 * band(7, 1.5) + 0.7 * band(28, 3) + 0.3 * band(48, 10))
     k = np.hypot(kx, ky)
-    foam_filter = np.exp(-(k / (2 * np.pi * 10 / size)) ** 2) * (k > 0)
-    foam_a = np.fft.irfft2(_gaussian_spectrum(rng, size) * foam_filter, s=(size, size))
-    foam_b = np.fft.irfft2(_gaussian_spectrum(rng, size) * foam_filter, s=(size, size))
-    foam_a, foam_b = _normalise(foam_a), _normalise(foam_b)
+    foam_filter = np.exp(-(k / (cycles * 22)) ** 2) * (k > 0)
+    foam_a = _normalise(np.fft.irfft2(_gaussian_spectrum(rng, size) * foam_filter, s=(size, size)))
+    foam_b = _normalise(np.fft.irfft2(_gaussian_spectrum(rng, size) * foam_filter, s=(size, size)))
     column_noise = np.fft.irfft(np.fft.rfft(rng.standard_normal(size))
-                                * np.exp(-(np.arange(size // 2 + 1) / 5.0) ** 2), n=size)
-    column_speed = speed * (1.0 + 0.35 * _normalise(column_noise))  # px per frame
+                                * np.exp(-(np.arange(size // 2 + 1) / 6.0) ** 2), n=size)
+    column_rate = 1.0 + 0.2 * _normalise(column_noise)
     wobble_phase = rng.uniform(0, 2 * np.pi, 2)
 
+    ys = np.arange(size, dtype=np.float64)[:, None] + 0.5
+    xs = np.arange(size, dtype=np.float64)[None, :] + 0.5
+    # Fall time to row y under v(y) = speed * (0.6 + 0.8 y / size), times speed: tile rows.
+    fallen = size / 0.8 * np.log1p(0.8 * ys / (0.6 * size))
     pad = 4
-    # Periodic tile, repeated above (content falls down: frame(y) = tile(y - d)) and at the sides.
+    # The tile repeated above (frame(y) = source(y - flow)) and wrapped at the sides.
     source = np.pad(np.concatenate([streaks, streaks]), ((0, 0), (pad, pad)), mode="wrap")
     source_t = torch.from_numpy(source.astype(np.float32))[None]
-    ys = np.arange(size)[:, None]
-    xs = np.arange(size)[None, :]
 
     def falling(t: float) -> np.ndarray:
-        fall = np.mod(column_speed[None, :] * t + 0.0 * ys, size)
-        wobble = 1.2 * np.sin(2 * np.pi * ys / size * 2 + 0.35 * t + wobble_phase[0]) \
-            + 0.6 * np.sin(2 * np.pi * xs / size * 3 - 0.5 * t + wobble_phase[1])
+        row = np.mod(column_rate * (fallen - speed * t), size)  # tile row shown at y
+        drop = np.mod(ys - row, size)  # >= 0: sampled from the copy above
+        wobble = 1.0 * np.sin(2 * np.pi * ys / size * 2 + 0.35 * t + wobble_phase[0]) \
+            + 0.5 * np.sin(2 * np.pi * xs / size * 3 - 0.5 * t + wobble_phase[1])
         flow = np.zeros((2,) + source.shape, np.float32)
         flow[0, size:, pad:pad + size] = wobble
-        flow[1, size:, pad:pad + size] = fall
+        flow[1, size:, pad:pad + size] = drop
         out = warp_frame(source_t, torch.from_numpy(flow), mode="bilinear", has_alpha=False)
         return out[0, size:, pad:pad + size].numpy().astype(np.float64)
 
     def churning(t: float) -> np.ndarray:
         theta = 2 * np.pi * 0.6 * t / count
-        drift = int(round(0.8 * t))  # foam is carried down, slower than the fall
         mixed = np.cos(theta) * foam_a + np.sin(theta) * foam_b
-        return np.roll(mixed, drift, axis=0)
+        return np.roll(mixed, int(round(0.7 * t)), axis=0)  # carried down, slower than the fall
 
-    foot = _smoothstep(0.62, 0.95, (ys / size))  # where the water hits the pool
-    sheet_dark, sheet_light = np.array([0.16, 0.27, 0.30]), np.array([0.90, 0.94, 0.96])
-    clip = []
+    foot = _smoothstep(0.55, 0.92, ys / size)  # where the water hits the pool
+    thin, thick = np.array([0.20, 0.32, 0.36]), np.array([0.93, 0.96, 0.98])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiles this small: thread start-up costs more than it saves
     try:
-        streaks_t = [_two_phase(falling, t, count, loop) for t in range(count)]
+        falling_fields = [_two_phase(falling, t, count, loop) for t in range(count)]
     finally:
         torch.set_num_threads(threads)
+    clip = []
     for t in range(count):
-        streak = streaks_t[t]
-        foam_noise = _two_phase(churning, t, count, loop)
-        water = _smoothstep(-1.4, 1.8, streak)
-        foam = _smoothstep(-0.2, 1.6, foam_noise + 0.8 * streak) * foot
-        colour = sheet_dark + (sheet_light - sheet_dark) * water[..., None]
+        streak = falling_fields[t]
+        churn = _two_phase(churning, t, count, loop)
+        water = _smoothstep(-1.9, 1.2, streak) ** 1.3
+        colour = thin + (thick - thin) * water[..., None]
+        foam = _smoothstep(-0.9, 1.8, churn + 0.5 * streak) * foot
         colour = colour + (np.array([0.97, 0.98, 1.0]) - colour) * foam[..., None]
-        mist = 0.25 * foot[..., None] * _smoothstep(-1.5, 1.5, foam_noise)[..., None]
-        clip.append(colour * (1 - mist) + 0.95 * mist)
+        mist = 0.45 * foot * _smoothstep(-2.0, 1.5, 0.6 * churn + 0.4 * streak)
+        clip.append(colour * (1 - mist[..., None]) + 0.92 * mist[..., None])
     return np.array(clip)
 
 
