@@ -119,6 +119,8 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--frames", type=int, default=24, help="at most this many frames each")
     stats.add_argument("--size", type=int, default=128,
                        help="both clips are centre-cropped and resized to this square side")
+    stats.add_argument("--mask-a", help="region of A (image; white = inside), cropped like A")
+    stats.add_argument("--mask-b", help="region of B (image; white = inside), cropped like B")
     stats.set_defaults(command=_motion_stats)
     return parser
 
@@ -217,12 +219,14 @@ def _exemplar(args, progress: Progress) -> int:
 
 
 def _motion_stats(args, progress: Progress) -> int:
-    from engine.dyntex.exemplars import load_exemplar
+    from engine.dyntex.exemplars import load_exemplar, load_mask
     from engine.metrics import flow_histograms, histogram_intersection, loop_seam_error
 
     a = load_exemplar(args.a, args.frames, args.size)
     b = load_exemplar(args.b, args.frames, args.size)
-    ha, hb = flow_histograms(a), flow_histograms(b)
+    mask_a = load_mask(args.mask_a, args.size) if args.mask_a else None
+    mask_b = load_mask(args.mask_b, args.size) if args.mask_b else None
+    ha, hb = flow_histograms(a, mask=mask_a), flow_histograms(b, mask=mask_b)
     report = {"magnitude": histogram_intersection(ha["magnitude"], hb["magnitude"]),
               "direction": histogram_intersection(ha["direction"], hb["direction"]),
               "mean_magnitude_a": ha["mean_magnitude"], "mean_magnitude_b": hb["mean_magnitude"],

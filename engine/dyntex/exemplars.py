@@ -109,6 +109,17 @@ def load_exemplar(source: str | os.PathLike, frames: int = 24, size: int = 128, 
     return exemplar_from_video(path, frames, size)
 
 
+def load_mask(path: str | os.PathLike, size: int) -> np.ndarray:
+    """A region mask (any image; its brightness) cropped and resized exactly as the clips above
+    are: size x size float32 in [0, 1]."""
+    pixels = frames_io.to_float(frames_io.read_image(path))
+    grey = pixels[..., 0] if pixels.shape[2] == 1 else pixels[..., :3].mean(axis=2)
+    mask = np.clip(_square(np.ascontiguousarray(grey, np.float32), size), 0.0, 1.0)
+    if not (mask > 0.5).any():
+        raise JobError(f"mask {path} is empty (no white pixels in its centre square)")
+    return mask
+
+
 def write_thumbnail(name_or_clip: str | np.ndarray, path: str | os.PathLike,
                     size: int = 96) -> Path:
     """A square PNG of the clip's middle frame (size x size) for the panel's exemplar list.
@@ -189,6 +200,13 @@ def _two_phase(field: Callable[[float], np.ndarray], t: int, count: int,
     return ((1 - a) * field(t) + a * field(t - count)) / np.sqrt((1 - a) ** 2 + a ** 2)
 
 
+def _blur_periodic(field: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of a periodic tile (wraps around, as the tile does)."""
+    kx, ky = _wavenumbers(field.shape[0], real=True)
+    gain = np.exp(-0.5 * sigma ** 2 * (kx ** 2 + ky ** 2))
+    return np.fft.irfft2(np.fft.rfft2(field) * gain, s=field.shape)
+
+
 def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
     u = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
     return u * u * (3 - 2 * u)
@@ -257,7 +275,7 @@ def _water(rng, count, size, loop, wind=(1.0, -0.35), speed=1.4, waves_across=4.
     body = deep + (shallow - deep) * crest
     sun = np.array([0.15, -0.55, 0.82])
     sun /= np.linalg.norm(sun)
-    glint = np.clip(reflected @ sun, 0.0, 1.0) ** 40 * 0.9
+    glint = np.clip(reflected @ sun, 0.0, 1.0) ** 90 * 1.3
     colour = (1 - fresnel[..., None]) * body + fresnel[..., None] * sky + glint[..., None]
     return colour
 
@@ -301,8 +319,11 @@ def _clouds(rng, count, size, loop, wind=(1.0, 0.15), speed=0.7, coverage=0.45):
     for t in range(count):
         d = _two_phase(field, t, count, loop) / norm
         density = _smoothstep(threshold, threshold + 1.4, d)
-        towards_sun = np.roll(d, shift=(light[1], light[0]), axis=(0, 1))
-        lighting = _smoothstep(-0.6, 0.6, d - towards_sun + 0.25)
+        # Self-shadowing: thicker towards the sun = darker; on a blurred density, so the
+        # shading is soft rather than streaked along the light direction.
+        soft = _blur_periodic(d, 1.5 * size / 128)
+        towards_sun = np.roll(soft, shift=(light[1], light[0]), axis=(0, 1))
+        lighting = _smoothstep(-0.5, 0.5, soft - towards_sun + 0.2)
         cloud = shade + (lit - shade) * lighting[..., None]
         cloud = cloud * (0.9 + 0.1 * _smoothstep(-1, 2, d))[..., None]
         alpha = density[..., None] ** 0.8

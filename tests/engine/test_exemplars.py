@@ -6,7 +6,7 @@ import json
 import cv2
 import numpy as np
 import pytest
-from conftest import json_lines, run_engine, texture
+from conftest import json_lines, run_engine, save, texture
 
 from engine.dyntex.exemplars import (EXEMPLARS, exemplar_from_video, load_exemplar,
                                      make_exemplar, write_thumbnail)
@@ -149,5 +149,15 @@ def test_cli_exemplar_and_motion_stats(tmp_path):
     assert result.returncode == 0, result.stderr
     stats = json.loads(result.stdout.strip().splitlines()[-1])
     assert stats["magnitude"] == pytest.approx(1.0) and stats["direction"] == pytest.approx(1.0)
+    mask = np.zeros((48, 48, 1), np.uint8)
+    mask[:, :24] = 255
+    save(tmp_path / "left.png", mask)
+    result = run_engine("motion-stats", str(out), "grass", "--size", "48", "--frames", "6",
+                        "--mask-a", str(tmp_path / "left.png"))
+    assert result.returncode == 0, result.stderr
+    assert 0 <= json.loads(result.stdout.strip().splitlines()[-1])["magnitude"] <= 1
+    save(tmp_path / "empty.png", mask * 0)
+    result = run_engine("motion-stats", str(out), "grass", "--mask-a", str(tmp_path / "empty.png"))
+    assert result.returncode == 2 and "empty" in result.stderr
     result = run_engine("exemplar", "lava", "--out", str(tmp_path / "lava"))
     assert result.returncode == 2 and "neither a built-in" in result.stderr
