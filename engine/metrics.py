@@ -46,8 +46,9 @@ def flow_histograms(clip, bins: tuple[int, int] = (MAGNITUDE_BINS, DIRECTION_BIN
     [N, H, W, 2] given directly): "magnitude" (bins[0] bins over [0, max_magnitude] px/frame,
     larger values in the last bin, each pixel counts once) and "direction" (bins[1] bins, bin i
     centred on angle -pi + 2 pi i / bins[1], angle = atan2(dy, dx) in image coordinates, y down,
-    so with 8 bins 4 is right and 6 is down; each pixel weighted by its magnitude). `mask` H x W (or [T, H, W], one per frame; the first T-1 are used) limits the
-    pixels. A direction histogram of a still clip is all zeros. Also "mean_magnitude"."""
+    so with 8 bins 4 is right and 6 is down; each pixel weighted by its magnitude). `mask`
+    H x W (or [T, H, W], one per frame; the first T-1 are used) limits the pixels. A direction
+    histogram of a still clip is all zeros. Also "mean_magnitude"."""
     if flows is None:
         flows = clip_flows(clip)
     flows = np.asarray(flows, np.float32)
