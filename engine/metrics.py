@@ -43,12 +43,14 @@ def flow_histograms(clip, bins: tuple[int, int] = (MAGNITUDE_BINS, DIRECTION_BIN
                     mask=None, max_magnitude: float = MAGNITUDE_RANGE,
                     flows: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Normalised histograms of the consecutive-frame DIS flow of `clip` (or of `flows`
-    [N, H, W, 2] given directly): "magnitude" (bins[0] bins over [0, max_magnitude] px/frame,
-    larger values in the last bin, each pixel counts once) and "direction" (bins[1] bins, bin i
-    centred on angle -pi + 2 pi i / bins[1], angle = atan2(dy, dx) in image coordinates, y down,
-    so with 8 bins 4 is right and 6 is down; each pixel weighted by its magnitude). `mask`
-    H x W (or [T, H, W], one per frame; the first T-1 are used) limits the pixels. A direction
-    histogram of a still clip is all zeros. Also "mean_magnitude"."""
+    [N, H, W, 2] given directly):
+      "magnitude": bins[0] bins over [0, max_magnitude] px/frame with edges
+        max_magnitude * (i / bins[0])^2, larger values in the last bin, each pixel counts once;
+      "direction": bins[1] bins, bin i centred on the angle -pi + 2 pi i / bins[1] of
+        atan2(dy, dx) in image coordinates, y down (with 8 bins, 4 is right and 6 is down),
+        each pixel weighted by its magnitude; all zeros for a still clip;
+      "mean_magnitude": mean flow magnitude, px/frame.
+    `mask` H x W (or [T, H, W], one per frame; the first T-1 are used) limits the pixels."""
     if flows is None:
         flows = clip_flows(clip)
     flows = np.asarray(flows, np.float32)
@@ -57,8 +59,10 @@ def flow_histograms(clip, bins: tuple[int, int] = (MAGNITUDE_BINS, DIRECTION_BIN
     inside = _flow_mask(mask, flows.shape)
     magnitude = np.hypot(flows[..., 0], flows[..., 1])[inside]
     angle = np.arctan2(flows[..., 1], flows[..., 0])[inside]
-    mag_hist, _ = np.histogram(np.minimum(magnitude, max_magnitude * (1 - 1e-6)),
-                               bins=bins[0], range=(0.0, max_magnitude))
+    # Square-root spaced bins: fine where most natural motion is (fractions of a pixel per
+    # frame), coarse for fast motion. Edge i is max_magnitude * (i / n)^2.
+    scaled = np.sqrt(np.minimum(magnitude / max_magnitude, 1 - 1e-6))
+    mag_hist, _ = np.histogram(scaled, bins=bins[0], range=(0.0, 1.0))
     # Bins centred on -pi + 2 pi i / n (bin n/2 is "right", 3n/4 "down"): motion along an
     # axis falls in the middle of a bin, not on an edge.
     half_bin = np.pi / bins[1]
