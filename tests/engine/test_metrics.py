@@ -106,3 +106,12 @@ def test_poke_following():
     patch[20:40, 20:40] = True
     cosine, ratio = poke_following(dis_flow(clip[0], clip[-1]), patch, (3.0, 3.0))
     assert cosine > 0.99 and ratio == pytest.approx(1.0, abs=0.1)
+
+
+def test_magnitude_bins_resolve_slow_motion():
+    """Natural motion is mostly sub-pixel per frame: 0.1 and 0.4 px/frame must not share a bin."""
+    slow, faster = np.zeros((1, 8, 8, 2), np.float32), np.zeros((1, 8, 8, 2), np.float32)
+    slow[..., 0], faster[..., 0] = 0.1, 0.4
+    a = flow_histograms(None, flows=slow)["magnitude"]
+    b = flow_histograms(None, flows=faster)["magnitude"]
+    assert histogram_intersection(a, b) == 0.0
