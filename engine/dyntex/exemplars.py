@@ -54,8 +54,10 @@ MAX_SIZE = 1024
 def make_exemplar(name: str, frames: int = 24, size: int = 128, seed: int = 0,
                   loop: bool = True, **options) -> np.ndarray:
     """A built-in exemplar clip [frames, size, size, 3] float32 in [0, 1]. `options` go to the
-    generator (water: wind=(dx, dy), speed; clouds: wind, coverage; grass: wind; waterfall:
-    speed)."""
+    generator (water: wind=(dx, dy), speed; clouds: wind, speed, coverage; grass: wind,
+    strength; waterfall: speed). Speeds are pixels per frame at size 128 and scale with the
+    size, so a clip shows the same motion at any size. Loops want about 8 frames or more: with
+    fewer, whole cycles per clip are too coarse (water flickers)."""
     if name not in _GENERATORS:
         raise JobError(f"unknown exemplar {name!r}; built-in exemplars are "
                        + ", ".join(EXEMPLARS) + " (or give a video file)")
@@ -243,6 +245,7 @@ def _water(rng, count, size, loop, wind=(1.0, -0.35), speed=1.4, waves_across=4.
     phillips[k == 0] = 0.0
     amplitude = np.sqrt(phillips / 2) * (rng.standard_normal(k.shape)
                                          + 1j * rng.standard_normal(k.shape))
+    speed = speed * size / 128
     gravity = speed ** 2 * k_peak  # phase speed omega / k = speed at the peak
     omega = np.sqrt(gravity * k)
     if loop:
@@ -297,7 +300,7 @@ def _clouds(rng, count, size, loop, wind=(1.0, 0.15), speed=0.7, coverage=0.45):
     base_a = _gaussian_spectrum(rng, size) * filt
     base_b = _gaussian_spectrum(rng, size) * filt
     octave = np.log2(np.maximum(k, k0) / k0)
-    rate = speed * (0.75 + 0.18 * octave)  # px per frame
+    rate = speed * size / 128 * (0.75 + 0.18 * octave)  # px per frame
     angle = np.radians(6.0) * (octave - 2.0)
     vx = rate * (w[0] * np.cos(angle) - w[1] * np.sin(angle))
     vy = rate * (w[0] * np.sin(angle) + w[1] * np.cos(angle))
@@ -352,7 +355,8 @@ def _grass(rng, count, size, loop, wind=(1.0, 0.0), strength=0.55):
     flutter_phase = rng.uniform(0, 2 * np.pi, n_blades)
     gust_phase = rng.uniform(0, 2 * np.pi, 2)
     tone = rng.integers(0, 4, n_blades)
-    cycles = 1.0 if loop else 0.83  # whole cycles per clip when looping
+    # About one gust per second at 24 fps; whole cycles per clip when looping.
+    cycles = max(1, round(count / 24)) * (1.0 if loop else 0.83)
     palette_root = np.array([[0.10, 0.22, 0.06], [0.13, 0.26, 0.07], [0.16, 0.28, 0.08],
                              [0.12, 0.20, 0.05]])
     palette_tip = np.array([[0.45, 0.62, 0.20], [0.55, 0.70, 0.25], [0.62, 0.72, 0.30],
@@ -416,6 +420,7 @@ def _waterfall(rng, count, size, loop, speed=2.2):
 
     from engine.render import warp_frame
 
+    speed = speed * size / 128
     kx, ky = _wavenumbers(size, real=True)
     cycles = 2 * np.pi / size
 
@@ -438,7 +443,7 @@ def _waterfall(rng, count, size, loop, speed=2.2):
     xs = np.arange(size, dtype=np.float64)[None, :] + 0.5
     # Fall time to row y under v(y) = speed * (0.6 + 0.8 y / size), times speed: tile rows.
     fallen = size / 0.8 * np.log1p(0.8 * ys / (0.6 * size))
-    pad = 4
+    pad = 4 + size // 64
     # The tile repeated above (frame(y) = source(y - flow)) and wrapped at the sides.
     source = np.pad(np.concatenate([streaks, streaks]), ((0, 0), (pad, pad)), mode="wrap")
     source_t = torch.from_numpy(source.astype(np.float32))[None]
@@ -446,8 +451,8 @@ def _waterfall(rng, count, size, loop, speed=2.2):
     def falling(t: float) -> np.ndarray:
         row = np.mod(column_rate * (fallen - speed * t), size)  # tile row shown at y
         drop = np.mod(ys - row, size)  # >= 0: sampled from the copy above
-        wobble = 1.0 * np.sin(2 * np.pi * ys / size * 2 + 0.35 * t + wobble_phase[0]) \
-            + 0.5 * np.sin(2 * np.pi * xs / size * 3 - 0.5 * t + wobble_phase[1])
+        wobble = size / 128 * np.sin(2 * np.pi * ys / size * 2 + 0.35 * t + wobble_phase[0]) \
+            + size / 256 * np.sin(2 * np.pi * xs / size * 3 - 0.5 * t + wobble_phase[1])
         flow = np.zeros((2,) + source.shape, np.float32)
         flow[0, size:, pad:pad + size] = wobble
         flow[1, size:, pad:pad + size] = drop
@@ -457,7 +462,7 @@ def _waterfall(rng, count, size, loop, speed=2.2):
     def churning(t: float) -> np.ndarray:
         theta = 2 * np.pi * 0.6 * t / count
         mixed = np.cos(theta) * foam_a + np.sin(theta) * foam_b
-        return np.roll(mixed, int(round(0.7 * t)), axis=0)  # carried down, slower than the fall
+        return np.roll(mixed, int(round(0.7 * t * size / 128)), axis=0)  # carried down, slowly
 
     foot = _smoothstep(0.55, 0.92, ys / size)  # where the water hits the pool
     thin, thick = np.array([0.20, 0.32, 0.36]), np.array([0.93, 0.96, 0.98])
