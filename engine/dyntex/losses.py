@@ -1,0 +1,207 @@
+"""Losses of two-stream dynamic texture synthesis with the landscape study's additions.
+
+For one masked region r of a clip x (T frames, working resolution), with m_r its mask:
+
+    L_app   = λ3 · L_style + λ4 · L2                 appearance: keep the still's look
+    L_style = Gram(VGG(x_t), m_r) vs Gram(VGG(still), m_r)      per layer, mean over frames
+    L2      = masked mean |VGG(x_t) − VGG(still)|² inside m_r   per layer, mean over frames
+    L_dyn   = Gram(MSOE(x_t, x_t+1), m_r) vs the exemplar's mean pair Gram; mean over pairs,
+              plus the wrap-around pair (x_T, x_1) when the clip loops
+    L_paint = Gram(VGG(x_t), m_r) vs Gram(VGG(painting))       the optional style stream
+    L       = Σ_r  λ5 · L_app + λ6 · L_dyn + λ7 · L_paint
+
+Grams are `engine.vgg.gram` (mean of f fᵀ over the mask's positions), so a region's
+statistics ignore everything outside it and do not depend on its size.
+
+Normalisation. The VGG here is not Gatys-normalised: per-layer Gram magnitudes differ by
+~500x, and every magnitude changes with resolution. So each layer's term of each stream is
+divided by its own reference value, and the layers are then averaged: every term is ~1 when the
+clip is as far from its target as the reference, whatever the resolution, and the report's
+weights (λ3 = 1, λ4 ∈ {0, 0.1}, λ5 = 1, λ6 = 10, λ7 = 0.1) keep their meaning.
+
+The reference is the value "at the start" of a two-stream synthesis as the paper runs it: a
+featureless clip (the still with the region filled by its mean colour, not moving). We do not
+use the value at *our* start, because synthesis starts from the still itself (see
+synthesis.py): there the appearance and L2 terms are ~0 (only the start noise), and dividing by
+them would make any change of the region cost thousands and freeze it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from engine.dyntex.msoe import MsoeNet, clip_pairs
+from engine.errors import JobError
+from engine.vgg import APPEARANCE_LAYERS, Vgg19Features, gram
+
+
+@dataclass
+class LossWeights:
+    """The λ of the landscape study and which VGG layers each term reads."""
+    style: float = 1.0       # λ3: appearance Gram (the still's own texture statistics)
+    l2: float = 0.0          # λ4: L2 feature term (layout); 0.1 for clouds/wheat, rivers liked
+    #                              appearance from L2 only (style 0, l2 1)
+    appearance: float = 1.0  # λ5: the appearance stream L_app
+    dynamics: float = 10.0   # λ6: the dynamics stream (MSOE Grams vs the exemplar)
+    painting: float = 0.1    # λ7: the style stream (VGG Grams vs a painting), when given one
+    appearance_layers: tuple[str, ...] = APPEARANCE_LAYERS
+    l2_layers: tuple[str, ...] = ("pool1", "pool2", "pool3", "pool4")
+    painting_layers: tuple[str, ...] = APPEARANCE_LAYERS
+
+    def check(self) -> None:
+        for name in ("style", "l2", "appearance", "dynamics", "painting"):
+            value = getattr(self, name)
+            if not value >= 0:
+                raise JobError(f"loss weight {name} must be >= 0, got {value}")
+        if self.appearance * (self.style + self.l2) + self.dynamics + self.painting <= 0:
+            raise JobError("all loss weights are zero, so there is nothing to optimise")
+
+
+@dataclass
+class RegionTarget:
+    """What one region's frames are pulled towards (all at the working resolution)."""
+    mask: torch.Tensor                        # [1, 1, h, w] in [0, 1]
+    appearance: dict[str, torch.Tensor]       # layer -> [1, C, C] Gram of the still in the mask
+    still_features: dict[str, torch.Tensor]   # layer -> [1, C, h', w'] (for L2)
+    dynamics: torch.Tensor                    # [1, 320, 320] mean pair Gram of the exemplar
+    scales: dict[str, torch.Tensor] = field(default_factory=dict)  # "term/layer" -> reference
+
+
+def masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the mask's positions (weighted, area-resampled like `gram`) and channels of
+    (a − b)², per sample: [N, C, h, w] x [1 or N, C, h, w] -> [N]."""
+    n, c, h, w = a.shape
+    weights = torch.nn.functional.adaptive_avg_pool2d(mask.float(), (h, w))
+    area = weights.sum()
+    if area <= 0:
+        raise JobError(f"a mask is empty at the {w}x{h} feature resolution; draw a larger "
+                       "region or synthesize at a higher resolution")
+    return (((a - b) ** 2).mean(1, keepdim=True) * weights).sum((1, 2, 3)) / area
+
+
+def gram_distance(features: torch.Tensor, target: torch.Tensor,
+                  mask: torch.Tensor | None) -> torch.Tensor:
+    """Σ (Gram(f, mask) − target)² per sample: [N, C, h, w] -> [N]."""
+    return ((gram(features, mask) - target) ** 2).sum((1, 2))
+
+
+class DyntexLoss:
+    """L(clip) for a clip [T, 3, h, w] in [0, 1] at the working resolution, over every region.
+
+    `terms(clip)` gives each weighted term (for logs and tests); calling the object gives their
+    sum. Targets and reference scales are computed once, at construction, without gradients."""
+
+    def __init__(self, vgg: Vgg19Features, msoe: MsoeNet, still: torch.Tensor,
+                 masks: list[torch.Tensor], exemplars: list[torch.Tensor],
+                 weights: LossWeights | None = None, painting: torch.Tensor | None = None,
+                 loop: bool = False):
+        self.vgg, self.msoe = vgg, msoe
+        self.weights = weights or LossWeights()
+        self.weights.check()
+        self.loop = loop
+        if len(masks) != len(exemplars) or not masks:
+            raise JobError("every region needs one mask and one exemplar")
+        still = still.reshape(1, *still.shape[-3:]).float()
+        self.shape = tuple(still.shape[-2:])
+        w = self.weights
+        self.layers = tuple(dict.fromkeys(
+            (w.appearance_layers if w.style and w.appearance else ())
+            + (w.l2_layers if w.l2 and w.appearance else ())
+            + (w.painting_layers if w.painting and painting is not None else ())))
+        self.painting = None
+        with torch.no_grad():
+            still_features = self._vgg(still)
+            if painting is not None and w.painting:
+                painting = painting.reshape(1, *painting.shape[-3:]).float()
+                feats = self.vgg(painting.to(still.device), w.painting_layers)
+                self.painting = {name: gram(feats[name]) for name in w.painting_layers}
+            self.regions = []
+            for mask, exemplar in zip(masks, exemplars):
+                mask = mask.reshape(1, 1, *mask.shape[-2:]).float().to(still.device)
+                if tuple(mask.shape[-2:]) != self.shape:
+                    raise JobError(f"a region mask is {mask.shape[-1]}x{mask.shape[-2]} but the "
+                                   f"still is {self.shape[1]}x{self.shape[0]}")
+                if float(mask.sum()) <= 0:
+                    raise JobError("a region mask is empty at the working resolution; draw a "
+                                   "larger region or raise the working size")
+                if exemplar.shape[0] < 2:
+                    raise JobError(f"an exemplar needs at least 2 frames for motion, got "
+                                   f"{exemplar.shape[0]}")
+                pairs = clip_pairs(exemplar.float().to(still.device), wrap=False)
+                dyn = gram(self.msoe.features(pairs)).mean(0, keepdim=True)
+                target = RegionTarget(
+                    mask=mask,
+                    appearance={n: gram(still_features[n], mask) for n in w.appearance_layers
+                                if n in still_features},
+                    still_features={n: still_features[n] for n in w.l2_layers
+                                    if n in still_features},
+                    dynamics=dyn)
+                self.regions.append(target)
+            # Reference scales: the terms of a featureless, motionless clip (module docstring).
+            flat = still.clone()
+            for target in self.regions:
+                m = target.mask[0]
+                area = m.sum()
+                mean = (flat[0] * m).sum((1, 2), keepdim=True) / area
+                flat[0] = flat[0] * (1 - m) + mean * m
+            reference = flat.expand(2, -1, -1, -1)
+            for index, target in enumerate(self.regions):
+                raw = self._raw_terms(reference, index, self._vgg(reference))
+                target.scales = {key: value.clamp_min(1e-12) if float(value) > 1e-12
+                                 else torch.ones_like(value) for key, value in raw.items()}
+
+    def _vgg(self, clip: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.vgg(clip, self.layers) if self.layers else {}
+
+    def _raw_terms(self, clip: torch.Tensor, index: int,
+                   features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Unnormalised per-layer terms of region `index`, each averaged over frames/pairs."""
+        w, target = self.weights, self.regions[index]
+        mask = target.mask
+        raw = {}
+        if w.appearance and w.style:
+            for name, g in target.appearance.items():
+                raw[f"style/{name}"] = gram_distance(features[name], g, mask).mean()
+        if w.appearance and w.l2:
+            for name, f in target.still_features.items():
+                raw[f"l2/{name}"] = masked_mse(features[name], f, mask).mean()
+        if self.painting is not None:
+            for name, g in self.painting.items():
+                raw[f"painting/{name}"] = gram_distance(features[name], g, mask).mean()
+        if w.dynamics:
+            pairs = clip_pairs(clip, wrap=self.loop and clip.shape[0] > 2)
+            raw["dynamics"] = gram_distance(self.msoe.features(pairs), target.dynamics,
+                                            mask).mean()
+        return raw
+
+    def terms(self, clip: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{"appearance", "style", "l2", "dynamics", "painting"}: the normalised terms summed
+        over regions; "appearance" = λ3·style + λ4·l2 and the total is
+        λ5·appearance + λ6·dynamics + λ7·painting (`total`)."""
+        if clip.ndim != 4 or clip.shape[1] != 3 or tuple(clip.shape[-2:]) != self.shape:
+            raise ValueError(f"expected a clip [T, 3, {self.shape[0]}, {self.shape[1]}], got "
+                             f"{list(clip.shape)}")
+        features = self._vgg(clip)
+        zero = clip.new_zeros(())
+        sums = {"style": zero, "l2": zero, "dynamics": zero, "painting": zero}
+        for index, target in enumerate(self.regions):
+            raw = self._raw_terms(clip, index, features)
+            for kind in sums:
+                keys = [k for k in raw if k.split("/")[0] == kind]
+                if keys:
+                    sums[kind] = sums[kind] + sum(raw[k] / target.scales[k] for k in keys) \
+                        / len(keys)
+        w = self.weights
+        out = dict(sums)
+        out["appearance"] = w.style * sums["style"] + w.l2 * sums["l2"]
+        out["total"] = (w.appearance * out["appearance"] + w.dynamics * sums["dynamics"]
+                        + w.painting * sums["painting"])
+        return out
+
+    def __call__(self, clip: torch.Tensor) -> torch.Tensor:
+        return self.terms(clip)["total"]
+
+
+__all__ = ["LossWeights", "RegionTarget", "DyntexLoss", "gram_distance", "masked_mse"]

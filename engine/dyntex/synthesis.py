@@ -1,0 +1,346 @@
+"""Per-region two-stream synthesis: the still's masked regions move like their exemplars.
+
+    still (full res, native type) + regions (mask, exemplar) [+ painting]
+      -> working resolution (longer side = config.size), levels of a pyramid, coarse first
+      -> per level: clip = still·(1 − M) + x·M, x optimised by L-BFGS (or Adam) on DyntexLoss
+      -> change = clip − still at the working resolution, upsampled, added to the full-res
+         still inside the masks; outside every mask the output IS the still (same array values)
+
+Start: every frame is the still plus small independent noise inside the regions. Starting at
+the still puts the layout (L2) and the region's own texture statistics (appearance Gram) at
+their optimum, so the optimiser only has to add motion instead of inventing a picture from a
+flat colour as the paper does; the noise breaks the symmetry between identical frames (through
+MSOE's per-pair contrast normalisation, equal frames give zero temporal energy and nearly
+equal gradients for every frame) and gives each frame its own way to move.
+
+Outside the regions: the mask composition makes their gradient zero, and at the end the output
+is assembled in the still's own sample type with `np.where(mask > 0, ..., still)`, so those
+pixels are bit-identical to the still in every frame.
+
+Full resolution: only the *change* is upsampled, so the still's own detail survives wherever
+the synthesis leaves the region alone. Longer clips by incremental blocks are not implemented
+yet (one block of `frames`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine import frames as frames_io
+from engine.dyntex.losses import DyntexLoss, LossWeights
+from engine.dyntex.msoe import MsoeNet
+from engine.errors import JobError
+from engine.vgg import Vgg19Features
+
+MIN_WORK = 32  # MSOE's 5-level pyramid needs 32 px (2^5) on the shorter side
+
+
+@dataclass
+class Region:
+    """One masked region: mask H x W float in [0, 1] at the still's resolution, and its motion:
+    a built-in exemplar name, a video file or frames folder, or a clip [T, S, S, 3] float."""
+    mask: np.ndarray
+    exemplar: str | os.PathLike | np.ndarray
+    name: str = ""
+
+
+@dataclass
+class SynthesisConfig:
+    frames: int = 12
+    size: int = 256              # working resolution: the still's longer side (never up)
+    loop: bool = True            # wrap-around pair in the dynamics loss: a seamless loop
+    iterations: int = 100        # optimiser steps per pyramid level
+    optimizer: str = "lbfgs"     # "lbfgs" (the paper's) or "adam"
+    history: int = 10            # L-BFGS history (SciPy's default, as the paper ran it)
+    lr: float = 0.02             # Adam step, in [0, 1] pixel units
+    levels: int = 1              # coarse-to-fine pyramid levels (1 = working size only)
+    noise: float = 0.02          # std of the start noise inside the regions
+    seed: int = 0
+    exemplar_frames: int = 0     # frames read from each exemplar (0: same as frames, >= 2)
+    preview_every: int = 10      # steps between preview frames
+    weights: LossWeights = field(default_factory=LossWeights)
+
+    def check(self) -> None:
+        if self.frames < 2:
+            raise JobError(f"a dynamic texture needs at least 2 frames, got {self.frames}")
+        if self.size < MIN_WORK:
+            raise JobError(f"the working size must be at least {MIN_WORK} pixels, got {self.size}")
+        if self.iterations < 1:
+            raise JobError(f"iterations must be at least 1, got {self.iterations}")
+        if self.optimizer not in ("lbfgs", "adam"):
+            raise JobError(f"optimizer must be 'lbfgs' or 'adam', not {self.optimizer!r}")
+        if self.levels < 1:
+            raise JobError(f"levels must be at least 1, got {self.levels}")
+        self.weights.check()
+
+
+Callback = Callable[[int, int, float, "Path | None"], None]
+
+
+@dataclass
+class Synthesis:
+    """The result: `clip` [T, 3, h, w] at the working resolution (float, [0, 1], display RGB),
+    the loss after every step, and `frames()` at the still's full resolution."""
+    still: np.ndarray
+    clip: torch.Tensor
+    work_still: torch.Tensor
+    mask: np.ndarray                     # union of the regions, full resolution, [0, 1]
+    losses: list[float]
+    seconds: float
+
+    def __len__(self) -> int:
+        return self.clip.shape[0]
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """Full-resolution frames in the still's sample type (one at a time)."""
+        height, width = self.still.shape[:2]
+        display = _display_float(self.still)            # H x W x 3 float32, [0, 1] sRGB
+        inside = self.mask > 0
+        weight = self.mask[..., None].astype(np.float32)
+        change = (self.clip - self.work_still).float().cpu()
+        for t in range(change.shape[0]):
+            delta = change[t].permute(1, 2, 0).numpy()
+            if delta.shape[:2] != (height, width):
+                delta = cv2.resize(delta, (width, height), interpolation=cv2.INTER_CUBIC)
+            frame = np.clip(display + weight * delta, 0.0, 1.0)
+            native = _from_display(frame, self.still)
+            yield np.where(inside[..., None], native, self.still)
+
+    def work_frames(self) -> np.ndarray:
+        """[T, h, w, 3] float32 at the working resolution (for metrics)."""
+        return self.clip.permute(0, 2, 3, 1).float().cpu().numpy()
+
+
+def working_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """The still scaled so its longer side is `size` (never up); shorter side >= MIN_WORK."""
+    factor = min(1.0, size / max(width, height))
+    w, h = max(1, round(width * factor)), max(1, round(height * factor))
+    if min(w, h) < MIN_WORK:
+        raise JobError(f"at working size {size} the still becomes {w}x{h}; the motion network "
+                       f"needs at least {MIN_WORK} pixels on each side: raise --size")
+    return w, h
+
+
+def synthesize(still: np.ndarray, regions: list[Region], config: SynthesisConfig, *,
+               vgg: Vgg19Features, msoe: MsoeNet, painting: np.ndarray | None = None,
+               device: torch.device | str = "cpu", callback: Callback | None = None,
+               preview_dir: str | os.PathLike | None = None) -> Synthesis:
+    """Animate `regions` of `still` (H x W x C native array, see engine/frames.py).
+
+    painting: H' x W' x 3 (any type) for the style stream. callback(done, total, loss, preview)
+    after every step; preview is a PNG of frame 1 at the working size, rewritten every
+    `config.preview_every` steps into preview_dir (None: no previews). Raises JobError for bad
+    input; a Cancelled raised by a signal handler passes through."""
+    from engine.dyntex.exemplars import load_exemplar
+
+    config.check()
+    if not regions:
+        raise JobError("no region to animate: give at least one mask with a motion label")
+    device = torch.device(device)
+    torch.manual_seed(config.seed)
+    height, width = still.shape[:2]
+    masks = []
+    for index, region in enumerate(regions, 1):
+        mask = np.asarray(region.mask, np.float32)
+        if mask.shape != (height, width):
+            raise JobError(f"mask {index} is {mask.shape[1] if mask.ndim > 1 else '?'}x"
+                           f"{mask.shape[0]} but the still is {width}x{height}")
+        if not (mask >= 0.5).any():
+            raise JobError(f"mask {index}{' (' + region.name + ')' if region.name else ''} is "
+                           "empty: it has no pixel inside (>= 0.5)")
+        masks.append(np.clip(mask, 0.0, 1.0))
+    union = np.maximum.reduce(masks)
+
+    work_w, work_h = working_size(width, height, config.size)
+    levels = _level_sizes(work_w, work_h, config.levels)
+    exemplar_frames = config.exemplar_frames or max(config.frames, 2)
+    side = min(work_w, work_h)
+    clips = []
+    for index, region in enumerate(regions, 1):
+        if isinstance(region.exemplar, np.ndarray):
+            clip = np.asarray(region.exemplar, np.float32)
+            if clip.ndim != 4 or clip.shape[-1] != 3 or clip.shape[0] < 2:
+                raise JobError(f"the exemplar of region {index} must be a clip [T >= 2, S, S, 3], "
+                               f"got shape {list(clip.shape)}")
+        else:
+            clip = load_exemplar(region.exemplar, exemplar_frames, max(16, side), config.seed,
+                                 config.loop)
+        clips.append(torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2))
+    paint = None
+    if painting is not None:
+        paint = torch.from_numpy(_display_float(painting)).permute(2, 0, 1)[None]
+
+    display = torch.from_numpy(_display_float(still)).permute(2, 0, 1)[None]
+    losses: list[float] = []
+    total = config.iterations * len(levels)
+    start = time.perf_counter()
+    previous = None  # (change at the last level, its size)
+    done = 0
+    for (w, h) in levels:
+        work_still = _resize(display, w, h).to(device)
+        work_masks = [_resize(torch.from_numpy(m)[None, None], w, h).to(device) for m in masks]
+        if any(float(m.max()) <= 0 for m in work_masks):
+            raise JobError(f"a mask vanishes at the {w}x{h} working size; draw a larger region "
+                           "or raise --size")
+        scale = h / work_h
+        exemplars = [_exemplar_at(c, scale).to(device) for c in clips]
+        paint_here = _resize(paint, *_fit(paint, max(w, h))).to(device) \
+            if paint is not None else None
+        loss_fn = DyntexLoss(vgg, msoe, work_still[0], work_masks, exemplars, config.weights,
+                             painting=paint_here, loop=config.loop)
+        mask = torch.stack(work_masks).amax(0)  # [1, 1, h, w]
+        base = work_still.expand(config.frames, -1, -1, -1)
+        if previous is None:
+            noise = torch.randn(config.frames, 3, h, w, generator=None) * config.noise
+            x = base + noise.to(device)
+        else:
+            x = base + F.interpolate(previous, size=(h, w), mode="bilinear",
+                                     align_corners=False)
+        x = x.clamp(0, 1).contiguous().requires_grad_(True)
+
+        def compose(x=x, base=base, mask=mask):
+            return base * (1 - mask) + x * mask
+
+        state = {"step": 0}
+
+        def closure(x=x, loss_fn=loss_fn, compose=compose, state=state):
+            optimiser.zero_grad()
+            loss = loss_fn(compose())
+            loss.backward()
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise JobError("the synthesis diverged (the loss is not finite); lower the "
+                               "loss weights or use --optimizer adam")
+            losses.append(value)
+            step = (optimiser.state[x].get("n_iter", 0) if config.optimizer == "lbfgs"
+                    else state["step"] + 1)
+            if step > state["step"]:  # a new iteration (L-BFGS also evaluates in line searches)
+                state["step"] = step
+                here = done + min(step, config.iterations)
+                preview = None
+                if preview_dir is not None and here % config.preview_every == 0:
+                    with torch.no_grad():
+                        preview = _write_preview(compose()[0], Path(preview_dir))
+                if callback is not None:
+                    callback(here, total, value, preview)
+            return loss
+
+        if config.optimizer == "lbfgs":
+            # One step() call runs every iteration: torch's L-BFGS does not move when step()
+            # is called again with max_iter=1 (seen with torch 2.x), so progress, previews and
+            # cancel (a signal raising Cancelled) happen inside the closure. Strong Wolfe line
+            # search, history 10 and an evaluation cap of 1.25 x iterations (SciPy's maxfun,
+            # as the paper ran it); no tolerance stop; pixels are clipped when composed.
+            optimiser = torch.optim.LBFGS([x], lr=1.0, max_iter=config.iterations,
+                                          max_eval=config.iterations * 5 // 4 + 1,
+                                          history_size=config.history,
+                                          line_search_fn="strong_wolfe", tolerance_grad=0.0,
+                                          tolerance_change=0.0)
+            optimiser.step(closure)
+        else:
+            optimiser = torch.optim.Adam([x], lr=config.lr)
+            for _ in range(config.iterations):
+                optimiser.step(closure)
+                with torch.no_grad():
+                    x.clamp_(0, 1)
+        done += config.iterations
+        with torch.no_grad():
+            result = compose().clamp(0, 1)
+            losses.append(float(loss_fn(result)))  # the final loss, last in the history
+            previous = result - work_still
+        if preview_dir is not None:
+            preview = _write_preview(result[0], Path(preview_dir))
+            if callback is not None:
+                callback(done, total, losses[-1], preview)
+    return Synthesis(still=still, clip=result.cpu(), work_still=work_still.cpu(), mask=union,
+                     losses=losses, seconds=time.perf_counter() - start)
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _level_sizes(width: int, height: int, levels: int) -> list[tuple[int, int]]:
+    """Coarse to fine; coarser levels that would fall under MIN_WORK are dropped."""
+    sizes = []
+    for level in reversed(range(levels)):
+        w, h = round(width / 2 ** level), round(height / 2 ** level)
+        if min(w, h) >= MIN_WORK:
+            sizes.append((w, h))
+    return sizes
+
+
+def _fit(image: torch.Tensor, longest: int) -> tuple[int, int]:
+    h, w = image.shape[-2:]
+    factor = longest / max(h, w)
+    return max(MIN_WORK, round(w * factor)), max(MIN_WORK, round(h * factor))
+
+
+def _resize(image: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Area average down, bilinear up ([N, C, h, w] float)."""
+    if tuple(image.shape[-2:]) == (height, width):
+        return image.float()
+    if height <= image.shape[-2] and width <= image.shape[-1]:
+        return F.interpolate(image.float(), size=(height, width), mode="area")
+    return F.interpolate(image.float(), size=(height, width), mode="bilinear",
+                         align_corners=False)
+
+
+def _exemplar_at(clip: torch.Tensor, scale: float) -> torch.Tensor:
+    """An exemplar for a coarser level: the same clip scaled like the still (motion in pixels
+    per frame scales with it), at least MIN_WORK pixels."""
+    if scale >= 1:
+        return clip
+    h, w = clip.shape[-2:]
+    return _resize(clip, max(MIN_WORK, round(w * scale)), max(MIN_WORK, round(h * scale)))
+
+
+def _display_float(pixels: np.ndarray) -> np.ndarray:
+    """H x W x 3 float32 in [0, 1], display-referred RGB (the networks' input): integer samples
+    scaled, float (linear) samples encoded to sRGB, grey repeated, alpha dropped."""
+    values = frames_io.to_float(pixels)
+    if pixels.dtype == np.float32:
+        values = frames_io.linear_to_srgb(values[..., :3] if values.shape[2] >= 3 else values)
+    channels = values.shape[2]
+    if channels == 1:
+        values = np.repeat(values, 3, axis=2)
+    elif channels == 4:
+        values = values[..., :3]
+    return np.ascontiguousarray(np.clip(values, 0.0, 1.0), np.float32)
+
+
+def _from_display(frame: np.ndarray, still: np.ndarray) -> np.ndarray:
+    """Inverse of _display_float into the still's sample type and channels (alpha kept)."""
+    channels = still.shape[2]
+    colour = frame.mean(axis=2, keepdims=True) if channels == 1 else frame
+    if still.dtype == np.float32:
+        colour = frames_io.srgb_to_linear(colour)
+    native = frames_io.from_float(colour, still.dtype)
+    if channels == 4:
+        native = np.concatenate([native, still[..., 3:]], axis=2)
+    return native
+
+
+def _write_preview(frame: torch.Tensor, folder: Path) -> Path:
+    """Frame [3, h, w] -> folder/preview.png, replaced atomically (a reader never sees half)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels = (frame.permute(1, 2, 0).float().cpu().numpy().clip(0, 1) * 255 + 0.5)
+    data = frames_io.encode_png(pixels.astype(np.uint8), "PNG8")
+    path = folder / "preview.png"
+    temporary = folder / f".preview-{os.getpid()}.png"
+    data.tofile(temporary)
+    os.replace(temporary, path)
+    return path
+
+
+__all__ = ["Region", "SynthesisConfig", "Synthesis", "synthesize", "working_size", "MIN_WORK"]
