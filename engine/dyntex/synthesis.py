@@ -216,8 +216,10 @@ def synthesize(still: np.ndarray, regions: list[Region], config: SynthesisConfig
         def closure(x=x, loss_fn=loss_fn, compose=compose, state=state):
             optimiser.zero_grad()
             loss = loss_fn(compose())
-            loss.backward()
             value = float(loss.detach())
+            if config.optimizer == "lbfgs":  # L-BFGS has no bounds: a penalty keeps it in [0, 1]
+                loss = loss + _bounds_penalty(x, mask)
+            loss.backward()
             if not math.isfinite(value):
                 raise JobError("the synthesis diverged (the loss is not finite); lower the "
                                "loss weights or use --optimizer adam")
@@ -268,6 +270,13 @@ def synthesize(still: np.ndarray, regions: list[Region], config: SynthesisConfig
 
 # --------------------------------------------------------------------------------------------
 # Helpers
+
+
+def _bounds_penalty(x: torch.Tensor, mask: torch.Tensor, weight: float = 100.0) -> torch.Tensor:
+    """weight x the mean squared overshoot outside [0, 1] over the region's pixels: 0 inside the
+    range, so it never competes with the losses there (Adam is clamped instead)."""
+    overshoot = (x - x.detach().clamp(0, 1)) * mask
+    return weight * (overshoot ** 2).sum() / (mask.sum() * x.shape[0] * 3).clamp_min(1)
 
 
 def _level_sizes(width: int, height: int, levels: int) -> list[tuple[int, int]]:
@@ -343,4 +352,115 @@ def _write_preview(frame: torch.Tensor, folder: Path) -> Path:
     return path
 
 
-__all__ = ["Region", "SynthesisConfig", "Synthesis", "synthesize", "working_size", "MIN_WORK"]
+
+
+# --------------------------------------------------------------------------------------------
+# A whole bake from files: `python -m engine dyntex`
+
+
+def parse_mask_spec(spec: str) -> tuple[Path, str]:
+    """"MASK.png:LABEL" -> (mask path, label). LABEL is a built-in exemplar name or a video
+    file / frames folder. The split is at the first colon after an existing file, so Windows
+    drive letters ("C:\\masks\\sky.png:clouds") work."""
+    for index, char in enumerate(spec):
+        if char == ":" and index and Path(spec[:index]).is_file():
+            label = spec[index + 1:]
+            if not label:
+                break
+            return Path(spec[:index]), label
+    if ":" not in spec:
+        raise JobError(f"--mask {spec!r} needs a label: MASK.png:water (or clouds, grass, "
+                       "waterfall, or a video file)")
+    path = spec.rsplit(":", 1)[0]
+    raise JobError(f"--mask {spec!r}: the mask file {path!r} does not exist or has no label")
+
+
+def read_regions(specs: list[tuple[Path, str]], width: int, height: int, work_side: int,
+                 frames: int, seed: int = 0, loop: bool = True) -> list[Region]:
+    """Masks at the still's size and their exemplars (read now, so bad input fails before any
+    network is loaded). Each exemplar is a square of the working size's shorter side."""
+    from engine.dyntex.exemplars import EXEMPLARS, load_exemplar
+
+    regions = []
+    for index, (path, label) in enumerate(specs, 1):
+        mask = frames_io.read_mask(path, width, height, name=f"mask {index}")
+        if not (mask >= 0.5).any():
+            raise JobError(f"mask {index} ({Path(path).name}) is empty: no pixel is white; "
+                           "paint the region to animate in white")
+        source = label if label in EXEMPLARS else Path(label)
+        clip = load_exemplar(source, max(frames, 2), max(16, work_side), seed, loop)
+        if len(clip) < 2:
+            raise JobError(f"the exemplar {label} of mask {index} has {len(clip)} frame; at "
+                           "least 2 are needed for motion")
+        regions.append(Region(mask=mask, exemplar=clip, name=label))
+    return regions
+
+
+def load_networks(vgg_weights: str | os.PathLike | None, msoe_weights: str | os.PathLike | None,
+                  device: torch.device, bf16: bool = False) -> tuple[Vgg19Features, MsoeNet]:
+    """VGG-19 (converted on first use) and the trained MSOE (models/msoe.safetensors unless
+    given). Both refuse a file for another network with a message naming the mismatch."""
+    from engine.dyntex.msoe import SHIPPED, load_msoe
+    from engine.vgg import VggConfig, load_vgg19
+
+    msoe_path = Path(msoe_weights) if msoe_weights else SHIPPED
+    if not msoe_path.is_file():
+        raise JobError(f"the MSOE dynamics weights are missing ({msoe_path}); train them with "
+                       "`python -m engine train-msoe --out FILE` and pass --msoe-weights FILE")
+    msoe = load_msoe(msoe_path, device=device)  # the small file first: a mismatch fails fast
+    return load_vgg19(vgg_weights, device, config=VggConfig(bf16=bf16)), msoe
+
+
+def bake(image: str | os.PathLike, masks: list[tuple[Path, str]], out: str | os.PathLike,
+         config: SynthesisConfig, progress, *, style: str | os.PathLike | None = None,
+         vgg_weights=None, msoe_weights=None, device: str = "auto", bf16: bool = False,
+         networks: tuple[Vgg19Features, MsoeNet] | None = None) -> dict:
+    """Read, check, synthesize and write frame_0001.png ... + preview.mp4 + contact_sheet.png
+    into a new folder `out` (staged: nothing is left behind on failure or cancel)."""
+    from engine.device import resolve_device
+    from engine.preview import write_preview
+    from engine.staging import staged_folder
+
+    out = Path(out)
+    if out.exists():
+        raise JobError(f"{out} already exists; choose a new folder for the frames")
+    config.check()
+    progress.emit("load", 0, 1)
+    still = frames_io.read_image(image)
+    height, width = still.shape[:2]
+    work_w, work_h = working_size(width, height, config.size)
+    if not masks:
+        raise JobError("no mask given: add --mask MASK.png:water (or clouds, grass, waterfall, "
+                       "or a video file)")
+    regions = read_regions(masks, width, height, min(work_w, work_h), config.exemplar_frames
+                           or config.frames, config.seed, config.loop)
+    painting = frames_io.read_image(style) if style is not None else None
+    torch_device = resolve_device(device)
+    vgg, msoe = networks or load_networks(vgg_weights, msoe_weights, torch_device, bf16)
+    progress.emit("load", 1, 1)
+
+    fmt = {np.dtype(np.uint16): "PNG16", np.dtype(np.float32): "EXR"}.get(still.dtype, "PNG8")
+    with staged_folder(out) as folder:
+        def report(done, total, loss, preview):
+            extra = {"preview": str(preview)} if preview is not None else {}
+            progress.emit("synthesize", done, total, loss=round(loss, 6), **extra)
+
+        result = synthesize(still, regions, config, vgg=vgg, msoe=msoe, painting=painting,
+                            device=torch_device, callback=report, preview_dir=folder)
+        (folder / "preview.png").unlink(missing_ok=True)
+        for index, frame in enumerate(result.frames(), 1):
+            name = f"frame_{index:04d}.{'exr' if fmt == 'EXR' else 'png'}"
+            frames_io.write_image(folder / name, frame, fmt)
+            progress.emit("render", index, len(result))
+        previews = write_preview(folder, folder)
+    summary = {"out": str(out), "frames": len(result), "seconds": round(result.seconds, 2),
+               "loss_start": round(result.losses[0], 6), "loss_end": round(result.losses[-1], 6),
+               "working_size": f"{work_w}x{work_h}",
+               "preview": str(out / previews["preview"].name),
+               "contact_sheet": str(out / previews["contact_sheet"].name)}
+    progress.emit("done", **summary)
+    return summary
+
+
+__all__ = ["Region", "SynthesisConfig", "Synthesis", "synthesize", "working_size", "bake",
+           "read_regions", "load_networks", "parse_mask_spec", "MIN_WORK"]

@@ -1,0 +1,300 @@
+"""Two-stream synthesis per region (engine/dyntex/losses.py, synthesis.py, `python -m engine
+dyntex`): exact stills outside the masks, falling loss, the L2 layout term, the painting stream,
+seamless loops, masked statistics and clear errors for bad input.
+
+Fast on purpose (CI has 2 cores): 40 x 48 stills, 4 frames, a few L-BFGS iterations, a VGG-19
+with random (He-scaled) weights read only up to pool2 and an untrained MSOE. The properties
+tested hold for any fixed networks; what the real weights look like is a bench/demo matter.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import save, texture
+from engine import vgg
+from engine.checkpoints import save_weights
+from engine.dyntex.losses import DyntexLoss, LossWeights, masked_mse
+from engine.dyntex.msoe import MsoeNet, save_msoe
+from engine.dyntex.synthesis import (Region, Synthesis, SynthesisConfig, bake, load_networks,
+                                     parse_mask_spec, synthesize)
+from engine.errors import Cancelled, JobError
+from engine.metrics import layout_fidelity, loop_seam_error
+from engine.progress import Progress, Silent
+
+H, W = 40, 48
+FAST = dict(appearance_layers=("relu1_1", "pool1", "pool2"), l2_layers=("pool1", "pool2"),
+            painting_layers=("relu1_1", "pool1", "pool2"))
+
+
+@pytest.fixture(scope="module")
+def nets():
+    torch.manual_seed(0)
+    net = vgg.Vgg19Features()
+    for name in vgg.CONVS:  # keep activations O(1) through the layers
+        conv = getattr(net, name)
+        torch.nn.init.normal_(conv.weight, std=(2.0 / (9 * conv.in_channels)) ** 0.5)
+        torch.nn.init.zeros_(conv.bias)
+    msoe = MsoeNet(decoder=False)
+    return net.requires_grad_(False).eval(), msoe.requires_grad_(False).eval()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tensors this small gain nothing from threads, and lose a lot to a busy machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _still(seed=0):
+    return texture(H, W, seed=seed)
+
+
+def _top_mask():
+    mask = np.zeros((H, W), np.float32)
+    mask[:18] = 1.0
+    return mask
+
+
+def _config(iterations=6, **weights):
+    return SynthesisConfig(frames=4, size=W, iterations=iterations, loop=True,
+                           weights=LossWeights(**{**FAST, **weights}))
+
+
+def _run(nets, regions, config, **kwargs):
+    net, msoe = nets
+    return synthesize(_still(), regions, config, vgg=net, msoe=msoe, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def two_regions(nets):
+    """One bake, two regions with different exemplars (a built-in and a given clip)."""
+    still = _still()
+    bottom = np.zeros((H, W), np.float32)
+    bottom[28:, 4:30] = 1.0
+    bottom[27, 4:30] = 0.5  # a soft edge: inside for the composition, outside at >= 0.5
+    clip = np.random.default_rng(1).random((4, 32, 32, 3)).astype(np.float32)
+    calls = []
+    result = synthesize(still, [Region(_top_mask(), "water"), Region(bottom, clip)],
+                        _config(iterations=8), vgg=nets[0], msoe=nets[1],
+                        callback=lambda *a: calls.append(a))
+    return still, _top_mask() + bottom, result, calls
+
+
+def test_pixels_outside_every_mask_are_the_still_in_every_frame(two_regions):
+    still, mask, result, _ = two_regions
+    frames = list(result.frames())
+    assert len(frames) == 4
+    outside = mask == 0
+    for frame in frames:
+        assert frame.dtype == still.dtype and frame.shape == still.shape
+        assert np.array_equal(frame[outside], still[outside])
+    inside = mask >= 1
+    assert np.mean([np.abs(f[inside].astype(int) - still[inside]).mean() for f in frames]) > 1
+
+
+def test_loss_falls_and_progress_is_reported(two_regions):
+    _, _, result, calls = two_regions
+    assert result.losses[-1] < 0.5 * result.losses[0]
+    done = [call[0] for call in calls]
+    assert done == sorted(done) and done[-1] <= 8 and all(call[1] == 8 for call in calls)
+
+
+def test_composition_keeps_native_type_alpha_and_grey():
+    """Full-resolution output from a working-size clip: 16-bit RGBA and float grey stills."""
+    rng = np.random.default_rng(2)
+    mask = np.zeros((80, 96), np.float32)
+    mask[10:50, 20:70] = 1.0
+    for still in (texture(80, 96, 4, np.uint16), rng.random((80, 96, 1)).astype(np.float32)):
+        work = torch.rand(1, 3, 40, 48)
+        clip = work + 0.1 * torch.randn(3, 3, 40, 48)
+        result = Synthesis(still=still, clip=clip, work_still=work, mask=mask, losses=[1.0],
+                           seconds=0.0)
+        for frame in result.frames():
+            assert frame.dtype == still.dtype and frame.shape == still.shape
+            assert np.array_equal(frame[mask == 0], still[mask == 0])
+            if still.shape[2] == 4:
+                assert np.array_equal(frame[..., 3], still[..., 3])
+
+
+def test_masked_gram_and_l2_ignore_pixels_outside_the_mask():
+    features = torch.randn(2, 8, 10, 12)
+    mask = torch.zeros(1, 1, 10, 12)
+    mask[..., 2:7, 3:9] = 1.0
+    changed = features.clone()
+    changed[..., :2, :] = 100.0 * torch.randn_like(changed[..., :2, :])
+    changed[..., :, 9:] = -50.0
+    assert torch.allclose(vgg.gram(features, mask), vgg.gram(changed, mask), atol=1e-5)
+    target = torch.randn(1, 8, 10, 12)
+    assert torch.allclose(masked_mse(features, target, mask), masked_mse(changed, target, mask))
+    assert not torch.allclose(vgg.gram(features), vgg.gram(changed))
+
+
+def test_the_region_statistics_ignore_the_rest_of_the_still(nets):
+    """A region's appearance target is the same whatever the still holds far outside it."""
+    still = torch.from_numpy(_still()).permute(2, 0, 1).float() / 255
+    other = still.clone()
+    other[:, 30:] = torch.rand(3, 10, W)
+    mask = torch.zeros(H, W)
+    mask[:8] = 1.0
+    clip = torch.rand(3, 3, 32, 32)
+    a = DyntexLoss(nets[0], nets[1], still, [mask], [clip], LossWeights(**FAST))
+    b = DyntexLoss(nets[0], nets[1], other, [mask], [clip], LossWeights(**FAST))
+    for name in ("relu1_1", "pool1"):  # receptive fields that stay clear of rows >= 30
+        assert torch.allclose(a.regions[0].appearance[name], b.regions[0].appearance[name],
+                              rtol=1e-4, atol=1e-3)
+
+
+def test_l2_term_keeps_frame_0_closer_to_the_still(nets):
+    mask = _top_mask()
+    fidelity = {}
+    for l2 in (0.0, 0.1):
+        result = _run(nets, [Region(mask, "water")], _config(iterations=8, l2=l2))
+        frame0 = result.work_frames()[0]
+        still = result.work_still[0].permute(1, 2, 0).numpy()
+        fidelity[l2] = layout_fidelity(frame0, still, mask)
+    assert fidelity[0.1] > fidelity[0.0]
+
+
+def test_painting_moves_colour_statistics_towards_the_painting(nets):
+    mask = _top_mask()
+    painting = np.zeros((32, 32, 3), np.uint8)
+    painting[..., 0] = 230
+    painting[::2, :, 1] = 120  # a red, striped "painting"
+    target = painting.reshape(-1, 3).astype(np.float32).mean(0) / 255
+    distance = {}
+    for use in (False, True):
+        # Few iterations, so the painting gets the weight the still's own Gram (λ3) and the
+        # motion (λ6) have at full length; with λ3 = 1 the still's statistics hold the colours.
+        weights = dict(style=0.0, dynamics=1.0, painting=1.0)
+        result = _run(nets, [Region(mask, "water")], _config(iterations=8, **weights),
+                      painting=painting if use else None)
+        region = result.work_frames()[:, mask > 0.5]
+        distance[use] = float(np.abs(region.reshape(-1, 3).mean(0) - target).sum())
+    assert distance[True] < distance[False] - 0.05
+
+
+def test_loop_seam_is_no_larger_than_neighbouring_frame_changes(two_regions):
+    _, mask, result, _ = two_regions
+    clip = result.work_frames()[:, mask[::1, ::1] >= 1]
+    error = loop_seam_error(clip)
+    assert error["neighbour"] > 0
+    assert error["seam"] <= 1.1 * error["neighbour"]
+
+
+def test_adam_and_coarse_to_fine_run(nets):
+    config = _config(iterations=3)
+    config.optimizer = "adam"
+    config.levels = 2  # 48 -> 24 would be under MSOE's 32 px: that level is skipped
+    result = _run(nets, [Region(_top_mask(), "clouds")], config)
+    assert result.clip.shape == (4, 3, H, W) and len(result.losses) == 3 + 1
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input and the command line
+
+
+def _files(tmp_path, mask=None):
+    image = save(tmp_path / "still.png", _still())
+    mask_path = save(tmp_path / "mask.png",
+                     ((_top_mask() if mask is None else mask) * 255).astype(np.uint8)[..., None])
+    return image, mask_path
+
+
+def _bake(nets, tmp_path, masks, **kwargs):
+    image, _ = _files(tmp_path)
+    return bake(image, masks, tmp_path / "out", _config(iterations=2), Silent(),
+                networks=nets, device="cpu", **kwargs)
+
+
+def _video(path, frames):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 24, (32, 32))
+    for _ in range(frames):
+        writer.write(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    writer.release()
+    return path
+
+
+def test_bad_inputs_give_clear_errors(nets, tmp_path):
+    image, mask = _files(tmp_path)
+    empty = save(tmp_path / "empty.png", np.zeros((H, W, 1), np.uint8))
+    small = save(tmp_path / "small.png", np.full((20, 24, 1), 255, np.uint8))
+    short = _video(tmp_path / "short.mp4", 1)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all" * 10)
+    cases = [([(empty, "water")], "empty"),
+             ([(small, "water")], "24x20 but the still is 48x40"),
+             ([(mask, str(short))], "at least 2"),
+             ([(mask, str(broken))], "broken.mp4"),
+             ([(mask, "lava")], "neither a built-in"),
+             ([], "no mask")]
+    for masks, words in cases:
+        with pytest.raises(JobError, match=words):
+            _bake(nets, tmp_path, masks)
+        assert not (tmp_path / "out").exists()
+    with pytest.raises(JobError, match="needs a label"):
+        parse_mask_spec(str(mask))
+    with pytest.raises(JobError, match="does not exist"):
+        parse_mask_spec(str(tmp_path / "nothing.png") + ":water")
+    assert parse_mask_spec(f"{mask}:clouds") == (mask, "clouds")
+
+
+def test_mismatched_or_missing_weights_are_refused(tmp_path):
+    msoe_file = save_msoe(tmp_path / "msoe.safetensors", MsoeNet(decoder=False))
+    not_msoe = save_weights(tmp_path / "other.safetensors", {"conv1_1.weight": torch.zeros(1)},
+                            architecture="vgg19")
+    with pytest.raises(JobError, match="holds weights for 'vgg19', not 'msoe'"):
+        load_networks(msoe_file, not_msoe, torch.device("cpu"))
+    with pytest.raises(JobError, match="holds weights for 'msoe', not 'vgg19'"):
+        load_networks(msoe_file, msoe_file, torch.device("cpu"))
+    with pytest.raises(JobError, match="MSOE dynamics weights are missing"):
+        load_networks(msoe_file, tmp_path / "absent.safetensors", torch.device("cpu"))
+
+
+def test_cancel_leaves_nothing_behind(nets, tmp_path):
+    class CancelOnSynthesis(Progress):
+        def emit(self, stage, done=None, total=None, **extra):
+            if stage == "synthesize":
+                raise Cancelled("stop")
+
+    image, mask = _files(tmp_path)
+    with pytest.raises(Cancelled):
+        bake(image, [(mask, "water")], tmp_path / "out", _config(iterations=2),
+             CancelOnSynthesis(), networks=nets, device="cpu")
+    assert not (tmp_path / "out").exists()
+    assert not list(tmp_path.glob("out.partial-*"))
+
+
+def test_cli_writes_frames_preview_and_contact_sheet(nets, tmp_path, monkeypatch, capsys,
+                                                     keep_sigterm):
+    from engine import cli
+    from engine.dyntex import synthesis
+
+    monkeypatch.setattr(synthesis, "load_networks", lambda *args, **kwargs: nets)
+    image, mask = _files(tmp_path)
+    out = tmp_path / "take"
+    code = cli.main(["dyntex", "--image", str(image), "--mask", f"{mask}:grass", "--frames",
+                     "4", "--size", "48", "--loop", "--iterations", "2", "--lambda-l2", "0.1",
+                     "--device", "cpu", "--out", str(out)])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0, lines
+    assert sorted(p.name for p in out.glob("frame_*.png")) == [f"frame_{i:04d}.png"
+                                                              for i in range(1, 5)]
+    assert (out / "contact_sheet.png").is_file() and not (out / "preview.png").exists()
+    assert list(out.glob("preview.*"))
+    stages = [line["stage"] for line in lines]
+    assert "synthesize" in stages and stages[-1] == "done"
+    assert any("preview" in line for line in lines if line["stage"] == "synthesize")
+
+    empty = save(tmp_path / "empty.png", np.zeros((H, W, 1), np.uint8))
+    code = cli.main(["dyntex", "--image", str(image), "--mask", f"{empty}:water",
+                     "--out", str(tmp_path / "again")])
+    assert code == 2 and "empty" in capsys.readouterr().err
+    assert not (tmp_path / "again").exists()
