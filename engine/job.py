@@ -18,11 +18,14 @@ from pathlib import Path
 from engine.errors import JobError
 
 VERSION = 1
-ENGINES = ("warp",)
-PLANNED_ENGINES = ("poke", "dyntex")
+ENGINES = ("warp", "dyntex")
+PLANNED_ENGINES = ("poke",)
 FORMATS = {"PNG8": ".png", "PNG16": ".png", "EXR": ".exr"}
 EASINGS = ("ease_in_out", "linear")
 DEVICES = ("auto", "cpu", "cuda")
+# Mask labels that name a motion (engine/dyntex/exemplars.py EXEMPLARS) or pin pixels; any other
+# label is a clip file or frames folder for the dyntex engine.
+LABELS = ("static", "water", "clouds", "grass", "waterfall")
 # A poke shorter than this moves nothing visible (half a pixel, or 1 % of the longer side of a
 # tiny still); for the warp engine it is a mistake (a click without a drag), so it is refused
 # rather than silently ignored. The poke engine will read such pokes as "hold still here".
@@ -58,6 +61,22 @@ class WarpSettings:
 
 
 @dataclass(frozen=True)
+class DyntexSettings:
+    """The "dyntex" object of a job (engine/dyntex/synthesis.py): working size, optimiser and
+    the loss weights λ3..λ7; style is a painting (path) for the style stream."""
+    size: int = 256
+    iterations: int = 100
+    levels: int = 1
+    optimizer: str = "lbfgs"
+    lambda_style: float = 1.0
+    lambda_l2: float = 0.0
+    lambda_app: float = 1.0
+    lambda_dyn: float = 10.0
+    lambda_paint: float = 0.1
+    style: Path | None = None
+
+
+@dataclass(frozen=True)
 class Job:
     engine: str
     image: Path
@@ -73,6 +92,7 @@ class Job:
     pokes: tuple[Poke, ...] = ()
     masks: tuple[Mask, ...] = ()
     warp: WarpSettings = field(default_factory=WarpSettings)
+    dyntex: DyntexSettings = field(default_factory=DyntexSettings)
     version: int = VERSION
 
     @property
@@ -142,8 +162,10 @@ def parse_job(data: object, folder: Path) -> Job:
     warp_data = _optional(data, "warp", dict, {})
     warp = WarpSettings(falloff=_non_negative(warp_data, "falloff", "warp.falloff"),
                         feather=_non_negative(warp_data, "feather", "warp.feather"))
+    dyntex = _dyntex(_optional(data, "dyntex", dict, {}), folder) if engine == "dyntex" \
+        else DyntexSettings()
     return Job(
-        version=version, engine=engine, image=image, output=output, frames=frames, fps=fps,
+        dyntex=dyntex, version=version, engine=engine, image=image, output=output, frames=frames, fps=fps,
         seed=_optional(data, "seed", int, 0), loop=_optional(data, "loop", bool, False),
         easing=easing, format=fmt, max_size=max_size, device=device,
         pokes=tuple(_poke(p, i) for i, p in enumerate(_optional(data, "pokes", list, []), 1)),
@@ -151,6 +173,21 @@ def parse_job(data: object, folder: Path) -> Job:
                     for i, m in enumerate(_optional(data, "masks", list, []), 1)),
         warp=warp,
     )
+
+
+def _dyntex(data: dict, folder: Path) -> DyntexSettings:
+    values = {}
+    for key, kind in (("size", int), ("iterations", int), ("levels", int), ("optimizer", str),
+                      ("lambda_style", float), ("lambda_l2", float), ("lambda_app", float),
+                      ("lambda_dyn", float), ("lambda_paint", float)):
+        if data.get(key) is not None:
+            values[key] = _check_type(data[key], kind, f"dyntex.{key}")
+            if kind is not str and values[key] < 0:
+                raise JobError(f"dyntex.{key} must not be negative (got {values[key]})")
+    style = data.get("style")
+    if style is not None:
+        values["style"] = _path(folder, _check_type(style, str, "dyntex.style"), "dyntex.style")
+    return DyntexSettings(**values)
 
 
 def check_files(job: Job) -> None:
@@ -213,6 +250,8 @@ def _mask(item: object, index: int, folder: Path) -> Mask:
         raise JobError(f"{where} needs a \"path\" to a PNG file")
     if not isinstance(label, str) or not label:
         raise JobError(f"{where} \"label\" must be a non-empty string such as \"static\"")
+    if label not in LABELS:  # a clip file or frames folder (dyntex), relative to the job
+        label = str(_path(folder, label, f"{where} label"))
     return Mask(path=_path(folder, path, f"{where} path"), label=label)
 
 

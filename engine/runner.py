@@ -19,7 +19,7 @@ from engine.errors import JobError
 from engine.job import Job
 from engine.progress import Progress
 
-ENGINES = {"warp": "engine.warp"}
+ENGINES = {"warp": "engine.warp", "dyntex": "engine.dyntex"}
 DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 

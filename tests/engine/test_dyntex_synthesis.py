@@ -298,3 +298,32 @@ def test_cli_writes_frames_preview_and_contact_sheet(nets, tmp_path, monkeypatch
                      "--out", str(tmp_path / "again")])
     assert code == 2 and "empty" in capsys.readouterr().err
     assert not (tmp_path / "again").exists()
+
+
+def test_job_file_with_dyntex_engine(nets, tmp_path, monkeypatch, keep_sigterm):
+    from conftest import write_job
+    from engine.dyntex import synthesis
+    from engine.job import load_job
+    from engine.runner import run_job
+
+    monkeypatch.setattr(synthesis, "load_networks", lambda *args, **kwargs: nets)
+    clip = tmp_path / "job" / "frames"
+    clip.mkdir(parents=True)
+    for index in range(3):
+        save(clip / f"frame_{index + 1:04d}.png", texture(32, 32, seed=index))
+    mask = (_top_mask() * 255).astype(np.uint8)
+    job_path = write_job(tmp_path / "job", _still(), [mask], engine="dyntex", loop=True,
+                         dyntex={"size": 48, "iterations": 2, "lambda_l2": 0.1})
+    data = json.loads(job_path.read_text())
+    data["masks"][0]["label"] = "frames"  # a frames folder, relative to the job
+    job_path.write_text(json.dumps(data))
+    job = load_job(job_path)
+    assert job.engine == "dyntex" and job.dyntex.lambda_l2 == 0.1
+    out = run_job(job, Silent())
+    written = sorted(out.glob("frame_*.png"))
+    assert len(written) == 4
+    outside = _top_mask() == 0
+    for path in written:
+        from engine import frames as frames_io
+        assert np.array_equal(frames_io.read_image(path)[outside], _still()[outside])
+    assert not list(tmp_path.glob("job/out/*.preview"))
