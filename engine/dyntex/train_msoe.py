@@ -46,16 +46,17 @@ HELD_OUT_VIDEO = ("Megamind.avi", 0.5)
 SHIFT_MAGNITUDES = (1, 2, 3, 4, 5, 6)
 ROTATIONS_DEG = (-4.0, -2.0, -1.0, 1.0, 2.0, 4.0)
 EVAL_CROP, EVAL_BORDER = 128, 16
+WARM_STEPS = 50
 
 
 @dataclass
 class TrainConfig:
     minutes: float = 20.0
-    steps: int = 0             # 0: from --minutes and the measured speed
+    steps: int = 0             # 0: from --minutes and the speed of steps 10-50
     seed: int = 0
-    batch: int = 16
-    patch: int = 64
-    lr: float = 1e-3           # Adam, cosine decay to lr/50
+    batch: int = 4
+    patch: int = 96            # coarsest level 6 px: large enough for the 11x11 filters
+    lr: float = 2e-3           # Adam, cosine decay to lr/50
     synthetic_share: float = 0.7
     max_shift: float = 7.0
     dis_pairs_per_video: int = 40
@@ -198,11 +199,16 @@ class Sampler:
             f = f.transpose(1, 0, 2)[..., ::-1]
         return a, b, f, v
 
+    @property
+    def synthetic_count(self) -> int:
+        """The first this many samples of each batch have known flow, the rest DIS flow."""
+        return round(self.config.batch * self.config.synthetic_share)
+
     def batch(self):
         cfg, rng = self.config, self.rng
         pairs, flows, masks = [], [], []
         for i in range(cfg.batch):
-            synthetic = i < round(cfg.batch * cfg.synthetic_share)
+            synthetic = i < self.synthetic_count
             a, b, f, v = self._synthetic(cfg.patch) if synthetic else self._video(cfg.patch)
             # photometric: contrast/gamma per pair, a little noise per frame
             gamma = rng.uniform(0.7, 1.5)
@@ -295,37 +301,93 @@ def evaluate(model: MsoeNet, video: bool = True, with_dis: bool = True) -> dict:
     return report
 
 
+# --- initialisation ---------------------------------------------------------------------------
+
+def velocity_tuned_init(model: MsoeNet, sigma: float = 1.2) -> None:
+    """Start conv1 as 32 motion-tuned filters instead of noise (the original trained from noise
+    for ~10^5 steps; a CPU budget cannot). Filter k is [g, -g(. - v_k)] for a centre-surround g
+    (difference of Gaussians) and a velocity v_k on rings of 0, 0.75, 1.5 and 2.5 px: its
+    response is g * (a - b(. + v_k)), zero where frame b is frame a moved by v_k, so the squared
+    energies form a cost over velocities at each scale (4x the range at the 5th level). conv2
+    starts as +/- copies of the 32 energies; training then adjusts everything."""
+    conv1, conv2 = model.level.conv1, model.level.conv2
+    k = conv1.kernel_size[0]
+    half = k // 2
+    velocities = [(0.0, 0.0)]
+    for radius, count, offset in ((0.75, 8, 0.0), (1.5, 8, math.pi / 8), (2.5, 15, 0.0)):
+        velocities += [(radius * math.cos(offset + 2 * math.pi * i / count),
+                        radius * math.sin(offset + 2 * math.pi * i / count))
+                       for i in range(count)]
+    velocities = velocities[:conv1.out_channels]
+    y, x = np.mgrid[-half:half + 1, -half:half + 1].astype(np.float64)
+
+    def dog(cx, cy):
+        r2 = (x - cx) ** 2 + (y - cy) ** 2
+        return (np.exp(-r2 / (2 * sigma ** 2)) / sigma ** 2
+                - np.exp(-r2 / (2 * (2 * sigma) ** 2)) / (2 * sigma) ** 2)
+
+    weight = np.zeros(tuple(conv1.weight.shape), np.float64)
+    for i, (vx, vy) in enumerate(velocities):
+        g = dog(0.0, 0.0)
+        weight[i, 0] = g / np.abs(g).sum()
+        gv = dog(vx, vy)
+        weight[i, 1] = -gv / np.abs(gv).sum()
+    with torch.no_grad():
+        conv1.weight.copy_(torch.from_numpy(weight * 4.0))
+        conv1.bias.zero_()
+        eye = torch.eye(conv1.out_channels)
+        w2 = torch.cat([eye, -eye])[:conv2.out_channels]
+        conv2.weight.copy_((w2 + 0.01 * torch.randn_like(w2))[:, :, None, None])
+        conv2.bias.fill_(0.01)
+
+
 # --- the loop ---------------------------------------------------------------------------------
 
 def train(out: str | Path, config: TrainConfig, progress: Progress) -> dict:
     torch.manual_seed(config.seed)
     started = time.time()
     model = MsoeNet(MsoeConfig())
+    velocity_tuned_init(model)
     sampler = Sampler(config, progress)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     steps = config.steps
-    step, t_train = 0, time.time()
+    step, t_train, t_warm = 0, time.time(), 0.0
     budget = config.minutes * 60 - (t_train - started) - 90  # leave time for the final eval
     running = None
     while steps == 0 or step < steps:
-        if steps == 0 and step == 20:  # fix the step count from the measured speed
-            per_step = (time.time() - t_train) / 20
-            steps = max(40, int(budget / per_step))
+        if not config.steps and time.time() - started > config.minutes * 60 * 1.2:
+            progress.warning(f"stopped at step {step} of {steps}: the CPU got slower than "
+                             "measured and the time budget ran out")
+            steps = step
+            break
+        if step == 10:
+            t_warm = time.time()
+        if steps == 0 and step == WARM_STEPS:  # fix the step count from the measured speed
+            per_step = (time.time() - t_warm) / (WARM_STEPS - 10)
+            steps = max(2 * WARM_STEPS, int(budget / per_step))
             progress.emit("train", done=step, total=steps, seconds_per_step=round(per_step, 3))
-        fraction = step / steps if steps else 0.0
+        # constant for WARM_STEPS, then cosine to lr/50: the same with --steps as with --minutes
+        fraction = max(0.0, (step - WARM_STEPS) / (steps - WARM_STEPS)) if steps else 0.0
         lr = config.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0))))
         for group in optimiser.param_groups:
             group["lr"] = lr
         pairs, flows, masks = sampler.batch()
         model.train()
-        loss = epe_loss(model.flow(pairs), flows, masks)
+        pred = model.flow(pairs)
+        loss = epe_loss(pred, flows, masks)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
         step += 1
-        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+        with torch.no_grad():  # running EPE of the known-flow and the DIS-labelled samples
+            n = sampler.synthetic_count
+            now = np.array([loss.item(), epe_loss(pred[:n], flows[:n], masks[:n]).item(),
+                            epe_loss(pred[n:], flows[n:], masks[n:]).item() if n < len(pred)
+                            else 0.0])
+        running = now if running is None else 0.95 * running + 0.05 * now
         if step % config.log_every == 0 or step == steps:
-            progress.emit("train", done=step, total=steps or None, epe=round(running, 3),
+            progress.emit("train", done=step, total=steps or None, epe=round(running[0], 3),
+                          epe_known=round(running[1], 3), epe_dis=round(running[2], 3),
                           lr=round(lr, 6), elapsed_s=round(time.time() - started))
     wall = time.time() - started
     card = {"steps": steps, "seed": config.seed, "wall_seconds": round(wall),
