@@ -18,8 +18,8 @@ is assembled in the still's own sample type with `np.where(mask > 0, ..., still)
 pixels are bit-identical to the still in every frame.
 
 Full resolution: only the *change* is upsampled, so the still's own detail survives wherever
-the synthesis leaves the region alone. Longer clips by incremental blocks are not implemented
-yet (one block of `frames`).
+the synthesis leaves the region alone. Longer clips: `synthesize_blocks`, blocks that share a
+frame (not wired to the command line yet).
 """
 
 from __future__ import annotations
@@ -134,13 +134,15 @@ def working_size(width: int, height: int, size: int) -> tuple[int, int]:
 def synthesize(still: np.ndarray, regions: list[Region], config: SynthesisConfig, *,
                vgg: Vgg19Features, msoe: MsoeNet, painting: np.ndarray | None = None,
                device: torch.device | str = "cpu", callback: Callback | None = None,
-               preview_dir: str | os.PathLike | None = None) -> Synthesis:
+               preview_dir: str | os.PathLike | None = None,
+               first_frame: torch.Tensor | None = None) -> Synthesis:
     """Animate `regions` of `still` (H x W x C native array, see engine/frames.py).
 
     painting: H' x W' x 3 (any type) for the style stream. callback(done, total, loss, preview)
     after every step; preview is a PNG of frame 1 at the working size, rewritten every
-    `config.preview_every` steps into preview_dir (None: no previews). Raises JobError for bad
-    input; a Cancelled raised by a signal handler passes through."""
+    `config.preview_every` steps into preview_dir (None: no previews). first_frame [3, h, w]
+    (working size): frame 1 is held fixed to it (the shared frame of incremental blocks).
+    Raises JobError for bad input; a Cancelled raised by a signal handler passes through."""
     from engine.dyntex.exemplars import load_exemplar
 
     config.check()
@@ -208,8 +210,12 @@ def synthesize(still: np.ndarray, regions: list[Region], config: SynthesisConfig
                                      align_corners=False)
         x = x.clamp(0, 1).contiguous().requires_grad_(True)
 
-        def compose(x=x, base=base, mask=mask):
-            return base * (1 - mask) + x * mask
+        fixed = None if first_frame is None else \
+            _resize(first_frame.reshape(1, 3, *first_frame.shape[-2:]), w, h).to(device)
+
+        def compose(x=x, base=base, mask=mask, fixed=fixed):
+            clip = base * (1 - mask) + x * mask
+            return clip if fixed is None else torch.cat([fixed, clip[1:]])
 
         state = {"step": 0}
 
@@ -268,11 +274,39 @@ def synthesize(still: np.ndarray, regions: list[Region], config: SynthesisConfig
                      losses=losses, seconds=time.perf_counter() - start)
 
 
+def synthesize_blocks(still: np.ndarray, regions: list[Region], config: SynthesisConfig,
+                      frames: int, *, vgg: Vgg19Features, msoe: MsoeNet, **kwargs) -> Synthesis:
+    """A clip of `frames` frames built from blocks of config.frames that share a frame: the
+    first block is synthesized freely, each later block starts from the previous block's last
+    frame, held fixed (the paper's incremental mode), so the motion carries across the joint.
+    Not for loops (the wrap-around pair spans one block only)."""
+    if config.loop:
+        raise JobError("incremental blocks cannot loop; bake a loop as one block")
+    if config.frames < 2 or frames < 1:
+        raise JobError(f"blocks need at least 2 frames each, got {config.frames}")
+    first = synthesize(still, regions, config, vgg=vgg, msoe=msoe, **kwargs)
+    clips, losses, seconds = [first.clip], list(first.losses), first.seconds
+    count = len(first)
+    block = 1
+    while count < frames:
+        config_b = SynthesisConfig(**{**config.__dict__, "seed": config.seed + block})
+        nxt = synthesize(still, regions, config_b, vgg=vgg, msoe=msoe,
+                         first_frame=clips[-1][-1], **kwargs)
+        clips.append(nxt.clip[1:])
+        losses += nxt.losses
+        seconds += nxt.seconds
+        count += len(nxt) - 1
+        block += 1
+    clip = torch.cat(clips)[:frames]
+    return Synthesis(still=still, clip=clip, work_still=first.work_still, mask=first.mask,
+                     losses=losses, seconds=seconds)
+
+
 # --------------------------------------------------------------------------------------------
 # Helpers
 
 
-def _bounds_penalty(x: torch.Tensor, mask: torch.Tensor, weight: float = 100.0) -> torch.Tensor:
+def _bounds_penalty(x: torch.Tensor, mask: torch.Tensor, weight: float = 1000.0) -> torch.Tensor:
     """weight x the mean squared overshoot outside [0, 1] over the region's pixels: 0 inside the
     range, so it never competes with the losses there (Adam is clamped instead)."""
     overshoot = (x - x.detach().clamp(0, 1)) * mask
@@ -462,5 +496,6 @@ def bake(image: str | os.PathLike, masks: list[tuple[Path, str]], out: str | os.
     return summary
 
 
-__all__ = ["Region", "SynthesisConfig", "Synthesis", "synthesize", "working_size", "bake",
+__all__ = ["Region", "SynthesisConfig", "Synthesis", "synthesize", "synthesize_blocks",
+           "working_size", "bake",
            "read_regions", "load_networks", "parse_mask_spec", "MIN_WORK"]
