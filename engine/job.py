@@ -165,13 +165,13 @@ def parse_job(data: object, folder: Path) -> Job:
     dyntex = _dyntex(_optional(data, "dyntex", dict, {}), folder) if engine == "dyntex" \
         else DyntexSettings()
     return Job(
-        dyntex=dyntex, version=version, engine=engine, image=image, output=output, frames=frames, fps=fps,
+        version=version, engine=engine, image=image, output=output, frames=frames, fps=fps,
         seed=_optional(data, "seed", int, 0), loop=_optional(data, "loop", bool, False),
         easing=easing, format=fmt, max_size=max_size, device=device,
         pokes=tuple(_poke(p, i) for i, p in enumerate(_optional(data, "pokes", list, []), 1)),
         masks=tuple(_mask(m, i, folder)
                     for i, m in enumerate(_optional(data, "masks", list, []), 1)),
-        warp=warp,
+        warp=warp, dyntex=dyntex,
     )
 
 

@@ -130,7 +130,9 @@ class DyntexLoss:
                     raise JobError(f"an exemplar needs at least 2 frames for motion, got "
                                    f"{exemplar.shape[0]}")
                 pairs = clip_pairs(exemplar.float().to(still.device), wrap=False)
-                dyn = gram(self.msoe.features(pairs)).mean(0, keepdim=True)
+                # pair by pair: 320 feature channels per pixel add up fast at 256 px
+                dyn = torch.cat([gram(self.msoe.features(pair[None])) for pair in pairs])
+                dyn = dyn.mean(0, keepdim=True)
                 target = RegionTarget(
                     mask=mask,
                     appearance={n: gram(still_features[n], mask) for n in w.appearance_layers
