@@ -6,7 +6,7 @@ For one masked region r of a clip x (T frames, working resolution), with m_r its
     L_style = Gram(VGG(x_t), m_r) vs Gram(VGG(still), m_r)      per layer, mean over frames
     L2      = masked mean |VGG(x_t) − VGG(still)|² inside m_r   per layer, mean over frames
     L_dyn   = Gram(MSOE(x_t, x_t+1), m_r) vs the exemplar's mean pair Gram; mean over pairs,
-              plus the wrap-around pair (x_T, x_1) when the clip loops
+              plus the wrap-around pair (x_T, x_1) when the clip loops (grey = mean of RGB)
     L_paint = Gram(VGG(x_t), m_r) vs Gram(VGG(painting))       the optional style stream
     L       = Σ_r  λ5 · L_app + λ6 · L_dyn + λ7 · L_paint
 
@@ -69,6 +69,15 @@ class RegionTarget:
     scales: dict[str, torch.Tensor] = field(default_factory=dict)  # "term/layer" -> reference
 
 
+def flat_grey(clip: torch.Tensor) -> torch.Tensor:
+    """[T, 3, H, W] -> [T, H, W], the plain mean of R, G and B: the grey the dynamics stream
+    sees. Its gradient moves the three channels equally, so motion changes brightness and never
+    hue. (With the 0.299/0.587/0.114 luma weights green takes five times the push of blue, and
+    our first real bakes grew green and magenta blotches in a pale sky.) MSOE normalises the
+    contrast of each pair, so the slightly different grey is immaterial to it."""
+    return clip.mean(1)
+
+
 def masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over the mask's positions (weighted, area-resampled like `gram`) and channels of
     (a − b)², per sample: [N, C, h, w] x [1 or N, C, h, w] -> [N]."""
@@ -129,7 +138,7 @@ class DyntexLoss:
                 if exemplar.shape[0] < 2:
                     raise JobError(f"an exemplar needs at least 2 frames for motion, got "
                                    f"{exemplar.shape[0]}")
-                pairs = clip_pairs(exemplar.float().to(still.device), wrap=False)
+                pairs = clip_pairs(flat_grey(exemplar.float().to(still.device)), wrap=False)
                 # pair by pair: 320 feature channels per pixel add up fast at 256 px
                 dyn = torch.cat([gram(self.msoe.features(pair[None])) for pair in pairs])
                 dyn = dyn.mean(0, keepdim=True)
@@ -161,7 +170,8 @@ class DyntexLoss:
     def _motion(self, clip: torch.Tensor) -> torch.Tensor | None:
         if not self.weights.dynamics:
             return None
-        return self.msoe.features(clip_pairs(clip, wrap=self.loop and clip.shape[0] > 2))
+        pairs = clip_pairs(flat_grey(clip), wrap=self.loop and clip.shape[0] > 2)
+        return self.msoe.features(pairs)
 
     def _raw_terms(self, clip: torch.Tensor, index: int, features: dict[str, torch.Tensor],
                    motion: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -211,4 +221,5 @@ class DyntexLoss:
         return self.terms(clip)["total"]
 
 
-__all__ = ["LossWeights", "RegionTarget", "DyntexLoss", "gram_distance", "masked_mse"]
+__all__ = ["LossWeights", "RegionTarget", "DyntexLoss", "gram_distance", "masked_mse",
+           "flat_grey"]
