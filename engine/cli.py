@@ -141,6 +141,9 @@ def _parser() -> argparse.ArgumentParser:
     dyntex.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
     dyntex.add_argument("--lr", type=float, default=0.02, help="Adam step size")
     dyntex.add_argument("--seed", type=int, default=0)
+    dyntex.add_argument("--block", type=int, default=0,
+                        help="longer clips in blocks of this many frames sharing a frame "
+                             "(not with --loop); 0 = one block")
     for flag, field, default, meaning in (
             ("--lambda-style", "style", 1.0, "λ3, appearance Gram"),
             ("--lambda-l2", "l2", 0.0, "λ4, L2 feature (layout) term"),
@@ -292,7 +295,7 @@ def _dyntex(args, progress: Progress) -> int:
                              weights=weights)
     bake(args.image, [parse_mask_spec(spec) for spec in args.mask], args.out, config, progress,
          style=args.style, vgg_weights=args.vgg_weights, msoe_weights=args.msoe_weights,
-         device=args.device, bf16=args.bf16)
+         device=args.device, bf16=args.bf16, block=args.block)
     return 0
 
 

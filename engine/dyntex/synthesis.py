@@ -19,7 +19,7 @@ pixels are bit-identical to the still in every frame.
 
 Full resolution: only the *change* is upsampled, so the still's own detail survives wherever
 the synthesis leaves the region alone. Longer clips: `synthesize_blocks`, blocks that share a
-frame (not wired to the command line yet).
+frame (`python -m engine dyntex --block N`).
 """
 
 from __future__ import annotations
@@ -448,9 +448,10 @@ def load_networks(vgg_weights: str | os.PathLike | None, msoe_weights: str | os.
 def bake(image: str | os.PathLike, masks: list[tuple[Path, str]], out: str | os.PathLike,
          config: SynthesisConfig, progress, *, style: str | os.PathLike | None = None,
          vgg_weights=None, msoe_weights=None, device: str = "auto", bf16: bool = False,
-         networks: tuple[Vgg19Features, MsoeNet] | None = None) -> dict:
+         networks: tuple[Vgg19Features, MsoeNet] | None = None, block: int = 0) -> dict:
     """Read, check, synthesize and write frame_0001.png ... + preview.mp4 + contact_sheet.png
-    into a new folder `out` (staged: nothing is left behind on failure or cancel)."""
+    into a new folder `out` (staged: nothing is left behind on failure or cancel). block > 0:
+    clips longer than that are made of blocks of `block` frames sharing a frame (no loop)."""
     from engine.device import resolve_device
     from engine.preview import write_preview
     from engine.staging import staged_folder
@@ -479,8 +480,13 @@ def bake(image: str | os.PathLike, masks: list[tuple[Path, str]], out: str | os.
             extra = {"preview": str(preview)} if preview is not None else {}
             progress.emit("synthesize", done, total, loss=round(loss, 6), **extra)
 
-        result = synthesize(still, regions, config, vgg=vgg, msoe=msoe, painting=painting,
-                            device=torch_device, callback=report, preview_dir=folder)
+        options = dict(vgg=vgg, msoe=msoe, painting=painting, device=torch_device,
+                       callback=report, preview_dir=folder)
+        if block and block < config.frames:  # a long clip in blocks that share a frame
+            blocks = SynthesisConfig(**{**config.__dict__, "frames": block})
+            result = synthesize_blocks(still, regions, blocks, config.frames, **options)
+        else:
+            result = synthesize(still, regions, config, **options)
         (folder / "preview.png").unlink(missing_ok=True)
         for index, frame in enumerate(result.frames(), 1):
             name = f"frame_{index:04d}.{'exr' if fmt == 'EXR' else 'png'}"

@@ -334,7 +334,7 @@ def test_job_file_with_dyntex_engine(nets, tmp_path, monkeypatch, keep_sigterm):
     assert not list(tmp_path.glob("job/out/*.preview"))
 
 
-def test_incremental_blocks_share_a_frame(nets):
+def test_incremental_blocks_share_a_frame(nets, tmp_path):
     from engine.dyntex.synthesis import synthesize_blocks
 
     config = _config(iterations=2)
@@ -348,6 +348,10 @@ def test_incremental_blocks_share_a_frame(nets):
     nxt = synthesize(_still(), [Region(_top_mask(), "water")], config, vgg=nets[0],
                      msoe=nets[1], first_frame=shared)
     assert torch.equal(nxt.clip[0], shared)  # a later block starts exactly where one ended
+    image, mask = _files(tmp_path)
+    summary = bake(image, [(mask, "water")], tmp_path / "long", config, Silent(), networks=nets,
+                   device="cpu", block=2)
+    assert summary["frames"] == 3 and len(list((tmp_path / "long").glob("frame_*"))) == 3
     with pytest.raises(JobError, match="cannot loop"):
         synthesize_blocks(_still(), [Region(_top_mask(), "water")], _config(), 8,
                           vgg=nets[0], msoe=nets[1])
