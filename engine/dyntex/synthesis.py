@@ -106,7 +106,7 @@ class Synthesis:
         height, width = self.still.shape[:2]
         display = _display_float(self.still)            # H x W x 3 float32, [0, 1] sRGB
         inside = self.mask > 0
-        weight = self.mask[..., None].astype(np.float32)
+        weight = self.edge_weight()[..., None]
         change = (self.clip - self.work_still).float().cpu()
         for t in range(change.shape[0]):
             delta = change[t].permute(1, 2, 0).numpy()
@@ -115,6 +115,20 @@ class Synthesis:
             frame = np.clip(display + weight * delta, 0.0, 1.0)
             native = _from_display(frame, self.still)
             yield np.where(inside[..., None], native, self.still)
+
+    def edge_weight(self, working_pixels: float = 2.0) -> np.ndarray:
+        """How much of the change each full-resolution pixel takes: the mask, faded to 0 over
+        `working_pixels` working-size pixels *inside* the region's edge, so a synthesized
+        region meets the untouched still without a seam (and never spills over it)."""
+        height, width = self.mask.shape
+        feather = working_pixels * width / self.clip.shape[-1]
+        core = (self.mask >= 0.5).astype(np.uint8)
+        if feather <= 1 or not core.any():
+            return self.mask.astype(np.float32)
+        # distance to the nearest pixel outside; the image border does not count as an edge
+        padded = cv2.copyMakeBorder(core, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
+        distance = cv2.distanceTransform(padded, cv2.DIST_L2, 3)[1:-1, 1:-1]
+        return (self.mask * np.clip(distance / feather, 0.0, 1.0)).astype(np.float32)
 
     def work_frames(self) -> np.ndarray:
         """[T, h, w, 3] float32 at the working resolution (for metrics)."""

@@ -122,6 +122,8 @@ def test_composition_keeps_native_type_alpha_and_grey():
             assert np.array_equal(frame[mask == 0], still[mask == 0])
             if still.shape[2] == 4:
                 assert np.array_equal(frame[..., 3], still[..., 3])
+        weight = result.edge_weight()  # the change fades in over 2 working px = 4 px here
+        assert weight[30, 45] == 1.0 and 0 < weight[10, 45] < 0.5 and weight[9, 45] == 0
 
 
 def test_masked_gram_and_l2_ignore_pixels_outside_the_mask():
