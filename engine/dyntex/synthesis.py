@@ -200,7 +200,7 @@ def synthesize(still: np.ndarray, regions: list[Region], config: SynthesisConfig
     losses: list[float] = []
     total = config.iterations * len(levels)
     start = time.perf_counter()
-    previous = None  # (change at the last level, its size)
+    previous = None  # the change (clip - still) found at the previous, coarser level
     done = 0
     for (w, h) in levels:
         work_still = _resize(display, w, h).to(device)
@@ -217,7 +217,7 @@ def synthesize(still: np.ndarray, regions: list[Region], config: SynthesisConfig
         mask = torch.stack(work_masks).amax(0)  # [1, 1, h, w]
         base = work_still.expand(config.frames, -1, -1, -1)
         if previous is None:
-            noise = torch.randn(config.frames, 3, h, w, generator=None) * config.noise
+            noise = torch.randn(config.frames, 3, h, w) * config.noise
             x = base + noise.to(device)
         else:
             x = base + F.interpolate(previous, size=(h, w), mode="bilinear",
@@ -259,7 +259,7 @@ def synthesize(still: np.ndarray, regions: list[Region], config: SynthesisConfig
 
         if config.optimizer == "lbfgs":
             # One step() call runs every iteration: torch's L-BFGS does not move when step()
-            # is called again with max_iter=1 (seen with torch 2.x), so progress, previews and
+            # is called again with max_iter=1 (seen with torch 2.13), so progress, previews and
             # cancel (a signal raising Cancelled) happen inside the closure. Strong Wolfe line
             # search, history 10 and an evaluation cap of 1.25 x iterations (SciPy's maxfun,
             # as the paper ran it); no tolerance stop; pixels are clipped when composed.
