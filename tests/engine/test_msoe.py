@@ -1,0 +1,162 @@
+"""MSOE dynamics network: shapes, shared pyramid weights, L1 normalisation, and the shipped
+weights (models/msoe.safetensors): Grams tell motion directions apart, known shifts come back
+through the flow decoder, a mismatched file is refused by tensor name."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO, texture
+from engine.checkpoints import load_weights
+from engine.dyntex.msoe import (ARCHITECTURE, SHIPPED, MsoeConfig, MsoeNet, clip_pairs,
+                                contrast_normalise, load_msoe, save_msoe)
+from engine.dyntex.train_msoe import affine_flow, warp_pair
+from engine.errors import JobError
+from engine.vgg import gram
+
+
+@pytest.fixture(scope="module")
+def untrained():
+    torch.manual_seed(0)
+    return MsoeNet().eval()
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    assert SHIPPED.is_file(), f"{SHIPPED.relative_to(REPO)} is missing"
+    return load_msoe(decoder=True)
+
+
+def _grey_source(size: int, seed: int) -> np.ndarray:
+    """A held-out texture (generated, never trained on): blurred noise, grey float in [0, 1]."""
+    return texture(size, size, channels=1, seed=seed)[:, :, 0].astype(np.float32) / 255.0
+
+
+def _shifted_pair(source: np.ndarray, size: int, dx: int, dy: int) -> torch.Tensor:
+    """[1, 2, size, size]: the second frame is the first moved by (dx, dy) whole pixels."""
+    y, x = 8, 8
+    a = source[y:y + size, x:x + size]
+    b = source[y - dy:y - dy + size, x - dx:x - dx + size]
+    return torch.from_numpy(np.stack([a, b])[None].copy())
+
+
+# --- architecture ------------------------------------------------------------------------------
+
+def test_features_have_320_channels_at_the_input_size(untrained):
+    for h, w in ((32, 32), (48, 80), (67, 45)):
+        pair = torch.rand(2, 2, h, w)
+        with torch.no_grad():
+            assert untrained.features(pair).shape == (2, 320, h, w)
+            assert untrained.flow(pair).shape == (2, 2, h, w)
+
+
+def test_bad_inputs_are_clear_errors(untrained):
+    with pytest.raises(JobError, match="at least 32x32"):
+        untrained.features(torch.rand(1, 2, 31, 64))
+    with pytest.raises(JobError, match=r"\[N, 2, H, W\]"):
+        untrained.features(torch.rand(1, 3, 64, 64))
+    with pytest.raises(JobError, match="at least 2 frames"):
+        clip_pairs(torch.rand(1, 3, 64, 64))
+
+
+def test_clip_pairs_and_wrap_around():
+    clip = torch.rand(5, 3, 40, 40)
+    assert clip_pairs(clip).shape == (4, 2, 40, 40)
+    looped = clip_pairs(clip, wrap=True)
+    assert looped.shape == (5, 2, 40, 40)
+    assert torch.equal(looped[-1, 1], clip_pairs(clip)[0, 0])  # last -> first closes the loop
+
+
+def test_pyramid_levels_share_one_set_of_weights(untrained):
+    names = [n for n, _ in untrained.named_parameters() if not n.startswith("decoder.")]
+    assert names == ["level.conv1.weight", "level.conv1.bias", "level.conv2.weight",
+                     "level.conv2.bias"]
+    assert untrained.level.conv1.weight.shape == (32, 2, 11, 11)
+    pair = torch.rand(1, 2, 64, 64)
+    with torch.no_grad():
+        features = untrained.features(pair)
+        levels = untrained.pyramid(contrast_normalise(pair))
+        assert [x.shape[-1] for x in levels] == [64, 32, 16, 8, 4]
+        for index, x in enumerate(levels):  # every 64-channel block is the one module's output
+            y = torch.nn.functional.interpolate(untrained.level(x), size=(64, 64),
+                                                mode="bilinear", align_corners=False)
+            assert torch.allclose(features[:, 64 * index:64 * (index + 1)], y, atol=1e-6)
+
+
+def test_each_level_is_l1_normalised_over_channels(untrained):
+    pair = torch.rand(2, 2, 64, 64)
+    with torch.no_grad():
+        for x in untrained.pyramid(contrast_normalise(pair)):
+            sums = untrained.level(x).abs().sum(dim=1)
+            assert torch.allclose(sums, torch.ones_like(sums), atol=1e-5)
+        flat = untrained.features(torch.full((1, 2, 64, 64), 0.5))  # no contrast at all
+    assert torch.isfinite(flat).all()
+
+
+# --- shipped weights ---------------------------------------------------------------------------
+
+def test_shipped_file_is_small_and_loads_without_decoder():
+    assert SHIPPED.stat().st_size < 1_000_000
+    model = load_msoe()
+    assert model.decoder is None
+    with torch.no_grad():
+        assert model.features(torch.rand(1, 2, 40, 40)).shape == (1, 320, 40, 40)
+    with pytest.raises(JobError, match="without its flow decoder"):
+        model.flow(torch.rand(1, 2, 40, 40))
+
+
+def test_gram_tells_motion_directions_apart(shipped):
+    size, step = 128, 2
+    one, other = _grey_source(size + 16, seed=11), _grey_source(size + 16, seed=12)
+    with torch.no_grad():
+        def g(source, dx, dy):
+            return gram(shipped.features(_shifted_pair(source, size, dx, dy)))
+        same = float((g(one, step, 0) - g(other, step, 0)).pow(2).sum())
+        opposite = float((g(one, step, 0) - g(other, -step, 0)).pow(2).sum())
+        same_v = float((g(one, 0, step) - g(other, 0, step)).pow(2).sum())
+        opposite_v = float((g(one, 0, step) - g(other, 0, -step)).pow(2).sum())
+    assert opposite > 5 * same, (same, opposite)
+    assert opposite_v > 5 * same_v, (same_v, opposite_v)
+
+
+@pytest.fixture(scope="module")
+def shift_errors(shipped) -> dict[int, float]:
+    """Shift magnitude (px) -> EPE: mean per-pixel end-point error more than 16 px from the
+    border, averaged over 8 directions, on a generated texture the network never saw."""
+    size, border = 96, 16
+    source = _grey_source(224, seed=5)
+    cases = [(m, affine_flow(size, shift=(m * math.cos(k * math.pi / 4),
+                                          m * math.sin(k * math.pi / 4))))
+             for m in range(1, 7) for k in range(8)]
+    pairs = np.stack([np.stack(warp_pair(source, (64.0, 64.0), flow)) for _, flow in cases])
+    with torch.no_grad():
+        pred = shipped.flow(torch.from_numpy(pairs)).permute(0, 2, 3, 1).numpy()
+    errors: dict[int, list[float]] = {}
+    for (magnitude, flow), p in zip(cases, pred):
+        epe = np.linalg.norm(p - flow, axis=2)[border:-border, border:-border].mean()
+        errors.setdefault(magnitude, []).append(float(epe))
+    return {m: round(float(np.mean(e)), 3) for m, e in errors.items()}
+
+
+@pytest.mark.xfail(strict=True, reason="the shipped weights (816 CPU steps) reach 0.5 px "
+                   "EPE only for 1 px shifts (2 px: about 0.5); see models/msoe.md. Remove this "
+                   "mark when a better-trained model passes.")
+def test_trained_msoe_recovers_known_shifts_within_half_a_pixel(shift_errors):
+    assert all(e < 0.5 for e in shift_errors.values()), shift_errors
+
+
+def test_trained_msoe_follows_known_shifts(shift_errors):
+    """What the shipped weights do reach (a guard against regressions, not the goal above):
+    1 px shifts within 0.5 px, every magnitude well under the error of predicting no motion."""
+    assert shift_errors[1] < 0.5, shift_errors
+    assert all(e < 0.5 * m for m, e in shift_errors.items()), shift_errors
+
+
+def test_a_mismatched_weights_file_is_refused_by_tensor_name(tmp_path):
+    path = save_msoe(tmp_path / "narrow.safetensors", MsoeNet(MsoeConfig(filters=16)))
+    with pytest.raises(JobError, match=r"'level\.conv1\.weight' has shape \[16, 2, 11, 11\]"):
+        load_weights(path, MsoeNet(), architecture=ARCHITECTURE)
