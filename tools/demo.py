@@ -131,6 +131,8 @@ def main():
 
     plane = build_scene(still)
     add_camera(plane)
+    # out/ is generated: no demo.blend1 backups beside the scene.
+    bpy.context.preferences.filepaths.save_version = 0
     # Saved first so the bake lands beside the .blend (//stillmotion/...), as it would for an artist.
     bpy.ops.wm.save_as_mainfile(filepath=str(out / "demo.blend"))
 
