@@ -3,7 +3,6 @@ docs/JOB.md; and every bad input the scene side must refuse with a helpful messa
 
 import importlib
 import json
-import time
 
 import bpy
 import numpy as np
@@ -231,14 +230,11 @@ def test_8k_image(sm, tmp_path):
     sm.strokes.add_stroke(gp_obj, "Masks", _world(plane, _to_local(plane, circle, size)))
     pts = np.linspace((1000.25, 800.75), (1500, 900), 4)
     sm.strokes.add_stroke(gp_obj, "Pokes", _world(plane, _to_local(plane, pts, size)))
-    start = time.perf_counter()
     plan = _write(sm, plane, tmp_path)
-    elapsed = time.perf_counter() - start
     assert plan.image_size == size
     np.testing.assert_allclose(plan.job["pokes"][0]["start"], (1000.25, 800.75), atol=0.01)
     mask_file = tmp_path / "job" / "mask_000.png"
     assert mask_file.stat().st_size < 2_000_000
-    assert elapsed < 10, f"an 8K job took {elapsed:.1f} s"
 
 
 def test_generated_still_is_exported_into_the_job(sm, tmp_path):
