@@ -1,19 +1,14 @@
 """Operators: thin wrappers that collect inputs, call scene/ and bake/, and report."""
 
-import bpy
-
+from ..registration import register_modules, unregister_modules
 from . import bake, engine_setup, strokes
 
 _modules = (strokes, bake, engine_setup)
 
 
 def register():
-    for module in _modules:
-        for cls in module.classes:
-            bpy.utils.register_class(cls)
+    register_modules(_modules)
 
 
 def unregister():
-    for module in reversed(_modules):
-        for cls in reversed(module.classes):
-            bpy.utils.unregister_class(cls)
+    unregister_modules(_modules)

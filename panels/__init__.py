@@ -1,19 +1,14 @@
 """UI: the N-panel (3D Viewport > Sidebar > StillMotion) and the add-on preferences."""
 
-import bpy
-
+from ..registration import register_modules, unregister_modules
 from . import main, preferences
 
 _modules = (preferences, main)
 
 
 def register():
-    for module in _modules:
-        for cls in module.classes:
-            bpy.utils.register_class(cls)
+    register_modules(_modules)
 
 
 def unregister():
-    for module in reversed(_modules):
-        for cls in reversed(module.classes):
-            bpy.utils.unregister_class(cls)
+    unregister_modules(_modules)
