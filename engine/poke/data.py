@@ -1,0 +1,452 @@
+"""Training data for the poke engine: video files -> 64x64 clips, DIS flow and simulated pokes.
+
+What one item is (shared/DESIGN.md, "poke" contract; research/ipoke.md 1.1 and 2):
+  video   float32 [frames + 1, 3, 64, 64] in [-1, 1], x0 first, frames `stride` apart
+  flow    float32 [2, 64, 64], DIS flow x0 -> last frame, in 64-px units (dx, dy)
+  poke    float32 [2, 64, 64], zero except 1..max_patches patches of patch x patch pixels, each
+          filled with the flow vector at its centre (iPOKE's equal_poke_val)
+  static  bool: x0 repeated, zero flow, and a poke on the background ("poking the background
+          does nothing"); static_fraction of the items
+
+Preparation (decode, crop, resize, flow) runs once per video and is cached; items are cut from
+the prepared arrays. The held-out split is by time: the last `held_out` of every video, so
+validation clips are later moments of the same person, never frames the model trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import warnings
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from engine import video as video_io
+from engine.errors import JobError
+from engine.flow import dis_flow, resize_flow
+from engine.poke import faces
+
+# Bump when the prepared arrays change meaning, so old cache files are not read as new ones.
+CACHE_VERSION = 1
+
+
+@dataclass
+class DataConfig:
+    size: int = 64
+    frames: int = 10            # frames to predict; a clip is x0 + frames
+    stride: int = 1             # frame step inside a clip (iPOKE: 1 for iPER, 2 for plants)
+    face_crop: bool = False     # square crop that follows the face; else a centre square
+    face_scale: float = 2.2     # crop side / detected face width (face plus hair and chin)
+    face_smooth: int = 15       # frames in the centred median window that steadies the box
+    held_out: float = 0.2       # last fraction of each video (by time) kept for validation
+    static_fraction: float = 1 / 12
+    max_patches: int = 5
+    patch: int = 5
+    augment: bool = True        # training split only
+    augment_probability: float = 0.8  # per kind (colour, geometry), as iPOKE
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.03           # fraction of a full turn of the hue circle
+    rotate_degrees: float = 10.0
+    scale_range: float = 0.1    # zoom factor drawn from [1 - r, 1 + r]
+    translate: float = 0.05     # fraction of the frame side
+    flow_preset: str = "medium"
+    cache_dir: str | None = None
+
+    @property
+    def span(self) -> int:
+        """Frames from x0 to the clip's last frame."""
+        return self.frames * self.stride
+
+    def check(self) -> None:
+        if self.frames < 1 or self.stride < 1 or self.size < 8:
+            raise JobError(f"poke data: frames ({self.frames}) and stride ({self.stride}) must "
+                           f"be >= 1 and size ({self.size}) >= 8")
+        if not 0.0 <= self.held_out < 1.0 or not 0.0 <= self.static_fraction < 1.0:
+            raise JobError("poke data: held_out and static_fraction must be in [0, 1)")
+        if self.patch < 1 or self.patch % 2 == 0 or 3 * self.patch > self.size:
+            raise JobError(f"poke data: patch must be odd and small against size, got "
+                           f"{self.patch} for {self.size}")
+        if self.max_patches < 1:
+            raise JobError("poke data: max_patches must be >= 1")
+
+    def preparation_key(self) -> dict:
+        """The fields the prepared arrays depend on (the cache key); split, pokes and
+        augmentation are decided per item and stay out of it."""
+        return {"size": self.size, "span": self.span, "face_crop": self.face_crop,
+                "face_scale": self.face_scale if self.face_crop else None,
+                "face_smooth": self.face_smooth if self.face_crop else None,
+                "flow_preset": self.flow_preset, "version": CACHE_VERSION}
+
+
+# --------------------------------------------------------------------------------------------
+# Preparation: decode, crop, resize, flow (once per video, cached)
+
+@dataclass
+class PreparedVideo:
+    path: str
+    frames: np.ndarray      # uint8 [n, size, size, 3] RGB, every decoded frame
+    flows: np.ndarray       # float16 [n - span, size, size, 2]: flow t -> t + span, 64-px units
+    boxes: np.ndarray       # int32 [n, 3]: crop square (x, y, side) in source pixels
+    face_found: bool        # False: centre crop (face_crop off, or no face detected)
+
+
+def _cache_path(path: Path, config: DataConfig) -> Path | None:
+    if not config.cache_dir:
+        return None
+    stat = path.stat()
+    key = repr((str(path.resolve()), stat.st_mtime_ns, stat.st_size,
+                sorted(config.preparation_key().items())))
+    digest = hashlib.sha1(key.encode("utf-8")).hexdigest()[:20]
+    return Path(config.cache_dir) / f"{path.stem[:40]}-{digest}.npz"
+
+
+def _load_cached(cache_file: Path) -> PreparedVideo | None:
+    try:
+        with np.load(cache_file, allow_pickle=False) as data:
+            return PreparedVideo(str(data["path"]), data["frames"], data["flows"],
+                                 data["boxes"], bool(data["face_found"]))
+    except (OSError, KeyError, ValueError):
+        return None  # unreadable or half-written by an older run: prepare again
+
+
+def _save_cached(cache_file: Path, prepared: PreparedVideo) -> None:
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside and renamed, so a killed run or a second process never leaves a torn file.
+    partial = cache_file.with_name(f"{cache_file.stem}.{os.getpid()}.partial.npz")
+    np.savez(partial, path=np.array(prepared.path), frames=prepared.frames,
+             flows=prepared.flows, boxes=prepared.boxes,
+             face_found=np.array(prepared.face_found))
+    os.replace(partial, cache_file)
+
+
+def prepare_video(path: str | os.PathLike, config: DataConfig) -> PreparedVideo:
+    """The video's cropped 64x64 frames and x0 -> x0 + span flows, from the cache when the
+    file (path, modification time, size) and the preparation settings are unchanged."""
+    config.check()
+    path = Path(path)
+    if not path.is_file():
+        raise JobError(f"training video not found: {path}")
+    cache_file = _cache_path(path, config)
+    if cache_file is not None and cache_file.is_file():
+        cached = _load_cached(cache_file)
+        if cached is not None:
+            return cached
+    prepared = _prepare(path, config)
+    if cache_file is not None:
+        _save_cached(cache_file, prepared)
+    return prepared
+
+
+def _too_short(path: Path, count: int, config: DataConfig) -> JobError:
+    return JobError(f"video {path} has {count} frames, one clip needs {config.span + 1} "
+                    f"(x0 + {config.frames} frames {config.stride} apart); use a longer video "
+                    "or a smaller stride")
+
+
+def _prepare(path: Path, config: DataConfig) -> PreparedVideo:
+    info = video_io.video_info(path)
+    width, height = info["width"], info["height"]
+    if width <= 0 or height <= 0:
+        raise JobError(f"cannot read frames from {path}; convert it to MP4/H.264")
+    face_found = False
+    if config.face_crop:
+        track = faces.track_face(video_io.iter_frames(path), config.face_scale,
+                                 config.face_smooth)
+        if track.count < config.span + 1:
+            raise _too_short(path, track.count, config)
+        face_found = track.found
+        if not face_found:
+            warnings.warn(f"no face found in {path}: training on a centre crop instead; "
+                          "use a clip where the face is frontal and well lit, or crop it "
+                          "yourself", stacklevel=2)
+        boxes = track.boxes
+    else:
+        boxes = None
+    centre = faces.centre_square(width, height)
+
+    size, span = config.size, config.span
+    small_frames: list[np.ndarray] = []
+    flows: list[np.ndarray] = []
+    recent = deque(maxlen=span + 1)  # source-resolution crops of the last span + 1 frames
+    used_boxes: list[tuple[int, int, int]] = []
+    for index, frame in enumerate(video_io.iter_frames(path)):
+        if frame.shape[:2] != (height, width):
+            raise JobError(f"video {path} changes frame size at frame {index}; re-encode it "
+                           "at one size")
+        box = centre if boxes is None else tuple(int(v) for v in boxes[min(index,
+                                                                             len(boxes) - 1)])
+        x, y, side = box
+        crop = frame[y:y + side, x:x + side]
+        used_boxes.append(box)
+        small_frames.append(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA))
+        # Flow at the crop's own resolution (where DIS sees the real texture), then in 64-px
+        # units: the same pixels the model sees move by these vectors.
+        recent.append(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY))
+        if len(recent) == span + 1:
+            flow = dis_flow(recent[0], recent[-1], config.flow_preset)
+            flows.append(resize_flow(flow, size, size).astype(np.float16))
+    if not small_frames:
+        raise JobError(f"cannot read frames from {path}; convert it to MP4/H.264")
+    if len(small_frames) < span + 1:
+        raise _too_short(path, len(small_frames), config)
+    return PreparedVideo(str(path), np.stack(small_frames), np.stack(flows),
+                         np.asarray(used_boxes, np.int32), face_found)
+
+
+# --------------------------------------------------------------------------------------------
+# Split by time
+
+def split_starts(frame_count: int, config: DataConfig, split: str) -> range:
+    """Clip start frames of a split: the training clips lie wholly before the boundary, the
+    validation clips wholly after it (clips that straddle it belong to neither)."""
+    boundary = int(math.floor(frame_count * (1.0 - config.held_out)))
+    if split == "train":
+        return range(0, max(0, boundary - config.span))
+    if split == "val":
+        return range(boundary, max(boundary, frame_count - config.span))
+    raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Pokes (iPOKE data/base_dataset.py _get_poke, data/samplers.py zero pokes)
+
+THRESHOLD_LEVELS = ("mean+2std", "mean+std", "mean", "all")
+
+
+def poke_candidates(magnitude: np.ndarray, border: int) -> tuple[np.ndarray, str]:
+    """Boolean map of the pixels a poke may be centred on, and which threshold gave it: above
+    mean + 2 std of the magnitude (statistics over the image less a border), else above
+    mean + std, else above the mean, else (uniform magnitude) anywhere inside the border."""
+    inside = np.zeros(magnitude.shape, bool)
+    inside[border:magnitude.shape[0] - border, border:magnitude.shape[1] - border] = True
+    values = magnitude[inside]
+    mean, std = float(values.mean()), float(values.std())
+    for level, threshold in zip(THRESHOLD_LEVELS, (mean + 2 * std, mean + std, mean)):
+        candidates = inside & (magnitude > threshold)
+        if candidates.any():
+            return candidates, level
+    return inside, "all"
+
+
+def _fill_patches(shape: tuple[int, int], centres: np.ndarray, vectors: np.ndarray,
+                  patch: int) -> np.ndarray:
+    poke = np.zeros((2, *shape), np.float32)
+    half = patch // 2
+    for (x, y), vector in zip(centres, vectors):
+        poke[:, y - half:y + half + 1, x - half:x + half + 1] = vector[:, None, None]
+    return poke
+
+
+def sample_poke(flow: np.ndarray, rng: np.random.Generator, max_patches: int = 5,
+                patch: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """A poke map [2, H, W] from a flow field [H, W, 2]: 1..min(max_patches, #candidates)
+    patches centred on distinct candidate pixels drawn uniformly, each holding the flow vector
+    at its centre. Also the centres, int [k, 2] as (x, y)."""
+    magnitude = np.linalg.norm(flow, axis=2)
+    candidates, _ = poke_candidates(magnitude, border=patch)
+    ys, xs = np.nonzero(candidates)
+    count = int(rng.integers(1, min(max_patches, len(xs)) + 1))
+    chosen = rng.choice(len(xs), size=count, replace=False)
+    centres = np.stack([xs[chosen], ys[chosen]], axis=1)
+    vectors = flow[centres[:, 1], centres[:, 0]]
+    return _fill_patches(flow.shape[:2], centres, vectors, patch), centres
+
+
+def sample_background_poke(flow: np.ndarray, rng: np.random.Generator,
+                           patch: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """One patch on a pixel that does not move (magnitude at or below the 5th percentile)
+    holding a vector copied from a moving pixel: the poke of a static item, whose target is
+    "nothing happens"."""
+    magnitude = np.linalg.norm(flow, axis=2)
+    inside = np.zeros(magnitude.shape, bool)
+    inside[patch:-patch, patch:-patch] = True
+    still = inside & (magnitude <= np.percentile(magnitude[inside], 5))
+    ys, xs = np.nonzero(still)
+    pick = int(rng.integers(len(xs)))
+    centre = np.array([[xs[pick], ys[pick]]])
+    moving, _ = poke_candidates(magnitude, border=patch)
+    my, mx = np.nonzero(moving)
+    source = int(rng.integers(len(mx)))
+    vector = flow[my[source], mx[source]][None]
+    return _fill_patches(flow.shape[:2], centre, vector, patch), centre
+
+
+# --------------------------------------------------------------------------------------------
+# Augmentation: one colour change and one affine map for the whole clip; the flow follows the
+# geometry (positions moved, vectors turned and scaled), which iPOKE's own code does not do.
+
+@dataclass
+class Augmentation:
+    brightness: float = 1.0
+    contrast: float = 1.0
+    saturation: float = 1.0
+    hue: float = 0.0            # turns (1.0 = 360 degrees)
+    angle: float = 0.0          # degrees, counter-clockwise on screen (OpenCV's convention)
+    scale: float = 1.0
+    shift: tuple[float, float] = (0.0, 0.0)   # pixels (x, y)
+
+    @classmethod
+    def random(cls, rng: np.random.Generator, config: DataConfig, size: int) -> Augmentation:
+        out = cls()
+        if rng.random() < config.augment_probability:
+            out.brightness = float(rng.uniform(1 - config.brightness, 1 + config.brightness))
+            out.contrast = float(rng.uniform(1 - config.contrast, 1 + config.contrast))
+            out.saturation = float(rng.uniform(1 - config.saturation, 1 + config.saturation))
+            out.hue = float(rng.uniform(-config.hue, config.hue))
+        if rng.random() < config.augment_probability:
+            out.angle = float(rng.uniform(-config.rotate_degrees, config.rotate_degrees))
+            out.scale = float(rng.uniform(1 - config.scale_range, 1 + config.scale_range))
+            limit = config.translate * size
+            out.shift = (float(rng.uniform(-limit, limit)), float(rng.uniform(-limit, limit)))
+        return out
+
+    def matrix(self, size: int) -> np.ndarray:
+        """2x3 map from source to augmented pixel positions (pixel centres at integers)."""
+        centre = ((size - 1) / 2.0, (size - 1) / 2.0)
+        matrix = cv2.getRotationMatrix2D(centre, self.angle, self.scale)
+        matrix[:, 2] += self.shift
+        return matrix
+
+    def is_identity_geometry(self) -> bool:
+        return self.angle == 0.0 and self.scale == 1.0 and self.shift == (0.0, 0.0)
+
+
+# Hue turns as a rotation of the chroma plane of YIQ: linear, so one 3x3 matrix per clip.
+_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
+                        [0.596, -0.274, -0.322],
+                        [0.211, -0.523, 0.312]], np.float32)
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ).astype(np.float32)
+_LUMA = _RGB_TO_YIQ[0]
+
+
+def jitter_colours(clip: np.ndarray, aug: Augmentation) -> np.ndarray:
+    """clip float32 [T, H, W, 3] in [0, 1]; the same change for every frame. Contrast pivots
+    on x0's mean grey (not each frame's), so the frames keep their relative brightness."""
+    out = clip * aug.brightness
+    pivot = float((out[0] @ _LUMA).mean())
+    out = (out - pivot) * aug.contrast + pivot
+    grey = (out @ _LUMA)[..., None]
+    out = grey + (out - grey) * aug.saturation
+    if aug.hue:
+        turn = 2 * math.pi * aug.hue
+        rotate = np.array([[1, 0, 0],
+                           [0, math.cos(turn), -math.sin(turn)],
+                           [0, math.sin(turn), math.cos(turn)]], np.float32)
+        out = out @ (_YIQ_TO_RGB @ rotate @ _RGB_TO_YIQ).T
+    return np.clip(out, 0.0, 1.0)
+
+
+def warp_clip(clip: np.ndarray, aug: Augmentation) -> np.ndarray:
+    """clip [T, H, W, C] through the augmentation's affine map (reflected borders)."""
+    size = clip.shape[1]
+    matrix = aug.matrix(size)
+    return np.stack([cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REFLECT_101).reshape(frame.shape)
+                     for frame in clip])
+
+
+def warp_flow(flow: np.ndarray, aug: Augmentation) -> np.ndarray:
+    """flow [H, W, 2] of a clip that is then warped by the affine map A p + b: content at p
+    went to p + f(p), so after the warp content at A p goes to A p + A f(p). The field is
+    moved like the frames and each vector is multiplied by A's linear part."""
+    size = flow.shape[0]
+    linear = aug.matrix(size)[:, :2]
+    moved = cv2.warpAffine(flow, aug.matrix(size), (size, size), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REFLECT_101)
+    return (moved @ linear.T.astype(np.float32)).astype(np.float32)
+
+
+def augment(clip: np.ndarray, flow: np.ndarray, aug: Augmentation
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """clip uint8 [T, H, W, 3] and flow [H, W, 2] -> float32 clip in [0, 1] and flow."""
+    out = jitter_colours(clip.astype(np.float32) / 255.0, aug)
+    if not aug.is_identity_geometry():
+        out = warp_clip(out, aug)
+        flow = warp_flow(flow, aug)
+    return out, flow
+
+
+# --------------------------------------------------------------------------------------------
+# The dataset
+
+class PokeClipDataset(torch.utils.data.Dataset):
+    """Clips, flows and pokes from a list of videos (see the module docstring for the items).
+
+    Items [0, clip count) are the clips of the split in order; the items after them are the
+    static items (static_fraction of the total), each built on a clip drawn by the item's
+    random generator. Validation items depend only on (seed, index); training items draw fresh
+    pokes and augmentation every time (from torch's generator, so DataLoader workers differ
+    and torch.manual_seed reproduces a run).
+    """
+
+    def __init__(self, videos: list[str | os.PathLike], split: str,
+                 config: DataConfig | None = None, seed: int = 0):
+        if split not in ("train", "val"):
+            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        if not videos:
+            raise JobError("no training videos given; pass at least one video file")
+        self.config = config or DataConfig()
+        self.split = split
+        self.seed = seed
+        self.videos = [prepare_video(path, self.config) for path in videos]
+        self.clips = [(number, start) for number, prepared in enumerate(self.videos)
+                      for start in split_starts(len(prepared.frames), self.config, split)]
+        if not self.clips:
+            counts = ", ".join(f"{Path(v.path).name}: {len(v.frames)}" for v in self.videos)
+            raise JobError(
+                f"no {split} clips: a clip spans {self.config.span + 1} frames and the "
+                f"{'first' if split == 'train' else 'last'} "
+                f"{(1 - self.config.held_out if split == 'train' else self.config.held_out):.0%}"
+                f" of each video is shorter than that ({counts} frames); use longer videos, "
+                "a smaller stride or another held-out fraction")
+        fraction = self.config.static_fraction
+        self.static_count = int(round(len(self.clips) * fraction / (1.0 - fraction)))
+
+    def __len__(self) -> int:
+        return len(self.clips) + self.static_count
+
+    def _generator(self, index: int) -> np.random.Generator:
+        if self.split == "val":
+            return np.random.default_rng([self.seed, index])
+        fresh = int(torch.randint(0, 2**62, ()).item())
+        return np.random.default_rng([self.seed, index, fresh])
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        config = self.config
+        rng = self._generator(index)
+        static = index >= len(self.clips)
+        number, start = self.clips[int(rng.integers(len(self.clips))) if static else index]
+        prepared = self.videos[number]
+        clip = prepared.frames[start:start + config.span + 1:config.stride]
+        flow = prepared.flows[start].astype(np.float32)
+        if static:
+            clip = np.repeat(clip[:1], len(clip), axis=0)
+        aug = Augmentation()
+        if config.augment and self.split == "train":
+            aug = Augmentation.random(rng, config, config.size)
+        clip, flow = augment(clip, flow, aug)
+        if static:
+            poke, _ = sample_background_poke(flow, rng, config.patch)
+            flow = np.zeros_like(flow)
+        else:
+            poke, _ = sample_poke(flow, rng, config.max_patches, config.patch)
+        video = torch.from_numpy(np.ascontiguousarray(clip.transpose(0, 3, 1, 2))) * 2.0 - 1.0
+        return {"video": video.float(),
+                "poke": torch.from_numpy(poke),
+                "flow": torch.from_numpy(np.ascontiguousarray(flow.transpose(2, 0, 1))),
+                "static": static}
+
+
+def config_dict(config: DataConfig) -> dict:
+    """Plain fields, for checkpoints and model cards."""
+    return asdict(config)
