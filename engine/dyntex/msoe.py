@@ -18,6 +18,7 @@ engine/dyntex/train_msoe.py. `load_msoe()` gives the shipped network.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ class MsoeConfig:
     blur_sigma: float = 2.0
     decoder_hidden: int = 64   # flow decoder widths (training head; optional at load)
     decoder_mid: int = 32
+    decoder_context: int = 4   # dilated 3x3 convs at half resolution (dilation 1, 2, 4, ...)
     eps: float = 1e-12         # contrast and L1 normalisation
 
     @property
@@ -61,6 +63,31 @@ def contrast_normalise(pair: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     mean = pair.mean(dim=(1, 2, 3), keepdim=True)
     std = pair.std(dim=(1, 2, 3), keepdim=True, unbiased=False)
     return (pair - mean) / (std + eps)
+
+
+@functools.lru_cache(maxsize=64)
+def _interpolation_matrix(n_out: int, n_in: int, device: str) -> torch.Tensor:
+    """[n_out, n_in] weights of 1-D linear interpolation, F.interpolate's align_corners=False
+    convention (source coordinate (i + 0.5) * n_in / n_out - 0.5, clamped at the edges)."""
+    src = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp_min(0)
+    lower = src.floor().long().clamp(max=n_in - 1)
+    upper = (lower + 1).clamp(max=n_in - 1)
+    frac = src - lower
+    rows = torch.arange(n_out)
+    matrix = torch.zeros(n_out, n_in, dtype=torch.float64)
+    matrix.index_put_((rows, lower), 1 - frac, accumulate=True)
+    matrix.index_put_((rows, upper), frac, accumulate=True)
+    return matrix.float().to(device)
+
+
+def upsample_bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """F.interpolate(x, size, mode="bilinear", align_corners=False) for upsampling, as two
+    matrix products: the same values (to float rounding) and several times faster on a CPU,
+    backward included."""
+    h, w = int(size[0]), int(size[1])
+    rows = _interpolation_matrix(h, x.shape[-2], str(x.device)).to(x.dtype)
+    cols = _interpolation_matrix(w, x.shape[-1], str(x.device)).to(x.dtype)
+    return rows @ x @ cols.T
 
 
 class GaussianPyramid(nn.Module):
@@ -101,23 +128,55 @@ class MsoeLevel(nn.Module):
     def forward(self, pair: torch.Tensor) -> torch.Tensor:
         x = F.pad(pair, (self.pad,) * 4, mode="replicate")
         x = self.conv1(x) ** 2
-        x = F.max_pool2d(x, self.pool, stride=1, padding=self.pool // 2)
+        # k x k max = k x 1 max of 1 x k max (exactly); the separable form is faster on a CPU
+        half = self.pool // 2
+        x = F.max_pool2d(x, (1, self.pool), stride=1, padding=(0, half))
+        x = F.max_pool2d(x, (self.pool, 1), stride=1, padding=(half, 0))
         x = self.conv2(x)
         return x / x.abs().sum(dim=1, keepdim=True).clamp_min(self.eps)
 
 
 class FlowDecoder(nn.Module):
-    """320 feature channels -> (dx, dy). Used to train MSOE; synthesis needs only features."""
+    """320 feature channels -> (dx, dy). Used to train MSOE; synthesis needs only features.
+
+    1x1 320 -> 64, 3x3 -> 32 at full resolution, then a context branch at half resolution
+    (dilated 3x3 convs, residual) added back, 1x1 -> 2. One pixel's energies are noisy for large
+    motions (the 11x11 filters see few periods of the texture at coarse levels); the context
+    branch pools evidence over ~60 px the way a coarse-to-fine estimator would, while the
+    full-resolution path keeps spatially varying flow (rotations) local."""
 
     def __init__(self, config: MsoeConfig):
         super().__init__()
+        mid = config.decoder_mid
         self.conv1 = nn.Conv2d(config.feature_channels, config.decoder_hidden, 1)
-        self.conv2 = nn.Conv2d(config.decoder_hidden, config.decoder_mid, 3)
-        self.conv3 = nn.Conv2d(config.decoder_mid, 2, 1)
+        self.conv2 = nn.Conv2d(config.decoder_hidden, mid, 3)
+        self.context = nn.ModuleList(
+            nn.Conv2d(mid, mid, 3, dilation=2 ** i, padding=2 ** i, padding_mode="replicate")
+            for i in range(config.decoder_context))
+        self.conv3 = nn.Conv2d(mid, 2, 1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.conv1(features))
-        x = F.relu(self.conv2(F.pad(x, (1, 1, 1, 1), mode="replicate")))
+        return self.from_hidden(self.conv1(features))
+
+    def hidden_from_levels(self, levels: list[torch.Tensor], size: tuple[int, int]):
+        """conv1 applied to the upsampled concatenation of `levels`, computed per level before
+        upsampling: a 1x1 conv and bilinear upsampling are both linear per pixel, so they
+        commute, and the full-resolution product shrinks from 320 to 64 input channels."""
+        weights = self.conv1.weight.split([y.shape[1] for y in levels], dim=1)
+        out = self.conv1.bias[None, :, None, None]
+        for index, (y, w) in enumerate(zip(levels, weights)):
+            y = F.conv2d(y, w)
+            out = out + (upsample_bilinear(y, size) if index else y)
+        return out
+
+    def from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv2(F.pad(F.relu(hidden), (1, 1, 1, 1), mode="replicate")))
+        if len(self.context):
+            pooled = F.avg_pool2d(x, 2, ceil_mode=True)
+            c = pooled
+            for conv in self.context:
+                c = c + F.relu(conv(c))
+            x = x + upsample_bilinear(c - pooled, x.shape[-2:])
         return self.conv3(x)
 
 
@@ -141,22 +200,25 @@ class MsoeNet(nn.Module):
             raise JobError(f"MSOE needs frames of at least {least}x{least} pixels "
                            f"({self.config.levels} pyramid levels), got {w}x{h}")
 
-    def features(self, pair: torch.Tensor) -> torch.Tensor:
+    def level_outputs(self, pair: torch.Tensor) -> list[torch.Tensor]:
+        """The 64-channel output of each pyramid level at that level's own resolution."""
         self.check_input(pair)
-        h, w = pair.shape[-2:]
         levels = self.pyramid(contrast_normalise(pair, self.config.eps))
-        out = []
-        for index, x in enumerate(levels):
-            y = self.level(x)
-            if index:
-                y = F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False)
-            out.append(y)
+        return [self.level(x) for x in levels]
+
+    def features(self, pair: torch.Tensor) -> torch.Tensor:
+        h, w = pair.shape[-2:]
+        out = [upsample_bilinear(y, (h, w)) if index else y
+               for index, y in enumerate(self.level_outputs(pair))]
         return torch.cat(out, dim=1)
 
     def flow(self, pair: torch.Tensor) -> torch.Tensor:
+        """decoder(features(pair)), without building the 320-channel map (see
+        FlowDecoder.hidden_from_levels)."""
         if self.decoder is None:
             raise JobError("this MSOE was loaded without its flow decoder")
-        return self.decoder(self.features(pair))
+        levels = self.level_outputs(pair)
+        return self.decoder.from_hidden(self.decoder.hidden_from_levels(levels, pair.shape[-2:]))
 
     forward = features
 
@@ -191,8 +253,9 @@ def load_msoe(path: str | os.PathLike | None = None, decoder: bool = False,
 
     path = Path(path) if path is not None else SHIPPED
     meta = read_metadata(path)
-    config = MsoeConfig(**{k: v for k, v in (meta.get("stillmotion.config") or {}).items()
-                           if k in MsoeConfig.__dataclass_fields__})
+    stored = dict(meta.get("stillmotion.config") or {})
+    stored.setdefault("decoder_context", 0)  # files written before the decoder had a context branch
+    config = MsoeConfig(**{k: v for k, v in stored.items() if k in MsoeConfig.__dataclass_fields__})
     has_decoder = "decoder" in meta.get("stillmotion.parts", "features,decoder")
     model = MsoeNet(config, decoder=has_decoder)
     load_weights(path, model, architecture=ARCHITECTURE)

@@ -14,8 +14,14 @@ Targets (end-point error of the flow decoder's output):
 Held out (never trained on): the pictures astronaut.png and starry_night.jpg and the video
 Megamind.avi; the evaluation uses fixed shifts (1-6 px, 8 directions) and rotations on those.
 
-Deterministic for a seed and a step count. With --minutes, the step count is fixed up front from
-the measured speed of the first steps and printed, so `--steps N` repeats a run.
+The learning rate is constant for 50 steps, then follows a cosine to 1/50. With --steps N the
+cosine runs over steps and the run is deterministic for a seed. With --minutes M it runs over
+wall time (the budget minus data preparation and the final evaluation), so the schedule always
+completes even when a shared CPU slows down; the steps done are recorded in the weights header.
+
+Resumable: every couple of minutes the model, optimiser, step, elapsed training time and random
+states go to OUT.resume.pt; a run with the same --out and the same settings continues from it
+(and deletes it once the weights are written).
 """
 
 from __future__ import annotations
@@ -58,9 +64,11 @@ class TrainConfig:
     patch: int = 96            # coarsest level 6 px: large enough for the 11x11 filters
     lr: float = 2e-3           # Adam, cosine decay to lr/50
     synthetic_share: float = 0.7
-    max_shift: float = 7.0
+    max_shift: float = 7.5     # translations uniform in magnitude: 4-6 px are ~40 % of them
     dis_pairs_per_video: int = 40
     log_every: int = 50
+    checkpoint_every_s: float = 120.0
+    eval_reserve_s: float = 240.0  # of a --minutes budget, kept for the final evaluation
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -160,17 +168,17 @@ class Sampler:
     def _synthetic(self, size: int):
         rng, cfg = self.rng, self.config
         kind = rng.random()
-        shift = rng.uniform(0, cfg.max_shift) * np.array(
-            [math.cos(a := rng.uniform(0, 2 * math.pi)), math.sin(a)])
-        if kind < 0.1:
+        angle = rng.uniform(0, 2 * math.pi)
+        shift = rng.uniform(0, cfg.max_shift) * np.array([math.cos(angle), math.sin(angle)])
+        if kind < 0.05:
             flow = np.zeros((size, size, 2), np.float32)
         elif kind < 0.5:
             flow = affine_flow(size, shift=shift)
-        elif kind < 0.75:
-            flow = affine_flow(size, rng.uniform(-6, 6), rng.uniform(0.94, 1.06), shift * 0.7)
+        elif kind < 0.75:  # corners of a 96 px patch move up to ~6 px more at 5 degrees
+            flow = affine_flow(size, rng.uniform(-5, 5), rng.uniform(0.95, 1.05), shift * 0.6)
         else:
-            flow = affine_flow(size, shift=shift * 0.5) + smooth_field(rng, size,
-                                                                         rng.uniform(0.5, 4))
+            flow = affine_flow(size, shift=shift * 0.6) + smooth_field(rng, size,
+                                                                         rng.uniform(0.5, 3))
         source = self.sources[rng.integers(len(self.sources))]
         h, w = source.shape
         origin = (rng.uniform(12, w - size - 12), rng.uniform(12, h - size - 12))
@@ -343,6 +351,28 @@ def velocity_tuned_init(model: MsoeNet, sigma: float = 1.2) -> None:
 
 # --- the loop ---------------------------------------------------------------------------------
 
+def _resume_path(out: str | Path) -> Path:
+    return Path(str(out) + ".resume.pt")
+
+
+def _save_resume(path: Path, model, optimiser, sampler, step: int, trained_s: float,
+                 config: TrainConfig, running) -> None:
+    state = {"config": asdict(config), "step": step, "trained_s": trained_s,
+             "model": model.state_dict(), "optimiser": optimiser.state_dict(),
+             "numpy_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+             "running": running}
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # never leave a half-written checkpoint behind
+
+
+def _learning_rate(config: TrainConfig, step: int, progress_fraction: float) -> float:
+    """Constant for WARM_STEPS, then a cosine to lr/50 over `progress_fraction` (0..1)."""
+    if step < WARM_STEPS:
+        return config.lr
+    return config.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(progress_fraction, 1.0))))
+
+
 def train(out: str | Path, config: TrainConfig, progress: Progress) -> dict:
     torch.manual_seed(config.seed)
     started = time.time()
@@ -350,25 +380,34 @@ def train(out: str | Path, config: TrainConfig, progress: Progress) -> dict:
     velocity_tuned_init(model)
     sampler = Sampler(config, progress)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
-    steps = config.steps
-    step, t_train, t_warm = 0, time.time(), 0.0
-    budget = config.minutes * 60 - (t_train - started) - 90  # leave time for the final eval
-    running = None
-    while steps == 0 or step < steps:
-        if not config.steps and time.time() - started > config.minutes * 60 * 1.2:
-            progress.warning(f"stopped at step {step} of {steps}: the CPU got slower than "
-                             "measured and the time budget ran out")
-            steps = step
-            break
-        if step == 10:
-            t_warm = time.time()
-        if steps == 0 and step == WARM_STEPS:  # fix the step count from the measured speed
-            per_step = (time.time() - t_warm) / (WARM_STEPS - 10)
-            steps = max(2 * WARM_STEPS, int(budget / per_step))
-            progress.emit("train", done=step, total=steps, seconds_per_step=round(per_step, 3))
-        # constant for WARM_STEPS, then cosine to lr/50: the same with --steps as with --minutes
-        fraction = max(0.0, (step - WARM_STEPS) / (steps - WARM_STEPS)) if steps else 0.0
-        lr = config.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0))))
+    step, trained_s, running = 0, 0.0, None
+    resume = _resume_path(out)
+    if resume.is_file():
+        state = torch.load(resume, weights_only=False)
+        if state["config"] != asdict(config):
+            raise JobError(f"{resume} is from a run with other settings ({state['config']}); "
+                           "delete it to start afresh, or repeat that run's options to go on")
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        sampler.rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        step, trained_s, running = state["step"], state["trained_s"], state["running"]
+        progress.emit("resume", done=step, trained_s=round(trained_s))
+    # training time: --steps counts steps; --minutes counts seconds after data preparation
+    budget_s = config.minutes * 60 - (time.time() - started) - config.eval_reserve_s
+    if not config.steps and budget_s < 60:
+        raise JobError(f"--minutes {config.minutes} leaves {budget_s:.0f} s for training after "
+                       "loading data and reserving the evaluation; give more minutes")
+    segment_start, last_checkpoint = time.time(), time.time()
+    done_before = trained_s
+
+    def fraction_done() -> float:
+        if config.steps:
+            return (step - WARM_STEPS) / max(1, config.steps - WARM_STEPS)
+        return trained_s / budget_s
+
+    while (step < config.steps) if config.steps else (trained_s < budget_s):
+        lr = _learning_rate(config, step, fraction_done())
         for group in optimiser.param_groups:
             group["lr"] = lr
         pairs, flows, masks = sampler.batch()
@@ -379,20 +418,27 @@ def train(out: str | Path, config: TrainConfig, progress: Progress) -> dict:
         loss.backward()
         optimiser.step()
         step += 1
+        trained_s = done_before + time.time() - segment_start
         with torch.no_grad():  # running EPE of the known-flow and the DIS-labelled samples
             n = sampler.synthetic_count
             now = np.array([loss.item(), epe_loss(pred[:n], flows[:n], masks[:n]).item(),
                             epe_loss(pred[n:], flows[n:], masks[n:]).item() if n < len(pred)
                             else 0.0])
         running = now if running is None else 0.95 * running + 0.05 * now
-        if step % config.log_every == 0 or step == steps:
-            progress.emit("train", done=step, total=steps or None, epe=round(running[0], 3),
-                          epe_known=round(running[1], 3), epe_dis=round(running[2], 3),
-                          lr=round(lr, 6), elapsed_s=round(time.time() - started))
+        if step % config.log_every == 0:
+            progress.emit("train", done=step, total=config.steps or None,
+                          epe=round(running[0], 3), epe_known=round(running[1], 3),
+                          epe_dis=round(running[2], 3), lr=round(lr, 6),
+                          trained_s=round(trained_s), budget_s=round(budget_s))
+        if time.time() - last_checkpoint > config.checkpoint_every_s:
+            _save_resume(resume, model, optimiser, sampler, step, trained_s, config, running)
+            last_checkpoint = time.time()
     wall = time.time() - started
-    card = {"steps": steps, "seed": config.seed, "wall_seconds": round(wall),
-            "parameters": parameter_count(model), "train_config": json.dumps(asdict(config))}
+    card = {"steps": step, "seed": config.seed, "trained_seconds": round(trained_s),
+            "wall_seconds_this_session": round(wall), "parameters": parameter_count(model),
+            "train_config": json.dumps(asdict(config))}
     save_msoe(out, model, metadata={k: str(v) for k, v in card.items()})
+    resume.unlink(missing_ok=True)
     progress.emit("saved", path=str(out), **{k: v for k, v in card.items()
                                               if k != "train_config"})
     return card
