@@ -163,7 +163,13 @@ def _prepare(path: Path, config: DataConfig) -> PreparedVideo:
         if track.count < config.span + 1:
             raise _too_short(path, track.count, config)
         face_found = track.found
-        if not face_found:
+        if faces.cascade_path() is None:
+            warnings.warn(f"no face detector: {faces.CASCADE_NAME} is not installed (this "
+                          "OpenCV ships none); training on a centre crop of "
+                          f"{path}. Put it (from an OpenCV 4 wheel's cv2/data or Debian's "
+                          "opencv-data) into media/, or set STILLMOTION_FACE_CASCADE to it",
+                          stacklevel=2)
+        elif not face_found:
             warnings.warn(f"no face found in {path}: training on a centre crop instead; "
                           "use a clip where the face is frontal and well lit, or crop it "
                           "yourself", stacklevel=2)
