@@ -19,10 +19,27 @@ from bpy.props import (
 
 ENGINES = [
     ("WARP", "Warp", "Deterministic: pokes push the image, masks pin it; full resolution, instant"),
+    ("DYNTEX", "Dynamic Texture",
+     "Landscapes: each labelled mask (water, clouds, grass, ...) moves like its motion "
+     "exemplar, everything else stays the still; slow, synthesised by optimisation"),
 ]
 
+# Explicit numbers: an enum is saved in the .blend as its number, so a file saved before a label
+# existed still reads its masks as the labels they had.
+CLIP_LABEL = "clip"
 MASK_LABELS = [
-    ("static", "Static", "Pixels inside the mask do not move"),
+    ("static", "Static", "Pixels inside the mask do not move", 0),
+    ("water", "Water", "Dynamic Texture: rippling water from the motion library", 1),
+    ("clouds", "Clouds", "Dynamic Texture: drifting clouds from the motion library", 2),
+    ("grass", "Grass", "Dynamic Texture: grass or foliage in the wind from the motion library", 3),
+    ("waterfall", "Waterfall", "Dynamic Texture: falling water from the motion library", 4),
+    (CLIP_LABEL, "Clip File", "Dynamic Texture: moves like a video file (or a folder of frames) "
+     "you pick", 5),
+]
+
+OPTIMIZERS = [
+    ("LBFGS", "L-BFGS", "The paper's optimiser: fewest iterations for a given quality"),
+    ("ADAM", "Adam", "Cheaper steps, needs more of them"),
 ]
 
 EASINGS = [
@@ -37,6 +54,12 @@ OUTPUT_FORMATS = [
 ]
 
 
+# Blender 4.5+ warns about "//" (blend-relative) paths unless the property says it takes them;
+# 4.2 does not know the option.
+_BLEND_RELATIVE_PATH = ({"PATH_SUPPORTS_BLEND_RELATIVE"} if bpy.app.version >= (4, 5, 0)
+                        else set())
+
+
 def _is_grease_pencil(self, obj):
     return obj.type in {"GPENCIL", "GREASEPENCIL"}
 
@@ -45,6 +68,64 @@ class StillMotionMaskLabel(bpy.types.PropertyGroup):
     """Motion label of the i-th stroke of the Masks layer (by stroke order)."""
 
     label: EnumProperty(name="Motion", items=MASK_LABELS, default="static")
+    clip_path: StringProperty(
+        name="Clip",
+        description="Video file or folder of frames whose motion this region copies",
+        subtype="FILE_PATH",
+        options=_BLEND_RELATIVE_PATH,
+    )
+
+
+class StillMotionDyntexSettings(bpy.types.PropertyGroup):
+    """Dynamic Texture engine settings (docs/JOB.md, "dyntex"); defaults are the engine's."""
+
+    style_image: PointerProperty(
+        name="Style",
+        type=bpy.types.Image,
+        description="A painting whose colours and brush strokes the moving regions take on "
+                    "(weight: Painting)",
+    )
+    size: IntProperty(
+        name="Working Size",
+        description="Longer side in pixels the motion is synthesised at; frames are written at "
+                    "the still's resolution. Time grows with its square",
+        default=256, min=32, soft_max=512, max=2048, subtype="PIXEL",
+    )
+    iterations: IntProperty(
+        name="Iterations", description="Optimiser steps per level (and per region)",
+        default=100, min=1, soft_max=500, max=10000,
+    )
+    levels: IntProperty(
+        name="Levels", description="Coarse-to-fine pyramid levels (1: working size only)",
+        default=1, min=1, max=4,
+    )
+    optimizer: EnumProperty(name="Optimizer", items=OPTIMIZERS, default="LBFGS")
+    lambda_style: FloatProperty(
+        name="Appearance Style (λ3)",
+        description="Keeps the still's own texture statistics (Gram matrices) inside each "
+                    "region",
+        default=1.0, min=0.0, soft_max=10.0,
+    )
+    lambda_l2: FloatProperty(
+        name="Layout L2 (λ4)",
+        description="Keeps the still's layout inside the region (features, not only "
+                    "statistics); 0.1 suits clouds and wheat, rivers and waterfalls like more",
+        default=0.0, min=0.0, soft_max=10.0,
+    )
+    lambda_app: FloatProperty(
+        name="Appearance (λ5)", description="Weight of the appearance term (λ3 + λ4 together)",
+        default=1.0, min=0.0, soft_max=10.0,
+    )
+    lambda_dyn: FloatProperty(
+        name="Dynamics (λ6)", description="Weight of the motion term (MSOE statistics of the "
+                                          "exemplar clip)",
+        default=10.0, min=0.0, soft_max=100.0,
+    )
+    lambda_paint: FloatProperty(
+        name="Painting (λ7)", description="Weight of the style image's statistics (needs a "
+                                          "Style image)",
+        default=0.1, min=0.0, soft_max=10.0,
+    )
 
 
 class StillMotionPlaneSettings(bpy.types.PropertyGroup):
@@ -88,6 +169,7 @@ class StillMotionPlaneSettings(bpy.types.PropertyGroup):
         min=32,
         max=2048,
     )
+    dyntex: PointerProperty(type=StillMotionDyntexSettings)
     mask_labels: CollectionProperty(type=StillMotionMaskLabel)
     mask_labels_index: IntProperty()
     # The still the plane showed before its first bake, so "Revert to Still" can bring it back.
@@ -107,7 +189,8 @@ class StillMotionRuntime(bpy.types.PropertyGroup):
     last_warning: StringProperty()
 
 
-classes = (StillMotionMaskLabel, StillMotionPlaneSettings, StillMotionRuntime)
+classes = (StillMotionMaskLabel, StillMotionDyntexSettings, StillMotionPlaneSettings,
+           StillMotionRuntime)
 
 
 def register():

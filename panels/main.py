@@ -9,6 +9,8 @@ import textwrap
 import bpy
 
 from ..bake import session as bake_session
+from ..properties import CLIP_LABEL
+from ..scene.job import DYNTEX_PREVIEW
 
 HAS_PROGRESS = "progress" in bpy.types.UILayout.bl_rna.functions  # Blender 4.0+
 _CHARS_PER_PIXEL = 1 / 7.0  # rough width of a UI character, to wrap long messages
@@ -21,6 +23,8 @@ class STILLMOTION_UL_mask_labels(bpy.types.UIList):
         row = layout.row(align=True)
         row.label(text=f"Mask {index + 1}", icon="MOD_MASK")
         row.prop(item, "label", text="")
+        if item.label == CLIP_LABEL:
+            row.prop(item, "clip_path", text="")
 
 
 class VIEW3D_PT_stillmotion(bpy.types.Panel):
@@ -41,6 +45,8 @@ class VIEW3D_PT_stillmotion(bpy.types.Panel):
         self.draw_target(context, layout, plane)
         self.draw_strokes(context, layout, plane, settings)
         self.draw_motion(layout, settings)
+        if settings.engine == "DYNTEX":
+            self.draw_dyntex(layout, settings.dyntex)
         self.draw_output(layout, settings)
         self.draw_actions(context, layout)
         self.draw_status(context, layout)
@@ -88,19 +94,50 @@ class VIEW3D_PT_stillmotion(bpy.types.Panel):
         col.prop(settings, "fps")
         col.prop(settings, "seed")
         col.separator()
-        col.prop(settings, "falloff")
-        col.prop(settings, "feather")
-        sub = col.column()
-        sub.active = not settings.loop  # easing is ignored by a seamless loop
-        sub.prop(settings, "easing")
+        if settings.engine == "WARP":
+            col.prop(settings, "falloff")
+            col.prop(settings, "feather")
+            sub = col.column()
+            sub.active = not settings.loop  # easing is ignored by a seamless loop
+            sub.prop(settings, "easing")
         col.prop(settings, "loop")
+
+    def draw_dyntex(self, layout, dyntex):
+        col = layout.column()
+        col.label(text="Style (optional painting)")
+        col.template_ID(dyntex, "style_image", open="image.open")
+        header, body = layout.panel("STILLMOTION_PT_dyntex_advanced", default_closed=True)
+        header.label(text="Advanced")
+        if body is None:
+            return
+        body.use_property_split = True
+        body.use_property_decorate = False
+        col = body.column(align=True)
+        col.prop(dyntex, "size")
+        col.prop(dyntex, "iterations")
+        col.prop(dyntex, "levels")
+        col.prop(dyntex, "optimizer")
+        col = body.column(align=True)
+        col.prop(dyntex, "lambda_style", slider=True)
+        col.prop(dyntex, "lambda_l2", slider=True)
+        col.prop(dyntex, "lambda_app", slider=True)
+        col.prop(dyntex, "lambda_dyn", slider=True)
+        sub = col.column(align=True)
+        sub.active = dyntex.style_image is not None  # without a painting λ7 does nothing
+        sub.prop(dyntex, "lambda_paint", slider=True)
 
     def draw_output(self, layout, settings):
         col = layout.column(align=True)
         col.use_property_split = True
         col.use_property_decorate = False
         col.prop(settings, "output_format")
-        col.prop(settings, "preview_size")
+        if settings.engine == "DYNTEX":
+            # The dyntex preview is capped (scene/job.py), not sized by Preview Size.
+            preview = DYNTEX_PREVIEW
+            col.label(text=f"Preview: ≤{preview['size']} px, {preview['frames']} frames, "
+                           f"{preview['iterations']} iterations", icon="INFO")
+        else:
+            col.prop(settings, "preview_size")
 
     def draw_actions(self, context, layout):
         running = bake_session.is_running()

@@ -12,6 +12,12 @@ What a stroke means:
   takes plane.stillmotion.mask_labels[i] (by stroke order; "static" when unset).
 A poke's fall-off radius is plane.stillmotion.falloff when set; at 0 it is the stroke's drawn
 width in image pixels, so a broad brush pushes a broad area.
+
+What each engine takes:
+- Warp: pokes, and the `static` masks (a mask with a motion label is left out with a warning).
+- Dynamic Texture: the masks; a motion label (water, clouds, grass, waterfall) is written as
+  the word, "Clip File" as the clip's absolute path. Pokes are not read (a warning counts them).
+  A Preview bakes at most DYNTEX_PREVIEW's working size, frames and iterations.
 """
 
 import json
@@ -24,13 +30,20 @@ import numpy as np
 
 from . import raster, strokes
 from .errors import StillMotionError
-from .plane import export_still, find_target
+from .plane import export_image, export_still, find_target
 
 JOB_VERSION = 1
 CLOSE_GAP = 0.15  # a mask is closed when its end-start gap is at most this share of its length
 MIN_COMPACTNESS = 1e-4  # area / perimeter² below this is a line, not a region (circle: 0.08)
 DEFAULT_FALLOFF_SHARE = 0.1  # warp.falloff when none is set: this share of the longer side
 DEFAULT_LABEL = "static"
+CLIP_LABEL = "clip"  # properties.CLIP_LABEL: the mask moves like a video file the artist picks
+LABEL_NAMES = {"static": "Static", "water": "Water", "clouds": "Clouds", "grass": "Grass",
+               "waterfall": "Waterfall", CLIP_LABEL: "Clip File"}
+# A dyntex Preview: small enough to come back in a minute or two on a laptop CPU, so the
+# artist checks regions and labels before a bake that takes many minutes.
+DYNTEX_PREVIEW = {"size": 96, "frames": 6, "iterations": 5}
+MIN_WORK = 32  # engine/dyntex/synthesis.py MIN_WORK: MSOE's 5-level pyramid needs 2^5 pixels
 
 
 @dataclass
@@ -101,10 +114,38 @@ def _pokes(raw, projector, size, falloff, warnings):
     return pokes, outside
 
 
-def _masks(raw, projector, size, labels, job_dir, warnings):
+def _clip_label(number, item):
+    """The absolute path a "Clip File" label stands for; refused when it is not there."""
+    raw = item.clip_path if item is not None else ""
+    if not raw.strip():
+        raise StillMotionError(
+            f"Mask {number} is labelled Clip File but has no clip: pick a video file (or a "
+            "folder of frames) for it in the Mask Labels list, or choose another label")
+    path = pathlib.Path(bpy.path.abspath(raw))
+    if not path.exists():
+        raise StillMotionError(
+            f"The clip of mask {number} is missing: {path}. Pick an existing video file or "
+            "folder of frames, or choose another label")
+    return str(path.resolve())
+
+
+def _job_label(stroke_index, labels, engine, dropped):
+    """The mask's label as the job writes it, or None when this engine does not use the mask
+    (its number goes into dropped)."""
+    item = labels[stroke_index] if stroke_index < len(labels) else None
+    label = item.label if item is not None else DEFAULT_LABEL
+    if engine == "WARP":
+        if label != DEFAULT_LABEL:
+            dropped.append(stroke_index + 1)
+            return None
+        return label
+    return _clip_label(stroke_index + 1, item) if label == CLIP_LABEL else label
+
+
+def _masks(raw, projector, size, labels, engine, job_dir, warnings):
     """Rasterise mask strokes into job_dir/mask_NNN.png -> (mask dicts, number off picture)."""
     w, h = size
-    masks, outside = [], 0
+    masks, outside, dropped = [], 0, []
     for stroke in raw:
         _check_finite(stroke, "Mask")
         n = len(stroke.points)
@@ -135,10 +176,18 @@ def _masks(raw, projector, size, labels, job_dir, warnings):
         if not covered:
             warnings.append(f"mask {stroke.index + 1} is smaller than a pixel and was ignored")
             continue
+        label = _job_label(stroke.index, labels, engine, dropped)
+        if label is None:
+            continue
         path = pathlib.Path(job_dir) / f"mask_{len(masks):03d}.png"
         raster.write_png_gray(path, filled)
-        label = labels[stroke.index].label if stroke.index < len(labels) else DEFAULT_LABEL
         masks.append({"path": path.name, "label": label})
+    if dropped:
+        numbers = ", ".join(str(n) for n in dropped)
+        warnings.append(f"{_plural(len(dropped), 'mask', 'masks')} {numbers} "
+                        f"{_plural(len(dropped), 'has a motion label', 'have motion labels')}: "
+                        "only the Dynamic Texture engine animates them, Warp leaves "
+                        f"{_plural(len(dropped), 'it', 'them')} out")
     return masks, outside
 
 
@@ -148,16 +197,29 @@ def write_job(plane, job_dir, output_dir, *, preview=False, device="auto") -> Jo
     scene cannot make a job; nothing is written to the .blend either way."""
     target = find_target(plane)
     settings = plane.stillmotion
+    dyntex = settings.engine == "DYNTEX"
     gp_obj = settings.strokes
     if gp_obj is None or not strokes.is_grease_pencil(gp_obj):
         raise StillMotionError(
-            "There are no strokes yet: click Add Strokes, then draw pokes (drags from a spot to "
-            "where it should move) on the Pokes layer")
+            "There are no strokes yet: click Add Strokes, then "
+            + ("draw closed masks around the regions that should move on the Masks layer"
+               if dyntex else "draw pokes (drags from a spot to where it should move) on the "
+               "Pokes layer"))
     warnings = list(target.notes)
     raw_pokes = _read_layer(gp_obj, strokes.POKES, warnings)
     raw_masks = _read_layer(gp_obj, strokes.MASKS, warnings)
+    if dyntex and raw_pokes:
+        n = len(raw_pokes)
+        warnings.append(f"{n} {_plural(n, 'poke is', 'pokes are')} not used by the Dynamic "
+                        "Texture engine (it animates labelled masks)")
+        raw_pokes = []
     if not raw_pokes and not raw_masks:
         frame = bpy.context.scene.frame_current
+        if dyntex:
+            raise StillMotionError(
+                f"'{gp_obj.name}' has no masks on its Masks layer at frame {frame}: draw a "
+                "closed outline around each region that should move and label it (water, "
+                "clouds, grass, waterfall or Clip File)")
         raise StillMotionError(
             f"'{gp_obj.name}' has no strokes on its Pokes or Masks layer at frame {frame}: draw "
             "at least one poke (a drag from a spot to where it should move) on the Pokes layer")
@@ -170,10 +232,11 @@ def write_job(plane, job_dir, output_dir, *, preview=False, device="auto") -> Jo
     projector = strokes.PlaneProjector(plane, size, target.uv_map)
     falloff = float(settings.falloff)
     pokes, pokes_out = _pokes(raw_pokes, projector, size, falloff, warnings)
-    masks, masks_out = _masks(raw_masks, projector, size, settings.mask_labels, job_dir, warnings)
+    masks, masks_out = _masks(raw_masks, projector, size, settings.mask_labels, settings.engine,
+                              job_dir, warnings)
 
     ignored = pokes_out + masks_out
-    if not pokes and not masks:
+    if not pokes and not masks and ignored:
         total = len(raw_pokes) + len(raw_masks)
         raise StillMotionError(
             f"None of the {total} {_plural(total, 'stroke', 'strokes')} lies on the picture: "
@@ -181,21 +244,29 @@ def write_job(plane, job_dir, output_dir, *, preview=False, device="auto") -> Jo
     if ignored:
         warnings.insert(0, f"{ignored} {_plural(ignored, 'stroke', 'strokes')} outside the plane "
                            f"{_plural(ignored, 'was', 'were')} ignored")
+    if dyntex and not masks:
+        raise StillMotionError(
+            "No mask covers any of the picture: draw closed outlines over the image plane "
+            "around the regions that should move")
+    if dyntex and not any(m["label"] != DEFAULT_LABEL for m in masks):
+        raise StillMotionError(
+            "The Dynamic Texture engine moves only masks with a motion label, and none has "
+            "one: label a mask Water, Clouds, Grass, Waterfall or Clip File in the Mask Labels "
+            "list (click the refresh button if the list is empty)")
     if not pokes and settings.engine == "WARP":
         warnings.append("there are no pokes on the picture, so nothing will move")
 
     still = export_still(target.image, job_dir)
-    try:
-        image_ref = still.relative_to(job_dir).as_posix()
-    except ValueError:
-        image_ref = str(still)
     w, h = size
+    frames = int(settings.frames)
+    if dyntex and preview:
+        frames = min(frames, DYNTEX_PREVIEW["frames"])
     job = {
         "version": JOB_VERSION,
         "engine": settings.engine.lower(),
-        "image": image_ref,
+        "image": _job_ref(still, job_dir),
         "output": str(pathlib.Path(output_dir).absolute()),
-        "frames": int(settings.frames),
+        "frames": frames,
         "fps": int(settings.fps),
         "seed": int(settings.seed),
         "loop": bool(settings.loop),
@@ -210,6 +281,66 @@ def write_job(plane, job_dir, output_dir, *, preview=False, device="auto") -> Jo
             "feather": float(settings.feather),
         },
     }
+    if dyntex:
+        job["dyntex"] = _dyntex_block(settings.dyntex, job_dir, size, preview, warnings)
     job_path = job_dir / "job.json"
     job_path.write_text(json.dumps(job, indent=2, ensure_ascii=False), encoding="utf-8")
     return JobPlan(job_path, job, warnings, (w, h))
+
+
+def _job_ref(path, job_dir):
+    """A file the job names: relative to the job folder when it lies inside, else absolute."""
+    try:
+        return path.relative_to(job_dir).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def min_working_size(width, height):
+    """The smallest dyntex working size (longer side) that keeps the shorter side at
+    MIN_WORK pixels, as the engine scales (engine/dyntex/synthesis.py working_size)."""
+    longer, shorter = max(width, height), min(width, height)
+    if shorter < MIN_WORK:
+        raise StillMotionError(
+            f"The picture is {width}x{height} pixels; the Dynamic Texture engine needs at least "
+            f"{MIN_WORK} on each side: use a larger picture")
+    size = MIN_WORK
+    while size < longer and round(shorter * size / longer) < MIN_WORK:
+        size += 1
+    return size
+
+
+def _dyntex_block(dyn, job_dir, size_wh, preview, warnings):
+    """The job's "dyntex" object (docs/JOB.md); a Preview caps size and iterations."""
+    size, iterations, levels = int(dyn.size), int(dyn.iterations), int(dyn.levels)
+    smallest = min_working_size(*size_wh)
+    if preview:
+        size = max(min(size, DYNTEX_PREVIEW["size"]), smallest)
+        iterations = min(iterations, DYNTEX_PREVIEW["iterations"])
+        levels = 1
+    elif size < smallest:
+        w, h = size_wh
+        raise StillMotionError(
+            f"Working Size {size} is too small for this {w}x{h} picture: the motion network "
+            f"needs {MIN_WORK} pixels on its shorter side, so set Working Size to at least "
+            f"{smallest} (Dynamic Texture › Advanced)")
+    block = {
+        "size": size,
+        "iterations": iterations,
+        "levels": levels,
+        "optimizer": dyn.optimizer.lower(),
+        "lambda_style": float(dyn.lambda_style),
+        "lambda_l2": float(dyn.lambda_l2),
+        "lambda_app": float(dyn.lambda_app),
+        "lambda_dyn": float(dyn.lambda_dyn),
+        "lambda_paint": float(dyn.lambda_paint),
+        "style": None,
+    }
+    if dyn.style_image is not None:
+        if dyn.lambda_paint > 0:
+            style = export_image(dyn.style_image, job_dir, "style")
+            block["style"] = _job_ref(style, job_dir)
+        else:
+            warnings.append(f"the style image '{dyn.style_image.name}' is not used because "
+                            "Painting (λ7) is 0")
+    return block

@@ -280,8 +280,8 @@ def _sniff(data: bytes):
     return None
 
 
-def _clear_old_stills(dest: pathlib.Path):
-    for old in dest.glob("still.*"):
+def _clear_old_exports(dest: pathlib.Path, stem: str):
+    for old in dest.glob(f"{stem}.*"):
         if old.is_file():
             old.unlink()
 
@@ -327,14 +327,19 @@ def _write_pixels_png(image, path: pathlib.Path) -> pathlib.Path:
 
 
 def export_still(image, dest_dir) -> pathlib.Path:
+    """The plane's still for the engine: export_image(image, dest_dir, "still")."""
+    return export_image(image, dest_dir, "still")
+
+
+def export_image(image, dest_dir, stem) -> pathlib.Path:
     """A file the engine can read that holds exactly the pixels the artist sees.
 
     - a plain file on disk, not edited since loading, in a format the engine reads: its own
       absolute path, untouched (16-bit PNGs, EXRs and the like keep every bit);
     - a packed (embedded) picture, not edited: its embedded bytes, written as
-      dest_dir/still.<ext>;
+      dest_dir/<stem>.<ext>;
     - a generated or edited (dirty) picture, or a format the engine cannot read: its pixels,
-      written as dest_dir/still.png (8-bit; 16-bit sRGB-encoded for float images).
+      written as dest_dir/<stem>.png (8-bit; 16-bit sRGB-encoded for float images).
 
     Nothing is added to bpy.data and the image itself (filepath, source, packing) is not
     changed: the pixels are copied out with foreach_get and encoded here, because Image.save
@@ -350,15 +355,15 @@ def export_still(image, dest_dir) -> pathlib.Path:
         if path.suffix.lower() in ENGINE_READABLE:
             return path
     dest.mkdir(parents=True, exist_ok=True)
-    _clear_old_stills(dest)
+    _clear_old_exports(dest, stem)
     if packed is not None and not image.is_dirty:
         data = packed.data
         ext = _sniff(data)
         if ext is not None:
-            path = dest / f"still{ext}"
+            path = dest / f"{stem}{ext}"
             path.write_bytes(data)
             return path
     if image_size(image)[0] <= 0:
         raise StillMotionError(
             f"Blender cannot read the picture '{image.name}': open it again or pick another")
-    return _write_pixels_png(image, dest / "still.png")
+    return _write_pixels_png(image, dest / f"{stem}.png")

@@ -172,6 +172,17 @@ class RecordingLayout:
         self.log.append(("operator", idname))
         return types.SimpleNamespace()
 
+    def template_ID(self, data, name, **kwargs):
+        assert name in data.bl_rna.properties, f"no property {name}"
+        if "open" in kwargs:
+            self.operator(kwargs["open"])
+        self.log.append(("template_ID", name))
+
+    def panel(self, idname, default_closed=False):
+        """Both the header and the body (an open sub-panel), so the body's draw code runs."""
+        self.log.append(("panel", idname))
+        return RecordingLayout(self.log), RecordingLayout(self.log)
+
     def template_list(self, list_type, list_id, data, prop, active_data, active_prop, **kw):
         assert hasattr(bpy.types, list_type), f"UI list {list_type} is not registered"
         assert prop in data.bl_rna.properties and active_prop in active_data.bl_rna.properties

@@ -1,0 +1,272 @@
+"""The Dynamic Texture engine on the Blender side: properties -> job.json ("dyntex" block,
+labels, clip paths, style image, λ), the errors an artist can fix, the panel for both engines,
+the capped Preview, and one tiny bake through the real engine process."""
+
+import json
+import pathlib
+import types
+
+import bpy
+import numpy as np
+import pytest
+
+from conftest import save_test_image
+from test_bake_flow import HEIGHT, WIDTH, image_node, make_plane, pixel_to_world
+from test_bake_operator import RecordingLayout, draw_panel
+
+SKY = [(2.0, 2.0), (62.0, 2.0), (62.0, 18.0), (2.0, 18.0)]  # image pixels, y down
+GROUND = [(2.0, 28.0), (62.0, 28.0), (62.0, 46.0), (2.0, 46.0)]
+POKE = [(10.0, 24.0), (20.0, 24.0)]
+
+
+@pytest.fixture
+def sm(addon):
+    from bl_ext.user_default.stillmotion.panels import main
+    from bl_ext.user_default.stillmotion.scene import errors, job, strokes
+
+    return types.SimpleNamespace(job=job, strokes=strokes, errors=errors, main=main)
+
+
+def landscape(sm, folder, *labels, poke=False):
+    """A 64 x 48 plane with a sky and a ground mask (labels in that order) on DYNTEX."""
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    plane = make_plane(folder)
+    gp = sm.strokes.ensure_strokes_object(bpy.context, plane)
+    for outline in (SKY, GROUND)[:len(labels)]:
+        sm.strokes.add_stroke(gp, "Masks", [pixel_to_world(plane, p) for p in outline])
+    if poke:
+        sm.strokes.add_stroke(gp, "Pokes", [pixel_to_world(plane, p) for p in POKE])
+    settings = plane.stillmotion
+    settings.engine = "DYNTEX"
+    for label in labels:
+        settings.mask_labels.add().label = label
+    return plane
+
+
+def write(sm, plane, tmp_path, **kwargs):
+    return sm.job.write_job(plane, tmp_path / "job", tmp_path / "out" / "take_001", **kwargs)
+
+
+def test_defaults_are_the_engines(sm, tmp_path):
+    """New properties (and so old .blend files, which lack them) read as docs/JOB.md's
+    defaults; a new mask is static and the warp engine stays the default."""
+    plane = make_plane(tmp_path)
+    settings = plane.stillmotion
+    dyn = settings.dyntex
+    assert settings.engine == "WARP"
+    assert (dyn.size, dyn.iterations, dyn.levels, dyn.optimizer) == (256, 100, 1, "LBFGS")
+    lambdas = (dyn.lambda_style, dyn.lambda_l2, dyn.lambda_app, dyn.lambda_dyn,
+               dyn.lambda_paint)
+    assert lambdas == pytest.approx((1.0, 0.0, 1.0, 10.0, 0.1))
+    assert dyn.style_image is None
+    item = settings.mask_labels.add()
+    assert item.label == "static" and item.clip_path == ""
+    labels = {i.identifier: i.value for i in item.bl_rna.properties["label"].enum_items}
+    # Saved files store the number: static must stay 0.
+    assert labels == {"static": 0, "water": 1, "clouds": 2, "grass": 3, "waterfall": 4,
+                      "clip": 5}
+
+
+def test_dyntex_job_has_labels_clip_style_and_lambdas(sm, tmp_path):
+    plane = landscape(sm, tmp_path, "clouds", "clip", poke=True)
+    clip = tmp_path / "river clip.mp4"
+    clip.write_bytes(b"not decoded on the Blender side")
+    settings = plane.stillmotion
+    settings.mask_labels[1].clip_path = str(clip)
+    settings.frames, settings.loop, settings.seed = 12, True, 3
+    dyn = settings.dyntex
+    dyn.size, dyn.iterations, dyn.levels, dyn.optimizer = 128, 40, 2, "ADAM"
+    dyn.lambda_style, dyn.lambda_l2, dyn.lambda_app = 0.5, 0.1, 2.0
+    dyn.lambda_dyn, dyn.lambda_paint = 20.0, 0.3
+    painting = bpy.data.images.new("painting", 8, 8)  # generated: exported into the job
+    painting.generated_color = (0.9, 0.5, 0.1, 1.0)
+    dyn.style_image = painting
+
+    plan = write(sm, plane, tmp_path)
+    job = json.loads(plan.job_path.read_text(encoding="utf-8"))
+    assert job == plan.job
+    assert job["engine"] == "dyntex" and job["frames"] == 12 and job["loop"] is True
+    assert job["max_size"] == 0 and job["seed"] == 3
+    assert [m["label"] for m in job["masks"]] == ["clouds", str(clip.resolve())]
+    assert job["pokes"] == []
+    assert any("1 poke is not used by the Dynamic Texture engine" in w for w in plan.warnings)
+    assert job["dyntex"] == {
+        "size": 128, "iterations": 40, "levels": 2, "optimizer": "adam",
+        "lambda_style": 0.5, "lambda_l2": pytest.approx(0.1), "lambda_app": 2.0,
+        "lambda_dyn": 20.0, "lambda_paint": pytest.approx(0.3), "style": "style.png"}
+    style = bpy.data.images.load(str(plan.job_path.parent / "style.png"))
+    assert tuple(style.size) == (8, 8)
+    px = np.empty(8 * 8 * style.channels, np.float32)
+    style.pixels.foreach_get(px)
+    assert px[:3] == pytest.approx([0.9, 0.5, 0.1], abs=0.01)
+
+    # A style image that is a plain file is named by its own path, untouched.
+    still_file = save_test_image(tmp_path / "van gogh.png", 16, 16)
+    dyn.style_image = bpy.data.images.load(str(still_file))
+    assert write(sm, plane, tmp_path).job["dyntex"]["style"] == str(still_file)
+
+
+def test_clip_path_is_relative_to_the_blend(sm, tmp_path):
+    plane = landscape(sm, tmp_path, "clip")
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "frame_0001.png").write_bytes(b"")
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
+    plane = bpy.data.objects[plane.name]
+    plane.stillmotion.mask_labels[0].clip_path = "//clips"  # a folder of frames
+    job = write(sm, plane, tmp_path).job
+    assert job["masks"][0]["label"] == str((tmp_path / "clips").resolve())
+
+
+def test_preview_caps_size_frames_and_iterations(sm, tmp_path):
+    plane = landscape(sm, tmp_path, "water")
+    settings = plane.stillmotion
+    settings.frames = 24
+    settings.dyntex.size, settings.dyntex.iterations, settings.dyntex.levels = 512, 300, 3
+    full = write(sm, plane, tmp_path).job
+    preview = write(sm, plane, tmp_path, preview=True).job
+    cap = sm.job.DYNTEX_PREVIEW
+    assert (full["frames"], full["dyntex"]["size"], full["dyntex"]["iterations"]) == (24, 512, 300)
+    assert preview["frames"] == cap["frames"] < full["frames"]
+    assert preview["dyntex"]["size"] == cap["size"] < full["dyntex"]["size"]
+    assert preview["dyntex"]["iterations"] == cap["iterations"] < 300
+    assert preview["dyntex"]["levels"] == 1
+    # Settings already below the caps are kept.
+    settings.frames, settings.dyntex.iterations, settings.dyntex.size = 3, 2, 64
+    preview = write(sm, plane, tmp_path, preview=True).job
+    assert (preview["frames"], preview["dyntex"]["iterations"], preview["dyntex"]["size"]) == \
+        (3, 2, 64)
+
+
+def test_working_size_keeps_32_pixels_on_the_shorter_side(sm, tmp_path):
+    assert sm.job.min_working_size(64, 48) == 42  # round(48 * 42 / 64) = 32
+    assert sm.job.min_working_size(400, 40) == 315  # round(31.5) = 32, as the engine rounds
+    assert sm.job.min_working_size(40, 40) == 32
+    with pytest.raises(sm.errors.StillMotionError, match="needs at least 32 on each side"):
+        sm.job.min_working_size(100, 20)
+    plane = landscape(sm, tmp_path, "grass")
+    plane.stillmotion.dyntex.size = 40
+    with pytest.raises(sm.errors.StillMotionError, match="set Working Size to at least 42"):
+        write(sm, plane, tmp_path)
+    # A preview raises its cap instead of failing.
+    assert write(sm, plane, tmp_path, preview=True).job["dyntex"]["size"] == 42
+    plane.stillmotion.dyntex.size = 42
+    assert write(sm, plane, tmp_path).job["dyntex"]["size"] == 42
+
+
+@pytest.mark.parametrize("case, words", [
+    ("clip_unset", "Mask 2 is labelled Clip File but has no clip: pick a video file"),
+    ("clip_missing", "The clip of mask 2 is missing: .*gone.mp4. Pick an existing"),
+    ("only_static", "moves only masks with a motion label, and none has one: label a mask"),
+    ("only_pokes", "has no masks on its Masks layer at frame 1: draw a closed outline"),
+    ("no_strokes_object", "no strokes yet: click Add Strokes, then draw closed masks"),
+])
+def test_dyntex_errors_say_what_to_do(sm, tmp_path, case, words):
+    if case == "clip_unset":
+        plane = landscape(sm, tmp_path, "clouds", "clip")
+    elif case == "clip_missing":
+        plane = landscape(sm, tmp_path, "clouds", "clip")
+        plane.stillmotion.mask_labels[1].clip_path = str(tmp_path / "gone.mp4")
+    elif case == "only_static":
+        plane = landscape(sm, tmp_path, "static", "static")
+    elif case == "only_pokes":
+        plane = landscape(sm, tmp_path, poke=True)
+    else:
+        plane = make_plane(tmp_path)
+        plane.stillmotion.engine = "DYNTEX"
+    with pytest.raises(sm.errors.StillMotionError, match=words):
+        write(sm, plane, tmp_path)
+    assert not (tmp_path / "job" / "job.json").exists()
+
+
+def test_style_unused_without_painting_weight(sm, tmp_path):
+    plane = landscape(sm, tmp_path, "water")
+    dyn = plane.stillmotion.dyntex
+    dyn.style_image = bpy.data.images.new("painting", 4, 4)
+    dyn.lambda_paint = 0.0
+    plan = write(sm, plane, tmp_path)
+    assert plan.job["dyntex"]["style"] is None
+    assert not (plan.job_path.parent / "style.png").exists()
+    assert any("'painting' is not used because Painting (λ7) is 0" in w for w in plan.warnings)
+
+
+def test_warp_leaves_motion_masks_out(sm, tmp_path):
+    plane = landscape(sm, tmp_path, "water", "static", poke=True)
+    plane.stillmotion.engine = "WARP"
+    plan = write(sm, plane, tmp_path)
+    assert plan.job["masks"] == [{"path": "mask_000.png", "label": "static"}]
+    assert "dyntex" not in plan.job and len(plan.job["pokes"]) == 1
+    assert any("mask 1 has a motion label" in w for w in plan.warnings)
+    # A clip label without a clip is no error for warp: the mask is left out anyway.
+    plane.stillmotion.mask_labels[0].label = "clip"
+    assert len(write(sm, plane, tmp_path).job["masks"]) == 1
+
+
+def test_panel_draws_both_engines(sm, tmp_path):
+    plane = landscape(sm, tmp_path, "clouds", "clip")
+    bpy.context.view_layer.objects.active = plane
+    modules = types.SimpleNamespace(main=sm.main)
+
+    plane.stillmotion.engine = "WARP"
+    drawn = {entry[1] for entry in draw_panel(modules)}
+    assert {"engine", "falloff", "feather", "easing", "loop", "preview_size"} <= drawn
+    assert "style_image" not in drawn and "lambda_dyn" not in drawn
+
+    plane.stillmotion.engine = "DYNTEX"
+    log = draw_panel(modules)
+    drawn = {entry[1] for entry in log}
+    assert {"engine", "frames", "loop", "style_image", "image.open",
+            "STILLMOTION_PT_dyntex_advanced", "size", "iterations", "levels", "optimizer",
+            "lambda_style", "lambda_l2", "lambda_app", "lambda_dyn", "lambda_paint"} <= drawn
+    assert not {"falloff", "feather", "easing", "preview_size"} & drawn
+    assert "Advanced" in [e[1] for e in log if e[0] == "label"]
+    assert any(e[0] == "label" and e[1].startswith("Preview: ≤96 px, 6 frames") for e in log)
+
+    # The mask list row shows the clip path only for a Clip File label.
+    ui_list = sm.main.STILLMOTION_UL_mask_labels
+    for item, expected in zip(plane.stillmotion.mask_labels, (False, True)):
+        row_log = []
+        ui_list.draw_item(None, bpy.context, RecordingLayout(row_log), None, item, 0, None, "",
+                          0)
+        assert (("prop", "clip_path") in row_log) is expected
+
+
+def test_tiny_dyntex_bake_through_the_engine(sm, tmp_path):
+    """The whole path with the real engine process: 2 frames, 2 iterations at 42 px. Pixels
+    outside the motion mask stay the still; the plane then shows the sequence."""
+    from bl_ext.user_default.stillmotion.bake import session
+
+    plane = landscape(sm, tmp_path, "clouds")
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
+    plane = bpy.data.objects[plane.name]
+    settings = plane.stillmotion
+    settings.frames = 2
+    settings.dyntex.size, settings.dyntex.iterations = 42, 2
+
+    result = session.run_sync(bpy.context, plane, timeout=300)
+    assert result.frames == 2 and not result.preview
+    assert image_node(plane).image.source == "SEQUENCE"
+    still = _pixels(tmp_path / "still.png")
+    outside = np.ones(still.shape[:2], bool)
+    outside[0:20, 0:64] = False  # the sky mask and its anti-aliased edge
+    moved = False
+    for n in (1, 2):
+        frame = _pixels(pathlib.Path(result.output) / f"frame_{n:04d}.png")
+        assert frame.shape == still.shape
+        assert np.array_equal(frame[outside], still[outside])
+        moved |= not np.array_equal(frame, still)
+    assert moved, "the clouds region should change"
+
+
+def _pixels(path):
+    image = bpy.data.images.load(str(path), check_existing=False)
+    try:
+        w, h = image.size
+        buf = np.empty(w * h * image.channels, np.float32)
+        image.pixels.foreach_get(buf)
+        return np.rint(buf.reshape(h, w, image.channels)[::-1, :, :3] * 255).astype(np.uint8)
+    finally:
+        bpy.data.images.remove(image)
+
+
+assert WIDTH == 64 and HEIGHT == 48  # the outlines above are drawn for this still
