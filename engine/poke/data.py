@@ -44,6 +44,7 @@ class DataConfig:
     face_crop: bool = False     # square crop that follows the face; else a centre square
     face_scale: float = 2.2     # crop side / detected face width (face plus hair and chin)
     face_smooth: int = 15       # frames in the centred median window that steadies the box
+    face_every: int = 2         # run the face detector on every n-th frame (it is the slow part)
     held_out: float = 0.2       # last fraction of each video (by time) kept for validation
     static_fraction: float = 1 / 12
     max_patches: int = 5
@@ -83,6 +84,7 @@ class DataConfig:
         return {"size": self.size, "span": self.span, "face_crop": self.face_crop,
                 "face_scale": self.face_scale if self.face_crop else None,
                 "face_smooth": self.face_smooth if self.face_crop else None,
+                "face_every": self.face_every if self.face_crop else None,
                 "flow_preset": self.flow_preset, "version": CACHE_VERSION}
 
 
@@ -159,7 +161,7 @@ def _prepare(path: Path, config: DataConfig) -> PreparedVideo:
     face_found = False
     if config.face_crop:
         track = faces.track_face(video_io.iter_frames(path), config.face_scale,
-                                 config.face_smooth)
+                                 config.face_smooth, detect_every=config.face_every)
         if track.count < config.span + 1:
             raise _too_short(path, track.count, config)
         face_found = track.found

@@ -144,7 +144,8 @@ class HaarCascade:
         hits = []
         factor = 1.0
         while True:
-            small_w, small_h = int(round(grey.shape[1] / factor)), int(round(grey.shape[0] / factor))
+            small_w = int(round(grey.shape[1] / factor))
+            small_h = int(round(grey.shape[0] / factor))
             if small_w < width + 2 or small_h < height + 2:
                 break
             if width * factor >= min_size:

@@ -379,6 +379,25 @@ def test_face_box_is_steady_fixed_in_size_and_inside_the_frame():
     assert edge.boxes[0].tolist() == [0, 0, 120]
 
 
+def test_face_crop_follows_the_detected_face(square_video, monkeypatch):
+    # the moving square stands in for a face: the detector reports it where it is
+    script = [[SQUARE_X0 + SPEED * i, SQUARE_Y, SQUARE, SQUARE] for i in range(60)]
+    monkeypatch.setattr(faces, "default_detector", lambda: ScriptedDetector(script))
+    monkeypatch.setattr(faces, "cascade_path", lambda: "cascade.xml")
+    config = DataConfig(face_crop=True, face_scale=2.0, face_smooth=1, face_every=1)
+    prepared = poke_data.prepare_video(square_video, config)
+    assert prepared.face_found
+    source = video_io.read_video(square_video)
+    for index in (0, 25, 59):
+        x, y, side = prepared.boxes[index]
+        assert (x, y, side) == (SQUARE_X0 + SPEED * index - 12, SQUARE_Y - 12, 48)
+        crop = cv2.resize(source[index][y:y + side, x:x + side], (64, 64),
+                          interpolation=cv2.INTER_AREA)
+        assert np.array_equal(prepared.frames[index], crop)
+    # the crop moves with the square, so in the clip the square stands still
+    assert np.abs(prepared.flows[5][24:40, 24:40].astype(np.float32)).mean() < 0.5
+
+
 def test_no_face_falls_back_to_the_centre_with_a_warning(square_video, monkeypatch):
     monkeypatch.setattr(faces, "default_detector",
                         lambda: ScriptedDetector([None] * 1000))
