@@ -4,9 +4,9 @@ Built-in exemplars are generated on request, deterministically from a seed, as r
 textures (every frame is synthesised from a physical or procedural model of the motion, never a
 panned or looped still):
 
-  water      a deep-water wave spectrum (Phillips, one-sided around the wind) with the dispersion
-             relation omega = sqrt(g k), shaded with Fresnel sky reflection, body colour and a sun
-             glint; loops exactly because every omega is rounded to whole cycles per clip.
+  water      long-crested swell plus wind chop (two directional wave spectra) with the
+             deep-water dispersion omega = sqrt(g k), shaded with Fresnel sky reflection, body colour on the crests and a sun glint;
+             loops exactly because every omega is rounded to whole cycles per clip.
   clouds     fractal (1/f) noise whose scales drift at different speeds and slowly evolve,
              shaded as soft clouds lit from one side against a sky gradient.
   grass      procedural blades drawn per frame, bent from the root by a travelling gust field
@@ -37,7 +37,7 @@ from engine import frames as frames_io
 from engine.errors import JobError
 
 EXEMPLARS: dict[str, str] = {
-    "water": "open water: a wind-driven wave spectrum with deep-water dispersion, sky reflection",
+    "water": "open water: long swell and wind chop with deep-water dispersion, sky reflection",
     "clouds": "drifting, slowly evolving fractal clouds against a blue sky",
     "grass": "wind in grass: blades bending from the root under travelling gusts",
     "waterfall": "falling water: downward streaks with turbulence, foam and mist at the foot",
@@ -226,39 +226,83 @@ def _direction(wind) -> np.ndarray:
 # Water: wave spectrum
 
 
-def _water(rng, count, size, loop, wind=(1.0, -0.35), speed=1.4, waves_across=4.0,
-           slope=0.22):
-    """Phillips spectrum P(k) = exp(-1/(kL)^2) / k^4 * max(cos, 0)^6 around the wind, deep-water
-    dispersion omega = sqrt(g k) in pixel units (g chosen so the peak wave moves `speed` px per
-    frame), one-sided so waves travel downwind. Rendered from a camera looking down at 74
-    degrees: Fresnel-weighted sky reflection, body colour lifted on crests, sun glint."""
-    w = _direction(wind)
-    kx, ky = _wavenumbers(size)
+def _water(rng, count, size, loop, wind=(0.35, 1.0), speed=1.4, waves_across=9.0,
+           swell=None, swell_waves=3.0, swell_share=0.45, slope=0.22, foreshorten=1.0):
+    """Open water as a sum of two wave systems on one linear surface, seen from a low camera:
+
+    swell  long-crested waves from afar: a narrow spectrum around `swell_waves` wavelengths per
+           frame width, directional spread cos^24 around `swell` (default: the wind's
+           direction), so the crests run across the frame as broad bright and dark bands;
+    chop   the local wind sea: a Phillips spectrum peaking at `waves_across` wavelengths,
+           spread cos^4 around the wind with a little cross chop.
+
+    Deep-water dispersion omega = sqrt(g k) for both, g chosen so the chop's peak moves `speed`
+    pixels per frame (at size 128); the swell, 3x longer, moves ~1.7x faster, as real swell
+    does. `foreshorten` < 1 squeezes the surface vertically (a camera looking across the water),
+    wind directions still meant on screen; off by default, because DIS then sees diagonal waves
+    move closer to horizontal than the wind. `swell_share` is the swell's
+    part of the surface slope, `slope` the total rms slope.
+
+    Looping: every omega is rounded to whole cycles per clip (an exact loop; a wave travelling
+    at constant speed can only come back to itself that way). Waves slower than one cycle per
+    clip get one cycle, so in short loops the swell runs faster than the dispersion relation
+    says (12 frames: about 1.7x); the chop's speed is barely changed.
+
+    Shading: Fresnel-weighted sky reflection, body colour lifted on the swell's crests (where
+    light passes through the thinner water), and a sun glint on the chop."""
+    w_screen = _direction(wind)
+    w_swell = _direction(swell) if swell is not None else w_screen
+    squash = float(np.clip(foreshorten, 0.2, 1.0))
+
+    def on_surface(direction):  # a screen direction -> the surface direction that looks like it
+        d = np.array([direction[0], squash * direction[1]])
+        return d / np.linalg.norm(d)
+
+    w_chop, w_long = on_surface(w_screen), on_surface(w_swell)
+    kx_pix, ky_pix = _wavenumbers(size)
+    kx, ky = kx_pix, ky_pix * squash  # surface wavenumbers of the pixel grid's frequencies
     k = np.hypot(kx, ky)
     k_safe = np.where(k > 0, k, 1.0)
-    k_peak = 2 * np.pi * waves_across / size
-    length = 1.0 / (k_peak * np.sqrt(2.0))
-    cosine = (kx * w[0] + ky * w[1]) / k_safe
-    spread = np.maximum(cosine, 0.0) ** 6 + 0.01  # a little cross/upwind chop
-    phillips = np.exp(-1.0 / (k_safe * length) ** 2) / k_safe ** 4 * spread
-    phillips *= np.exp(-(k / (2.5 * k_peak)) ** 2)  # ripples damped: a swell, not gravel
-    phillips[k == 0] = 0.0
-    amplitude = np.sqrt(phillips / 2) * (rng.standard_normal(k.shape)
-                                         + 1j * rng.standard_normal(k.shape))
+    unit = 2 * np.pi / size
+    k_chop, k_swell = unit * waves_across, unit * swell_waves
+
+    def along(direction):
+        return (kx * direction[0] + ky * direction[1]) / k_safe
+
+    length = 1.0 / (k_chop * np.sqrt(2.0))
+    chop = np.exp(-1.0 / (k_safe * length) ** 2) / k_safe ** 4 \
+        * (np.maximum(along(w_chop), 0.0) ** 4 + 0.03) * np.exp(-(k / (2.5 * k_chop)) ** 2)
+    long = np.exp(-0.5 * (np.log(k_safe / k_swell) / 0.25) ** 2) \
+        * np.maximum(along(w_long), 0.0) ** 24
+    chop[k == 0] = 0.0
+    long[k == 0] = 0.0
+
+    def amplitudes(spectrum):
+        return np.sqrt(spectrum / 2) * (rng.standard_normal(k.shape)
+                                        + 1j * rng.standard_normal(k.shape))
+
+    def slope_rms(a):
+        return max(float(np.sqrt(((kx ** 2 + ky ** 2) * np.abs(a) ** 2).sum())), 1e-12)
+
+    a_chop, a_long = amplitudes(chop), amplitudes(long)
+    a_chop *= (1 - swell_share) / slope_rms(a_chop)
+    a_long *= swell_share / slope_rms(a_long)
+    amplitude = a_chop + a_long
     speed = speed * size / 128
-    gravity = speed ** 2 * k_peak  # phase speed omega / k = speed at the peak
+    gravity = speed ** 2 * k_chop  # phase speed omega / k = speed at the chop's peak
     omega = np.sqrt(gravity * k)
     if loop:
         quantum = 2 * np.pi / count
         omega = np.where(k > 0, np.maximum(np.round(omega / quantum), 1.0) * quantum, 0.0)
     # Each component Re(A exp(i(k.x - omega t))) travels along +k.
-    heights, slopes_x, slopes_y = [], [], []
+    swell_height, slopes_x, slopes_y = [], [], []
     for t in range(count):
-        a_t = amplitude * np.exp(-1j * omega * t)
-        heights.append(np.fft.ifft2(a_t).real)
+        phase = np.exp(-1j * omega * t)
+        a_t = amplitude * phase
+        swell_height.append(np.fft.ifft2(a_long * phase).real)
         slopes_x.append(np.fft.ifft2(1j * kx * a_t).real)
         slopes_y.append(np.fft.ifft2(1j * ky * a_t).real)
-    h, hx, hy = np.array(heights), np.array(slopes_x), np.array(slopes_y)
+    h, hx, hy = np.array(swell_height), np.array(slopes_x), np.array(slopes_y)
     scale = slope / max(float(np.sqrt((hx ** 2 + hy ** 2).mean())), 1e-12)
     hx, hy = hx * scale, hy * scale
     h = h / max(float(h.std()), 1e-12)
@@ -273,12 +317,12 @@ def _water(rng, count, size, loop, wind=(1.0, -0.35), speed=1.4, waves_across=4.
     elevation = np.clip(reflected[..., 2], 0.0, 1.0)[..., None]
     horizon, zenith = np.array([0.78, 0.85, 0.90]), np.array([0.22, 0.42, 0.68])
     sky = horizon + (zenith - horizon) * np.sqrt(elevation)
-    deep, shallow = np.array([0.02, 0.11, 0.17]), np.array([0.05, 0.32, 0.36])
-    crest = _smoothstep(-0.5, 2.5, h)[..., None]
+    deep, shallow = np.array([0.02, 0.11, 0.17]), np.array([0.06, 0.34, 0.37])
+    crest = _smoothstep(-1.0, 2.0, h)[..., None]
     body = deep + (shallow - deep) * crest
     sun = np.array([0.15, -0.55, 0.82])
     sun /= np.linalg.norm(sun)
-    glint = np.clip(reflected @ sun, 0.0, 1.0) ** 90 * 1.3
+    glint = np.clip(reflected @ sun, 0.0, 1.0) ** 250 * 0.9
     colour = (1 - fresnel[..., None]) * body + fresnel[..., None] * sky + glint[..., None]
     return colour
 
