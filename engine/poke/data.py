@@ -43,7 +43,10 @@ class DataConfig:
     stride: int = 1             # frame step inside a clip (iPOKE: 1 for iPER, 2 for plants)
     face_crop: bool = False     # square crop that follows the face; else a centre square
     face_scale: float = 2.2     # crop side / detected face width (face plus hair and chin)
-    face_smooth: int = 15       # frames in the centred median window that steadies the box
+    # Frames in the centred median (then mean) window that steadies the box. Longer than a
+    # clip on purpose: a crop that kept up with the head would cancel the head motion that the
+    # model should learn, so it only follows the slow drift.
+    face_smooth: int = 31
     face_every: int = 2         # run the face detector on every n-th frame (it is the slow part)
     held_out: float = 0.2       # last fraction of each video (by time) kept for validation
     static_fraction: float = 1 / 12

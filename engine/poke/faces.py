@@ -265,7 +265,7 @@ def _pick(faces: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
     return faces[np.argmin(np.linalg.norm(centres - previous, axis=1))]
 
 
-def track_face(frames: Iterable[np.ndarray], scale: float = 2.2, window: int = 15,
+def track_face(frames: Iterable[np.ndarray], scale: float = 2.2, window: int = 31,
                detector: FaceDetector | None = None, detect_every: int = 2) -> FaceTrack:
     """Square crop boxes that follow the face in RGB frames (see the module docstring). The
     detector runs on every `detect_every`-th frame; the smoothing fills the frames between."""
