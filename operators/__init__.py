@@ -1,9 +1,9 @@
 """Operators: thin wrappers that collect inputs, call scene/ and bake/, and report."""
 
 from ..registration import register_modules, unregister_modules
-from . import bake, engine_setup, strokes
+from . import bake, engine_setup, library, strokes
 
-_modules = (strokes, bake, engine_setup)
+_modules = (strokes, bake, engine_setup, library)
 
 
 def register():
@@ -11,4 +11,5 @@ def register():
 
 
 def unregister():
+    library.release()  # a thumbnail run and its timer, the icons
     unregister_modules(_modules)

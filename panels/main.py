@@ -8,6 +8,7 @@ import textwrap
 
 import bpy
 
+from ..bake import library
 from ..bake import session as bake_session
 from ..properties import CLIP_LABEL
 from ..scene.job import DYNTEX_PREVIEW
@@ -106,6 +107,7 @@ class VIEW3D_PT_stillmotion(bpy.types.Panel):
         col = layout.column()
         col.label(text="Style (optional painting)")
         col.template_ID(dyntex, "style_image", open="image.open")
+        self.draw_library(layout)
         header, body = layout.panel("STILLMOTION_PT_dyntex_advanced", default_closed=True)
         header.label(text="Advanced")
         if body is None:
@@ -125,6 +127,23 @@ class VIEW3D_PT_stillmotion(bpy.types.Panel):
         sub = col.column(align=True)
         sub.active = dyntex.style_image is not None  # without a painting λ7 does nothing
         sub.prop(dyntex, "lambda_paint", slider=True)
+
+    def draw_library(self, layout):
+        header, body = layout.panel("STILLMOTION_PT_motion_library", default_closed=True)
+        header.label(text="Motion Library")
+        if body is None:
+            return
+        icons = library.icons()  # only while open: it looks for the thumbnail files
+        if icons:
+            grid = body.grid_flow(columns=2, even_columns=True, align=True)
+            for name, icon in icons.items():
+                cell = grid.column(align=True)
+                cell.template_icon(icon_value=icon, scale=4.0)
+                cell.label(text=name.title())
+        if library.is_running():
+            body.label(text="Making the thumbnails…", icon="TIME")
+        elif len(icons) < len(library.NAMES):
+            body.operator("stillmotion.motion_library", icon="IMAGE_DATA")
 
     def draw_output(self, layout, settings):
         col = layout.column(align=True)

@@ -151,7 +151,11 @@ class RecordingLayout:
     def _child(self, *args, **kwargs):
         return RecordingLayout(self.log)
 
-    row = column = box = split = _child
+    row = column = box = split = grid_flow = _child
+
+    def template_icon(self, icon_value=0, scale=1.0):
+        assert isinstance(icon_value, int)
+        self.log.append(("icon", icon_value))
 
     def label(self, text="", icon="NONE", **kwargs):
         self.log.append(("label", text))

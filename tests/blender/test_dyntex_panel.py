@@ -270,3 +270,74 @@ def _pixels(path):
 
 
 assert WIDTH == 64 and HEIGHT == 48  # the outlines above are drawn for this still
+
+
+# -- motion library thumbnails ----------------------------------------------------------------
+
+FAKE_EXEMPLAR = """
+import pathlib, struct, sys, zlib
+args = sys.argv[1:]
+assert args[:3] == ["-m", "engine", "exemplar"], args
+out = pathlib.Path(args[args.index("--out") + 1])
+out.mkdir(parents=True)
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+rows = b"".join(b"\\0" + bytes([40, 90, 200]) * 4 for _ in range(4))
+png = (b"\\x89PNG\\r\\n\\x1a\\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 4, 8, 2, 0, 0, 0))
+       + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+if args[3] != "waterfall":
+    (out / "thumbnail.png").write_bytes(png)
+print('{"stage": "done"}')
+"""
+
+
+@pytest.fixture
+def library(addon):
+    import shutil
+
+    from bl_ext.user_default.stillmotion.bake import library
+
+    shutil.rmtree(library.library_folder(), ignore_errors=True)
+    return library
+
+
+def library_panel(sm, tmp_path):
+    plane = landscape(sm, tmp_path, "water")
+    bpy.context.view_layer.objects.active = plane
+    return draw_panel(types.SimpleNamespace(main=sm.main))
+
+
+def test_motion_library_thumbnails_in_the_panel(sm, library, tmp_path):
+    from test_bake_operator import use_engine
+
+    log = library_panel(sm, tmp_path)
+    assert ("operator", "stillmotion.motion_library") in log
+    assert not [e for e in log if e[0] == "icon"]
+
+    use_engine(tmp_path, FAKE_EXEMPLAR)  # makes every thumbnail but the waterfall's
+    with pytest.raises(RuntimeError, match=r"\(waterfall: the engine wrote no thumbnail\)"):
+        bpy.ops.stillmotion.motion_library()
+    assert library.missing_names() == ["waterfall"]
+    log = library_panel(sm, tmp_path)
+    icons = [e for e in log if e[0] == "icon"]
+    assert len(icons) == 3  # (icon ids are 0 here: background mode has no icon system)
+    assert sorted(library.icons()) == ["clouds", "grass", "water"]
+    assert [e[1] for e in log if e[0] == "label" and e[1] in {"Water", "Clouds", "Grass"}] == \
+        ["Water", "Clouds", "Grass"]
+    assert ("operator", "stillmotion.motion_library") in log  # one is still missing
+
+
+def test_motion_library_thumbnail_from_the_real_engine(sm, library, tmp_path):
+    """Only the clouds are missing, so the real `python -m engine exemplar` makes one."""
+    for name in ("water", "grass", "waterfall"):
+        folder = library.library_folder() / name
+        folder.mkdir(parents=True)
+        save_test_image(folder / "thumbnail.png", 8, 8)
+    assert library.missing_names() == ["clouds"]
+    assert bpy.ops.stillmotion.motion_library() == {"FINISHED"}
+    assert library.missing_names() == []
+    thumbnail = bpy.data.images.load(str(library.thumbnail_path("clouds")))
+    assert tuple(thumbnail.size) == (96, 96)
+    log = library_panel(sm, tmp_path)
+    assert len([e for e in log if e[0] == "icon"]) == 4
+    assert ("operator", "stillmotion.motion_library") not in log
