@@ -341,3 +341,19 @@ def test_motion_library_thumbnail_from_the_real_engine(sm, library, tmp_path):
     log = library_panel(sm, tmp_path)
     assert len([e for e in log if e[0] == "icon"]) == 4
     assert ("operator", "stillmotion.motion_library") not in log
+
+
+def test_preview_button_bakes_the_capped_job(sm, tmp_path):
+    """Preview goes through the same session as Bake; for dyntex the engine gets the capped
+    job (the stand-in engine writes as many frames as the job asks for)."""
+    from bl_ext.user_default.stillmotion.bake import session
+    from test_bake_operator import COPY_ENGINE, use_engine
+
+    plane = landscape(sm, tmp_path, "water")
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
+    plane = bpy.data.objects[plane.name]
+    plane.stillmotion.frames = 24
+    use_engine(tmp_path, COPY_ENGINE)
+    result = session.run_sync(bpy.context, plane, preview=True, timeout=60)
+    assert result.preview and result.frames == sm.job.DYNTEX_PREVIEW["frames"]
+    assert plane.stillmotion.take == 0  # a preview is not a take
