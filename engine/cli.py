@@ -7,6 +7,7 @@
     bench warp                         time and peak memory of the warp engine
     bench dyntex [--quick]             dyntex: s/iteration, peak memory, time to a fixed loss
     train-msoe --out FILE              train the MSOE dynamics network (--evaluate FILE: EPE)
+    train-poke VIDEO... --out M        train a poke model (iPOKE) from clips of one person
     dyntex --image I --mask M.png:water --out DIR   animate masked regions (two-stream synthesis)
 
 Exit status: 0 done, 2 a problem the artist can fix (bad job or input, disk full; the message
@@ -173,6 +174,8 @@ def _parser() -> argparse.ArgumentParser:
     dyntex.add_argument("--threads", type=int, default=0, help="torch CPU threads")
     dyntex.add_argument("--out", required=True, help="folder to create")
     dyntex.set_defaults(command=_dyntex)
+    from engine.poke.commands import add_commands as add_poke_commands
+    add_poke_commands(commands)
     return parser
 
 

@@ -571,36 +571,3 @@ def run(args, progress: Progress) -> int:
     finally:
         trainer.dist.close()
     return 0
-
-
-def add_command(commands) -> None:
-    parser = commands.add_parser(
-        "train-poke", help="train a poke model (iPOKE) from video files of one person")
-    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (OpenCV reads)")
-    parser.add_argument("--out", required=True, help="the model file to write (.safetensors)")
-    parser.add_argument("--size", default="small", choices=["tiny", "small", "large"],
-                        help="model size preset (small: laptop CPU; large: GPU)")
-    parser.add_argument("--stages", default="all", help="all, or a comma list of "
-                        "video,codes,cinn (the others are read from the run folder)")
-    parser.add_argument("--max-minutes", type=float, default=None,
-                        help="wall-clock budget shared by the stages")
-    parser.add_argument("--steps", action="append", metavar="STAGE=N",
-                        help="fixed step count for a stage (overrides the budget)")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--stride", type=int, default=1, help="frame step inside a clip")
-    parser.add_argument("--face-crop", action="store_true",
-                        help="crop a square that follows the face (else a centre square)")
-    parser.add_argument("--held-out", type=float, default=0.2,
-                        help="last fraction of each video kept for validation")
-    parser.add_argument("--perceptual-weight", type=float, default=10.0,
-                        help="VGG-19 perceptual loss weight (0: no VGG weights needed)")
-    parser.add_argument("--epoch-batches", type=int, default=0)
-    parser.add_argument("--run-dir", help="folder for resumable state (default: OUT_run/)")
-    parser.add_argument("--restart", action="store_true",
-                        help="ignore earlier state in the run folder")
-    parser.add_argument("--cache-dir", help="decoded clips are cached here")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.set_defaults(command=run)
