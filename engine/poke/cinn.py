@@ -157,6 +157,8 @@ class ActNorm(nn.Module):
         self.log_scale = nn.Parameter(torch.zeros(channels, 1, 1))
         self.bias = nn.Parameter(torch.zeros(channels, 1, 1))
         self.register_buffer("initialized", torch.tensor(0, dtype=torch.uint8))
+        # Reading the buffer is a device sync on CUDA: once it says yes, remember that here.
+        self._seen_initialized = False
 
     @torch.no_grad()
     def _initialize(self, x: torch.Tensor) -> None:
@@ -168,8 +170,12 @@ class ActNorm(nn.Module):
         self.initialized.fill_(1)
 
     def forward(self, x, cond=None):
-        if not self.initialized.item() and self.training:
-            self._initialize(x)
+        if not self._seen_initialized:
+            if self.initialized.item():
+                self._seen_initialized = True
+            elif self.training:
+                self._initialize(x)
+                self._seen_initialized = True
         y = x * self.log_scale.exp() + self.bias
         logdet = self.log_scale.sum() * (x.shape[2] * x.shape[3])
         return y, logdet.expand(x.shape[0])

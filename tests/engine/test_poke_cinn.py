@@ -10,8 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.poke.cinn import (ActNorm, CinnConfig, ConditionalInn, MaskedConvFlow, _orient,
-                              count_parameters)
+from engine.checkpoints import CONFIG_KEY, load_weights, read_metadata, save_weights
+from engine.poke.cinn import (ARCHITECTURE, ActNorm, CinnConfig, ConditionalInn,
+                              MaskedConvFlow, _orient, count_parameters)
 
 DOUBLE = torch.float64
 
@@ -230,3 +231,17 @@ def test_parameter_counts_of_the_presets():
     # The published configuration: 1.054 B parameters (shared/research/ipoke.md, 1.6).
     original = count_parameters(CinnConfig.original())
     assert 1.04e9 < original < 1.07e9
+
+
+def test_weights_round_trip_through_safetensors(tmp_path):
+    model = nudged_model()
+    path = save_weights(tmp_path / "cinn.safetensors", model, architecture=ARCHITECTURE,
+                        config=model.config.to_dict())
+    config = CinnConfig.from_dict(read_metadata(path)[CONFIG_KEY])
+    assert config == model.config
+    loaded = ConditionalInn(config).to(DOUBLE)
+    load_weights(path, loaded, architecture=ARCHITECTURE)
+    z, cond = batch(config, 3, seed=9)
+    loaded.train()  # loaded ActNorms are initialised: training mode must not re-fit them
+    with torch.no_grad():
+        assert torch.equal(loaded(z, cond)[0], model(z, cond)[0])
