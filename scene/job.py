@@ -272,7 +272,10 @@ def write_job(plane, job_dir, output_dir, *, preview=False, device="auto") -> Jo
         "loop": bool(settings.loop),
         "easing": settings.easing,
         "format": settings.output_format,
-        "max_size": int(settings.preview_size) if preview else 0,
+        # dyntex reads max_size as a cap on its working size; its preview cap is in "dyntex"
+        # (the panel hides Preview Size for it), so a small Preview Size cannot push the
+        # working size below what the motion network needs.
+        "max_size": int(settings.preview_size) if preview and not dyntex else 0,
         "device": device,
         "pokes": pokes,
         "masks": masks,

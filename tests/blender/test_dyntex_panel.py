@@ -131,6 +131,9 @@ def test_preview_caps_size_frames_and_iterations(sm, tmp_path):
     assert preview["dyntex"]["size"] == cap["size"] < full["dyntex"]["size"]
     assert preview["dyntex"]["iterations"] == cap["iterations"] < 300
     assert preview["dyntex"]["levels"] == 1
+    settings.preview_size = 32  # the warp engine's setting (hidden for dyntex): no effect here
+    preview = write(sm, plane, tmp_path, preview=True).job
+    assert preview["max_size"] == 0 and preview["dyntex"]["size"] == cap["size"]
     # Settings already below the caps are kept.
     settings.frames, settings.dyntex.iterations, settings.dyntex.size = 3, 2, 64
     preview = write(sm, plane, tmp_path, preview=True).job
