@@ -18,8 +18,7 @@ from pathlib import Path
 from engine.errors import JobError
 
 VERSION = 1
-ENGINES = ("warp", "dyntex")
-PLANNED_ENGINES = ("poke",)
+ENGINES = ("warp", "dyntex", "poke")
 FORMATS = {"PNG8": ".png", "PNG16": ".png", "EXR": ".exr"}
 EASINGS = ("ease_in_out", "linear")
 DEVICES = ("auto", "cpu", "cuda")
@@ -76,6 +75,26 @@ class DyntexSettings:
     style: Path | None = None
 
 
+# Where a job with "poke": {"model": null} finds its model: the shipped default (models/).
+DEFAULT_POKE_MODEL = Path(__file__).resolve().parents[1] / "models" / "poke_default.safetensors"
+MAX_POKE_SAMPLES = 64
+
+
+@dataclass(frozen=True)
+class PokeSettings:
+    """The "poke" object of a job (engine/poke/sample.py): which model, how many samples K the
+    seed spreads over, which one to bake (0-based), the noise temperature, and whether to write
+    the K thumbnails for the panel's picker instead of frames."""
+    model: Path | None = None      # None: the shipped default (DEFAULT_POKE_MODEL)
+    samples: int = 4
+    sample: int = 0
+    temperature: float = 1.0
+    thumbnails: bool = False
+
+    def model_path(self) -> Path:
+        return self.model if self.model is not None else DEFAULT_POKE_MODEL
+
+
 @dataclass(frozen=True)
 class Job:
     engine: str
@@ -93,6 +112,7 @@ class Job:
     masks: tuple[Mask, ...] = ()
     warp: WarpSettings = field(default_factory=WarpSettings)
     dyntex: DyntexSettings = field(default_factory=DyntexSettings)
+    poke: PokeSettings = field(default_factory=PokeSettings)
     version: int = VERSION
 
     @property
@@ -132,8 +152,6 @@ def parse_job(data: object, folder: Path) -> Job:
         raise JobError(f"job version {version!r} is not supported: this engine reads version "
                        f"{VERSION}; update the StillMotion extension and engine together")
     engine = _required(data, "engine", str)
-    if engine in PLANNED_ENGINES:
-        raise JobError(f"engine {engine!r} is not available in this version yet; use 'warp'")
     if engine not in ENGINES:
         raise JobError(f"engine {engine!r} is not known; use one of: {', '.join(ENGINES)}")
     image = _path(folder, _required(data, "image", str), "image")
@@ -164,6 +182,8 @@ def parse_job(data: object, folder: Path) -> Job:
                         feather=_non_negative(warp_data, "feather", "warp.feather"))
     dyntex = _dyntex(_optional(data, "dyntex", dict, {}), folder) if engine == "dyntex" \
         else DyntexSettings()
+    poke = _poke_settings(_optional(data, "poke", dict, {}), folder) if engine == "poke" \
+        else PokeSettings()
     return Job(
         version=version, engine=engine, image=image, output=output, frames=frames, fps=fps,
         seed=_optional(data, "seed", int, 0), loop=_optional(data, "loop", bool, False),
@@ -171,7 +191,7 @@ def parse_job(data: object, folder: Path) -> Job:
         pokes=tuple(_poke(p, i) for i, p in enumerate(_optional(data, "pokes", list, []), 1)),
         masks=tuple(_mask(m, i, folder)
                     for i, m in enumerate(_optional(data, "masks", list, []), 1)),
-        warp=warp, dyntex=dyntex,
+        warp=warp, dyntex=dyntex, poke=poke,
     )
 
 
@@ -190,6 +210,29 @@ def _dyntex(data: dict, folder: Path) -> DyntexSettings:
     return DyntexSettings(**values)
 
 
+def _poke_settings(data: dict, folder: Path) -> PokeSettings:
+    values = {}
+    for key, kind in (("samples", int), ("sample", int), ("temperature", float),
+                      ("thumbnails", bool)):
+        if data.get(key) is not None:
+            values[key] = _check_type(data[key], kind, f"poke.{key}")
+    samples = values.get("samples", PokeSettings.samples)
+    if not 1 <= samples <= MAX_POKE_SAMPLES:
+        raise JobError(f"poke.samples must be 1..{MAX_POKE_SAMPLES} (got {samples})")
+    sample = values.get("sample", PokeSettings.sample)
+    if not 0 <= sample < samples:
+        raise JobError(f"poke.sample is {sample} but there are {samples} samples (0.."
+                       f"{samples - 1}); pick one of the thumbnails, or raise poke.samples")
+    temperature = values.get("temperature", PokeSettings.temperature)
+    if not 0 < temperature <= 10:
+        raise JobError(f"poke.temperature must be above 0 and at most 10 (got {temperature}); "
+                       "1 samples the model as trained, lower is tamer")
+    if data.get("model") is not None:
+        values["model"] = _path(folder, _check_type(data["model"], str, "poke.model"),
+                                "poke.model")
+    return PokeSettings(**values)
+
+
 def check_files(job: Job) -> None:
     """The inputs exist and the output does not (a bake never overwrites an earlier one)."""
     if not job.image.is_file():
@@ -198,6 +241,15 @@ def check_files(job: Job) -> None:
     for index, mask in enumerate(job.masks, 1):
         if not mask.path.is_file():
             raise JobError(f"mask {index} not found: {mask.path}; re-export the job")
+    if job.engine == "poke" and not job.poke.model_path().is_file():
+        if job.poke.model is None:
+            raise JobError("engine 'poke' needs a model, and the shipped default "
+                           f"({DEFAULT_POKE_MODEL.name}) is not available in this installation "
+                           "yet; train one from a clip of the person (`python -m engine "
+                           "train-poke VIDEO --out MODEL.safetensors`) and set poke.model, or "
+                           "use 'warp'")
+        raise JobError(f"poke model not found: {job.poke.model}; pick a model file made by "
+                       "`python -m engine train-poke`")
     if os.path.lexists(job.output):
         raise JobError(f"output folder already exists: {job.output}; bake into a new take "
                        "folder (the engine never overwrites a bake)")

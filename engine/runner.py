@@ -5,6 +5,8 @@ progress, disk errors). An engine is a module with
 
 where each frame is an H x W x C array in the still's sample type (see engine/frames.py).
 `prepare` reads and checks all inputs, so bad input fails before any folder is created.
+An engine may instead return an object with `images`, a list of (file name, uint8 RGB picture):
+those files are written (PNG) in place of frames - the poke engine's thumbnails for the picker.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from engine.errors import JobError
 from engine.job import Job
 from engine.progress import Progress
 
-ENGINES = {"warp": "engine.warp", "dyntex": "engine.dyntex"}
+ENGINES = {"warp": "engine.warp", "dyntex": "engine.dyntex", "poke": "engine.poke.sample"}
 DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
@@ -34,6 +36,8 @@ def run_job(job: Job, progress: Progress) -> Path:
 
     from engine.staging import staged_folder
 
+    if hasattr(clip, "images"):
+        return _write_images(job, clip.images, progress, staged_folder)
     written = 0
     with staged_folder(job.output) as partial:
         # Encoding a PNG (zlib, in C, without the GIL) overlaps with rendering the next frame.
@@ -55,15 +59,26 @@ def run_job(job: Job, progress: Progress) -> Path:
     return job.output
 
 
+def _write_images(job: Job, images, progress: Progress, staged_folder) -> Path:
+    with staged_folder(job.output) as partial:
+        for index, (name, pixels) in enumerate(images, 1):
+            path = partial / name
+            write_frame(path, pixels, job, fmt="PNG8")
+            progress.emit("thumbnail", index, len(images), preview=str(path))
+    names = [name for name, _ in images]
+    progress.emit("done", len(images), len(images), output=str(job.output), images=names)
+    return job.output
+
+
 def _finish(pending, job: Job, progress: Progress) -> None:
     future, index, path = pending
     future.result()
     progress.emit("render", index, job.frames, preview=str(path))
 
 
-def write_frame(path: Path, pixels, job: Job) -> None:
+def write_frame(path: Path, pixels, job: Job, fmt: str | None = None) -> None:
     try:
-        frames.write_image(path, pixels, job.format)
+        frames.write_image(path, pixels, fmt or job.format)
     except OSError as exc:
         if exc.errno in DISK_FULL:
             raise JobError(f"disk full while writing frames to {job.output}; free space and "

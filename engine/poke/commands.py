@@ -9,6 +9,8 @@ from __future__ import annotations
 
 def add_commands(commands) -> None:
     _add_train(commands)
+    _add_sample(commands)
+    _add_evaluate(commands)
 
 
 def _train(args, progress) -> int:
@@ -48,3 +50,71 @@ def _add_train(commands) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(command=_train)
+
+
+def _poke_argument(text: str) -> tuple[float, float, float, float]:
+    import argparse
+    import math
+
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"--poke takes X,Y,DX,DY (four numbers, still pixels, "
+                                         f"y down), got '{text}'")
+    return values
+
+
+def _sample(args, progress) -> int:
+    from engine.poke.sample import run_command as run
+
+    return run(args, progress)
+
+
+def _add_sample(commands) -> None:
+    parser = commands.add_parser(
+        "sample-poke", help="K clips of a poke model for a still and pokes, with a contact "
+                            "sheet (same seed, same clips)")
+    parser.add_argument("--model", required=True, help="poke model (.safetensors)")
+    parser.add_argument("--image", required=True, help="the still (PNG, JPEG, TIFF, EXR)")
+    parser.add_argument("--poke", action="append", required=True, type=_poke_argument,
+                        metavar="X,Y,DX,DY", help="start (x, y) and drag (dx, dy) in the "
+                        "still's pixels, y down; repeat for several pokes")
+    parser.add_argument("--samples", type=int, default=4, help="clips to draw (K)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="noise scale (1: as trained; lower: tamer motion)")
+    parser.add_argument("--frames", type=int, default=0,
+                        help="frames per clip at full resolution (default: the model's 11)")
+    parser.add_argument("--size", type=int, choices=[0, 64], default=0,
+                        help="64: write the model's raw 64x64 clips instead of full resolution")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads")
+    parser.add_argument("--out", required=True, help="folder to create")
+    parser.set_defaults(command=_sample)
+
+
+def _evaluate(args, progress) -> int:
+    from engine.poke.evaluate import run
+
+    return run(args, progress)
+
+
+def _add_evaluate(commands) -> None:
+    parser = commands.add_parser(
+        "evaluate-poke", help="held-out numbers of a poke model (its model card): Video-AE "
+                              "PSNR/SSIM, cINN bits/dim, poke following, diversity")
+    parser.add_argument("videos", nargs="+", metavar="VIDEO",
+                        help="the videos it was trained on (their last 20 %% is held out)")
+    parser.add_argument("--model", required=True, help="poke model (.safetensors)")
+    parser.add_argument("--samples", type=int, default=8, help="samples per held-out clip")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--held-out", type=float, default=None,
+                        help="held-out fraction (default: the one the model was trained with)")
+    parser.add_argument("--max-clips", type=int, default=0,
+                        help="evaluate at most this many held-out clips (0: all)")
+    parser.add_argument("--cache-dir", help="decoded clips are cached here")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads")
+    parser.set_defaults(command=_evaluate)

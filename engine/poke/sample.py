@@ -1,0 +1,402 @@
+"""Sampling a poke model: a still and pokes -> K clips, and a clip at the still's resolution.
+
+    result = sample_clips(model, still, [(x, y, dx, dy)], samples=4, seed=0)
+    frames = full_resolution_frames(still, result.clips[i], result.box, frames=24)
+
+Pokes are (x, y, dx, dy) in the still's pixels (docs/JOB.md: x right, y down, origin at the
+top-left corner, pixel centres at +0.5). The model sees a square of the still (the face box when
+it was trained on face crops, else the largest centred square) at 64 px, exactly as training
+saw its clips (engine/poke/data.py: INTER_AREA resize, 5x5 poke patches holding the vector in
+64-px units). Sample i draws its noise from its own generator seeded with (seed, i), so one
+sample can be regenerated alone (the bake after the artist picked it from the thumbnails) and
+comes out as it did in the batch.
+
+Full resolution: the model's frames are 64 px; upsampling them would blur the still. Instead
+the generated *change* (frame - x0 as the decoder saw it) is upsampled into the crop box and
+added to the still; changes below a soft threshold are dropped, so where the model does not
+move anything the frames are the still, bit for bit.
+
+`prepare(job, device, progress)` is the job-file entry (engine/runner.py), engine "poke".
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, NamedTuple, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from engine import frames as frames_io
+from engine.errors import JobError
+from engine.poke import faces
+from engine.poke.data import _fill_patches
+
+# The same patch as training (DataConfig.patch) and the same border: training never centred a
+# patch closer than `patch` pixels to the edge, so sampling keeps whole patches on the map.
+PATCH = 5
+# Soft threshold on the generated change, in [0, 1] colour units (max over channels): below
+# LOW the still is kept exactly, above HIGH the change is taken whole, smooth in between. LOW
+# sits above the decoder's reconstruction noise on still regions (a few 8-bit levels).
+CHANGE_LOW = 3.0 / 255.0
+CHANGE_HIGH = 12.0 / 255.0
+THUMB_SIDE = 128
+
+
+class PokeSamples(NamedTuple):
+    clips: np.ndarray               # float32 [K, 11, 64, 64, 3] RGB in [0, 1]; x0 first
+    box: tuple[int, int, int]       # (x, y, side) of the model's square in the still's pixels
+
+
+# --------------------------------------------------------------------------------------------
+# The model's input: square, 64 px, pokes as a map
+
+
+def display_rgb(still: np.ndarray) -> np.ndarray:
+    """uint8 sRGB RGB of any still (grey, RGBA over grey, 16-bit, linear float) - what the
+    training videos were."""
+    return cv2.cvtColor(frames_io.to_display(still), cv2.COLOR_BGR2RGB)
+
+
+def input_box(rgb: np.ndarray, face_crop: bool, face_scale: float,
+              warn: Callable[[str], None]) -> tuple[int, int, int]:
+    """(x, y, side) of the square the model sees: the face box (as engine/poke/faces.py
+    track_face makes it, from one frame) when the model was trained on face crops and a
+    detector is installed, else the largest centred square."""
+    height, width = rgb.shape[:2]
+    centre = faces.centre_square(width, height)
+    if not face_crop:
+        return centre
+    detector = faces.default_detector()
+    if detector is None:
+        warn(f"the model was trained on face crops but no face detector is installed "
+             f"({faces.CASCADE_NAME}); using the centred square. Put the file into media/ or "
+             "set STILLMOTION_FACE_CASCADE")
+        return centre
+    found = detector(rgb)
+    if not len(found):
+        warn("no face found in the still; using the centred square (pokes outside it are "
+             "ignored)")
+        return centre
+    fx, fy, fw, fh = (float(v) for v in found[np.argmax(found[:, 2] * found[:, 3])])
+    side = int(round(min(fw * face_scale, width, height)))
+    x = int(np.clip(round(fx + fw / 2 - side / 2), 0, width - side))
+    y = int(np.clip(round(fy + fh / 2 - side / 2), 0, height - side))
+    return x, y, side
+
+
+def poke_map(pokes_px: Sequence[Sequence[float]], box: tuple[int, int, int], size: int = 64,
+             patch: int = PATCH) -> tuple[np.ndarray, list[int]]:
+    """The [2, size, size] poke map of pokes (x, y, dx, dy) in still pixels, and the indices
+    of the pokes that landed in the box. A poke's 5x5 patch sits on the map pixel under (x, y)
+    (moved inwards to keep the patch whole) and holds (dx, dy) in map pixels; later pokes
+    overwrite earlier ones where patches overlap, as in training."""
+    bx, by, side = box
+    scale = size / side
+    half = patch // 2
+    centres, vectors, used = [], [], []
+    for index, (x, y, dx, dy) in enumerate(pokes_px):
+        u, v = (x - bx) * scale, (y - by) * scale
+        if not (0.0 <= u < size and 0.0 <= v < size):
+            continue
+        column = min(max(int(math.floor(u)), half), size - 1 - half)
+        row = min(max(int(math.floor(v)), half), size - 1 - half)
+        centres.append((column, row))
+        vectors.append((dx * scale, dy * scale))
+        used.append(index)
+    poke = _fill_patches((size, size), np.array(centres, np.int64).reshape(-1, 2),
+                         np.array(vectors, np.float32).reshape(-1, 2), patch)
+    return poke, used
+
+
+def sample_generator(seed: int, index: int) -> torch.Generator:
+    """The CPU generator of sample `index`: a function of (seed, index) only."""
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index)]).generate_state(2)
+    return torch.Generator().manual_seed(int(state[0]) << 31 ^ int(state[1]))
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def sample_clips(model, still_rgb: np.ndarray, pokes_px: Sequence[Sequence[float]],
+                 samples: int, seed: int, temperature: float = 1.0,
+                 indices: Sequence[int] | None = None,
+                 warn: Callable[[str], None] | None = None) -> PokeSamples:
+    """K clips of the model for a still (any sample type; see display_rgb) and pokes
+    (x, y, dx, dy) in its pixels. `indices` picks which samples of the K to make (default
+    all; a bake makes only the one the artist picked): clip j is sample indices[j]."""
+    warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
+    if samples < 1:
+        raise JobError(f"samples must be at least 1, got {samples}")
+    if not temperature > 0 or not math.isfinite(temperature):
+        raise JobError(f"temperature must be a positive number, got {temperature}")
+    indices = list(range(samples)) if indices is None else [int(i) for i in indices]
+    if any(not 0 <= i < samples for i in indices):
+        raise JobError(f"sample index {indices} is outside 0..{samples - 1}")
+    if not pokes_px:
+        raise JobError("no pokes: draw at least one arrow on the face to say what should move")
+    rgb = display_rgb(still_rgb)
+    config = model.config
+    size = model.size
+    box = input_box(rgb, config.face_crop, config.face_scale, warn)
+    poke, used = poke_map(pokes_px, box, size)
+    bx, by, side = box
+    for index in sorted(set(range(len(pokes_px))) - set(used)):
+        x, y = pokes_px[index][:2]
+        warn(f"poke {index + 1} at ({x:g}, {y:g}) is outside the model's square "
+             f"(x {bx}..{bx + side}, y {by}..{by + side}) and is ignored")
+    if not used:
+        raise JobError(f"no poke starts inside the square the model animates (x {bx}..{bx + side}"
+                       f", y {by}..{by + side} in the still's pixels); start the arrows on the "
+                       "face")
+    x0 = cv2.resize(rgb[by:by + side, bx:bx + side], (size, size), interpolation=cv2.INTER_AREA)
+    x0 = x0.astype(np.float32) / 255.0
+    device = _model_device(model)
+    x0_t = torch.from_numpy(x0).permute(2, 0, 1)[None].to(device) * 2.0 - 1.0
+    poke_t = torch.from_numpy(poke)[None].to(device)
+    cinn = model.cinn.config
+    shape = (1, cinn.z_channels, cinn.z_size, cinn.z_size)
+    noise = torch.cat([torch.randn(shape, generator=sample_generator(seed, i))
+                       for i in indices]).to(device)
+    count = len(indices)
+    h = model.condition(x0_t, poke_t).expand(count, -1, -1, -1)
+    z = model.cinn.reverse(noise * temperature, h)
+    generated = model.video_ae.decode(z, x0_t.expand(count, -1, -1, -1))
+    generated = ((generated.float().clamp(-1, 1) + 1) * 0.5).permute(0, 1, 3, 4, 2).cpu().numpy()
+    clips = np.concatenate([np.broadcast_to(x0, (count, 1, *x0.shape)), generated], axis=1)
+    return PokeSamples(np.ascontiguousarray(clips, np.float32), box)
+
+
+# --------------------------------------------------------------------------------------------
+# Back to the still's resolution
+
+
+def change_gate(change: np.ndarray, low: float = CHANGE_LOW, high: float = CHANGE_HIGH
+                ) -> np.ndarray:
+    """Per-pixel weight in [0, 1] of a change [..., H, W, 3]: 0 below `low` (max over the
+    colour channels), 1 above `high`, smoothstep between."""
+    strength = np.abs(change).max(axis=-1)
+    t = np.clip((strength - low) / max(high - low, 1e-12), 0.0, 1.0)
+    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+
+
+def frame_positions(count: int, clip_frames: int, loop: bool = False) -> np.ndarray:
+    """Where in the generated clip (0 = x0 ... clip_frames - 1 = last) each of `count` output
+    frames lies: evenly spaced (the model's own timing), or for a loop out and back
+    ((1 - cos) / 2, so the motion turns smoothly and frame count + 1 would be frame 1)."""
+    last = clip_frames - 1
+    k = np.arange(count, dtype=np.float64)
+    if loop:
+        return last * (1.0 - np.cos(2.0 * np.pi * k / count)) / 2.0
+    return last * k / max(count - 1, 1)
+
+
+def _to_display_float(region: np.ndarray) -> np.ndarray:
+    """Colour channels of a still region as sRGB float [0, 1] (the model's colour space)."""
+    values = frames_io.to_float(region)
+    colour = values[..., :3] if values.shape[2] >= 3 else values
+    if region.dtype == np.float32:
+        colour = frames_io.linear_to_srgb(colour)
+    return colour
+
+
+def _from_display_float(display: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Inverse of _to_display_float, alpha taken from the still."""
+    display = np.clip(display, 0.0, 1.0)
+    if region.dtype == np.float32:
+        display = frames_io.srgb_to_linear(display)
+    if region.shape[2] == 4:
+        alpha = frames_io.to_float(region[..., 3:])
+        display = np.concatenate([display, alpha], axis=2)
+    return frames_io.from_float(display, region.dtype)
+
+
+def full_resolution_frames(still: np.ndarray, clip64: np.ndarray, box: tuple[int, int, int],
+                           frames: int | None = None, loop: bool = False,
+                           pin: np.ndarray | None = None, low: float = CHANGE_LOW,
+                           high: float = CHANGE_HIGH) -> Iterator[np.ndarray]:
+    """Frames of a generated clip [T, 64, 64, 3] (x0 first, [0, 1]) at the still's resolution
+    and sample type, one at a time: the change frame_t - x0 (soft-thresholded) upsampled into
+    the crop box and added to the still. `frames` resamples in time (linear between generated
+    frames; default: the clip's own T). `pin` [H, W] in [0, 1] holds pixels still (static
+    masks). Pixels with no change are the still's, bit for bit."""
+    clip64 = np.asarray(clip64, np.float32)
+    count = frames or len(clip64)
+    changes = clip64 - clip64[:1]
+    changes *= change_gate(changes, low, high)[..., None]
+    bx, by, side = box
+    region = still[by:by + side, bx:bx + side]
+    grey = still.shape[2] == 1
+    display = None  # computed once, when some frame first changes something
+    pin_region = None if pin is None else 1.0 - pin[by:by + side, bx:bx + side, None]
+    for position in frame_positions(count, len(clip64), loop):
+        low_index = int(math.floor(position))
+        high_index = min(low_index + 1, len(clip64) - 1)
+        weight = np.float32(position - low_index)
+        change = changes[low_index] * (1 - weight) + changes[high_index] * weight
+        if not change.any():
+            yield still
+            continue
+        big = cv2.resize(change, (side, side), interpolation=cv2.INTER_CUBIC)
+        if grey:
+            big = big.mean(axis=2, keepdims=True)
+        if pin_region is not None:
+            big *= pin_region
+        moved = np.abs(big).max(axis=2) > 0
+        if not moved.any():
+            yield still
+            continue
+        if display is None:
+            display = _to_display_float(region)
+        new_region = _from_display_float(display + big, region)
+        frame = still.copy()
+        frame[by:by + side, bx:bx + side] = np.where(moved[..., None], new_region, region)
+        yield frame
+
+
+def thumbnail(still: np.ndarray, clip64: np.ndarray, box: tuple[int, int, int],
+              side: int = THUMB_SIDE, pin: np.ndarray | None = None) -> np.ndarray:
+    """uint8 BGR picture of a sample for a picker: its last frame at full resolution, the
+    model's square, `side` px."""
+    last = list(full_resolution_frames(still, clip64[[0, -1]], box, frames=2, pin=pin))[-1]
+    bx, by, box_side = box
+    crop = frames_io.to_display(last[by:by + box_side, bx:bx + box_side])
+    interpolation = cv2.INTER_AREA if box_side > side else cv2.INTER_CUBIC
+    return cv2.resize(crop, (side, side), interpolation=interpolation)
+
+
+# --------------------------------------------------------------------------------------------
+# Job file entry (engine/runner.py): engine "poke"
+
+
+@dataclass
+class NamedImages:
+    """What a thumbnails job makes instead of frames: (file name, uint8 RGB picture)."""
+    images: list[tuple[str, np.ndarray]]
+
+
+class PokeClip:
+    """The frames of one sample at full resolution, as the runner iterates them."""
+
+    def __init__(self, still, clip64, box, count, loop, pin):
+        self.args = (still, clip64, box, count, loop, pin)
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        still, clip64, box, count, loop, pin = self.args
+        return full_resolution_frames(still, clip64, box, frames=count, loop=loop, pin=pin)
+
+
+def sample_name(index: int) -> str:
+    return f"sample_{index:02d}"
+
+
+def prepare(job, device, progress):
+    from engine.job import check_against_image
+    from engine.poke.model import load_model
+    from engine.warp import working_size
+
+    settings = job.poke
+    still = frames_io.read_image(job.image)
+    height, width = still.shape[:2]
+    check_against_image(job, width, height)
+    if not job.pokes:
+        raise JobError("the job has no pokes, so the model has nothing to follow; draw at "
+                       "least one arrow on the face")
+    work_w, work_h = working_size(width, height, job.max_size)
+    sx, sy = work_w / width, work_h / height
+    still = frames_io.resize(still, work_w, work_h)
+    pokes = [(p.start[0] * sx, p.start[1] * sy, p.vector[0] * sx, p.vector[1] * sy)
+             for p in job.pokes]
+    pin = None
+    for index, mask in enumerate(job.masks, 1):
+        if mask.label != "static":
+            progress.warning(f"mask {index} has label '{mask.label}', which the poke engine "
+                             "does not use (only 'static' masks hold pixels still); ignored")
+            continue
+        values = frames_io.read_mask(mask.path, width, height, name=f"mask {index}")
+        values = cv2.resize(values, (work_w, work_h), interpolation=cv2.INTER_AREA)
+        pin = values if pin is None else np.maximum(pin, values)
+    model = load_model(settings.model_path(), device)
+    progress.emit("sample", 0, 1)
+    indices = None if settings.thumbnails else [settings.sample]
+    result = sample_clips(model, still, pokes, settings.samples, job.seed,
+                          settings.temperature, indices=indices, warn=progress.warning)
+    progress.emit("sample", 1, 1)
+    if settings.thumbnails:
+        return NamedImages([(f"{sample_name(i)}.png",
+                             cv2.cvtColor(thumbnail(still, clip, result.box, pin=pin),
+                                          cv2.COLOR_BGR2RGB))
+                            for i, clip in enumerate(result.clips)])
+    return PokeClip(still, result.clips[0], result.box, job.frames, job.loop, pin)
+
+
+# --------------------------------------------------------------------------------------------
+# `python -m engine sample-poke` (parser in engine/poke/commands.py)
+
+
+def run_command(args, progress) -> int:
+    import os
+
+    from engine import preview
+    from engine.device import resolve_device
+    from engine.poke.model import load_model
+    from engine.staging import staged_folder
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out).absolute()
+    if os.path.lexists(out):
+        raise JobError(f"output folder already exists: {out}; choose a new --out")
+    if args.frames and args.frames < 2:
+        raise JobError(f"--frames must be at least 2 (got {args.frames})")
+    if args.size == 64 and args.frames:
+        raise JobError("--size 64 writes the model's own 11 frames; leave out --frames")
+    model_path = Path(args.model)
+    if not model_path.is_file():
+        raise JobError(f"poke model not found: {model_path}; train one with `python -m engine "
+                       "train-poke VIDEO --out MODEL.safetensors`")
+    still = frames_io.read_image(args.image)
+    model = load_model(model_path, resolve_device(args.device))
+    progress.emit("sample", 0, args.samples)
+    result = sample_clips(model, still, args.poke, args.samples, args.seed, args.temperature,
+                          warn=progress.warning)
+    progress.emit("sample", args.samples, args.samples, box=list(result.box))
+    bx, by, side = result.box
+    rows = []
+    with staged_folder(out) as partial:
+        for index, clip in enumerate(result.clips):
+            folder = partial / sample_name(index)
+            folder.mkdir()
+            if args.size == 64:
+                clip_frames = (frames_io.from_float(frame, np.uint8) for frame in clip)
+            else:
+                clip_frames = full_resolution_frames(still, clip, result.box,
+                                                     frames=args.frames or None)
+            row = []
+            for number, pixels in enumerate(clip_frames, 1):
+                frames_io.write_image(folder / f"frame_{number:04d}.png", pixels, "PNG8")
+                square = pixels if args.size == 64 else pixels[by:by + side, bx:bx + side]
+                thumb = cv2.resize(frames_io.to_display(square), (THUMB_SIDE, THUMB_SIDE),
+                                   interpolation=cv2.INTER_AREA if square.shape[0] > THUMB_SIDE
+                                   else cv2.INTER_NEAREST)
+                row.append((number, thumb))
+            rows.append(row)
+            # the sample's last frame, for picking
+            cv2.imencode(".png", row[-1][1])[1].tofile(partial / f"{sample_name(index)}.png")
+            progress.emit("write", index + 1, len(result.clips), folder=str(out / folder.name))
+        sheet = preview.contact_sheet([cell for row in rows for cell in row],
+                                      columns=len(rows[0]))
+        cv2.imencode(".png", sheet)[1].tofile(partial / "contact_sheet.png")
+    progress.emit("done", len(rows), len(rows), output=str(out),
+                  contact_sheet=str(out / "contact_sheet.png"), box=list(result.box))
+    return 0
