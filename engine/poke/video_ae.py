@@ -34,8 +34,6 @@ from torch.nn.utils.parametrizations import spectral_norm
 from engine.errors import JobError
 from engine.poke import losses
 
-ARCHITECTURE = "poke-video-ae"
-
 
 # --------------------------------------------------------------------------------------------
 # Configuration
@@ -62,7 +60,8 @@ class VideoAeConfig:
 
     @classmethod
     def small(cls) -> "VideoAeConfig":
-        """The default: ~6 M parameters for the video AE and both code autoencoders."""
+        """The default (laptop CPU): 4.7 M parameters for the video AE (3.9 M) and both code
+        autoencoders; a training step at batch 8 is a few seconds on one core with bf16."""
         return cls()
 
     @classmethod

@@ -128,7 +128,8 @@ def test_gru_starts_from_z():
 def test_3d_encoder_uses_group_norm_only():
     for config in (TINY, VideoAeConfig.small()):
         model = VideoAutoencoder(config)
-        norms = [m for m in model.encoder.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
+        norms = [m for m in model.encoder.modules()
+                 if isinstance(m, nn.modules.batchnorm._NormBase)]
         assert not norms, "batch statistics would couple the clips of a batch"
         convs = [m for m in model.encoder.modules() if isinstance(m, nn.Conv3d)]
         groups = [m for m in model.encoder.modules() if isinstance(m, nn.GroupNorm)]
