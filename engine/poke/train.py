@@ -15,9 +15,9 @@ epoch the held-out metrics are logged: video PSNR/SSIM (stage video), image PSNR
 end-point error (codes), bits/dim (cinn). State files go into the run folder (default: next to
 --out) after every epoch and when the time budget ends, so the same command continues a run.
 
-Budget: with --max-minutes the stages share the time (--stage-share); each stage measures its
-speed on its first steps and fixes its step count from that, so the learning-rate schedules
-end where the time does. Under `torchrun --nproc_per_node=N` every process takes its share of
+Budget: with --max-minutes the stages share the time (--stage-share, default 50/15/35 %); a
+stage's schedules (cINN warm-up and decay, when the discriminators join) run on the fraction of
+its time spent, so they end where the time does however busy the machine gets. Under `torchrun --nproc_per_node=N` every process takes its share of
 every batch (DistributedSampler) and rank 0 writes; see engine/training.py.
 """
 
@@ -68,6 +68,8 @@ class TrainConfig:
     perceptual_weight: float = 10.0  # 0: no VGG (no weights needed)
     adversarial_after: float = 0.3   # fraction of the video stage trained without the GANs
     grad_clip: float = 10.0
+    bf16: bool = False              # autocast the video and code stages (CPU AMX / GPU); the
+                                    # cINN stays float32: its log-determinant needs the bits
     workers: int = 0
     data: DataConfig = field(default_factory=DataConfig)
 
@@ -89,6 +91,10 @@ class Stage:
 
     def step(self, batch: dict, step: int, total: int) -> dict[str, float]:
         raise NotImplementedError
+
+    def autocast(self):
+        device = self.t.device.type
+        return torch.autocast(device, dtype=torch.bfloat16, enabled=self.t.config.bf16)
 
     @torch.no_grad()
     def validate(self, batches: list[dict]) -> dict[str, float]:
@@ -194,16 +200,25 @@ class Trainer:
             self.stage_seconds[name] = counters["seconds"]
             return
         budget_s = self.stage_budget(name)
+        # With a time budget (and no fixed step count) the schedules follow the time: `total`
+        # is re-estimated every step from the speed so far, so a machine that gets busier or
+        # quieter mid-run still ends its learning-rate schedule when the budget ends.
+        time_based = counters.get("time_based", False) if counters["total"] else (
+            budget_s is not None and name not in config.steps)
         total = counters["total"] or config.steps.get(name) or config.default_steps[name]
-        fixed = bool(counters["total"]) or name in config.steps or budget_s is None
         started = time.monotonic()
         seconds_before = counters["seconds"]
         line = ProgressLine(f"train-poke {name}", total) if self.dist.is_main else None
         step, epoch = counters["step"], counters["epoch"]
-        timing_from = None
         val = self.val_batches()
         first = True
         stop = False
+        fraction = 0.0
+
+        def time_fraction() -> float:
+            spent = seconds_before + time.monotonic() - started
+            return spent / max(1e-6, seconds_before + (budget_s or 0.0))
+
         while not stop:
             unwrap_modules = [unwrap(m) for m in stage.modules.values()]
             for module in unwrap_modules:
@@ -215,17 +230,12 @@ class Trainer:
                 if first and step == 0:
                     stage.start(batch)
                 first = False
-                if timing_from is None and step - counters["step"] == 2:
-                    timing_from = (time.monotonic(), step)
-                if not fixed and timing_from and step - timing_from[1] == 5:
-                    per_step = (time.monotonic() - timing_from[0]) / 5
-                    spare = budget_s - (time.monotonic() - started)
-                    total = max(step + 1, step + int(spare * 0.9 / per_step))
-                    fixed = True
-                    self.emit({"stage_name": name, "steps": total,
-                               "seconds_per_step": round(per_step, 3)})
-                    if line:
-                        line.total = total
+                if time_based:
+                    fraction = time_fraction()
+                    if step >= 3 and fraction > 0.01:
+                        total = max(step + 1, int(round(step / fraction)))
+                        if line:
+                            line.total = total
                 values = stage.step(batch, step, total)
                 step += 1
                 if line:
@@ -233,8 +243,11 @@ class Trainer:
                 if step % 25 == 0:
                     self.emit({"stage_name": name, "done": step, "total": total,
                                **{k: round(v, 5) for k, v in self.dist.mean(values).items()}})
-                out_of_time = budget_s is not None and time.monotonic() - started > budget_s * 1.15
-                if step >= total or self.dist.any(out_of_time):
+                if time_based:
+                    finished = time_fraction() >= 1.0
+                else:
+                    finished = step >= total
+                if self.dist.any(finished):
                     stop = True
                     break
             epoch += 1
@@ -246,7 +259,7 @@ class Trainer:
                        "val": {k: round(v, 5) for k, v in metrics.items()}})
             counters = {"step": step, "epoch": epoch, "total": total, "done": stop,
                         "seconds": seconds_before + time.monotonic() - started,
-                        "metrics": metrics}
+                        "metrics": metrics, "time_based": time_based}
             if self.dist.is_main:
                 save_state(state_path, modules=stage.modules, optimisers=stage.optimisers,
                            counters=counters, config=asdict_config(config))
@@ -365,11 +378,12 @@ class VideoStage(Stage):
     def step(self, batch, step, total):
         clip = batch["video"]
         target = clip[:, 1:]
-        out = self.ae(clip)
-        loss, parts = L.video_ae_reconstruction_loss(out.recon, target, out.mu, out.logvar,
-                                                     self.weights, self.perceptual)
+        with self.autocast():
+            out = self.ae(clip)
+            loss, parts = L.video_ae_reconstruction_loss(out.recon, target, out.mu, out.logvar,
+                                                         self.weights, self.perceptual)
         adversarial = step >= self.t.config.adversarial_after * total
-        fake = torch.cat([clip[:, :1], out.recon], dim=1)
+        fake = torch.cat([clip[:, :1], out.recon.float()], dim=1)
         if adversarial:
             # generator side through the plain modules: their gradients are thrown away
             logits, features = self.temporal(torch.cat([fake, clip]))
@@ -442,13 +456,14 @@ class CodesStage(Stage):
 
     def step(self, batch, step, total):
         x0 = batch["video"][:, 0]
-        image_recon = self.image(x0)
-        image_loss, image_parts = L.code_autoencoder_loss(
-            image_recon, x0, unwrap(self.image).logvar, perceptual=self.perceptual,
-            perceptual_weight=self.perceptual_weight)
-        flow_recon = self.poke(batch["poke"])
-        poke_loss, poke_parts = L.code_autoencoder_loss(flow_recon, batch["flow"],
-                                                        unwrap(self.poke).logvar)
+        with self.autocast():
+            image_recon = self.image(x0)
+            image_loss, image_parts = L.code_autoencoder_loss(
+                image_recon, x0, unwrap(self.image).logvar, perceptual=self.perceptual,
+                perceptual_weight=self.perceptual_weight)
+            flow_recon = self.poke(batch["poke"])
+            poke_loss, poke_parts = L.code_autoencoder_loss(flow_recon.float(), batch["flow"],
+                                                            unwrap(self.poke).logvar)
         for name, loss, module in (("image", image_loss, self.t.image_ae),
                                    ("poke", poke_loss, self.t.poke_ae)):
             optimiser = self.optimisers[name]
@@ -561,7 +576,7 @@ def run(args, progress: Progress) -> int:
     config = TrainConfig(preset=args.size, batch=args.batch, seed=args.seed,
                          stages=parse_stages(args.stages), max_minutes=args.max_minutes,
                          steps=steps, perceptual_weight=args.perceptual_weight,
-                         workers=args.workers, data=data)
+                         workers=args.workers, bf16=args.bf16, data=data)
     if args.epoch_batches:
         config.epoch_batches = args.epoch_batches
     trainer = Trainer(args.videos, args.out, config, progress, run_dir=args.run_dir,

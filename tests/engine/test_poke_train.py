@@ -126,3 +126,12 @@ def test_stage_list_parsing():
     assert parse_stages("cinn,video") == ("video", "cinn")
     with pytest.raises(JobError, match="unknown stage 'gan'"):
         parse_stages("video,gan")
+
+
+def test_time_budget_ends_every_stage(video, tmp_path, make_config):
+    progress = Records()
+    out = tmp_path / "m.safetensors"
+    Trainer([video], out, make_config(steps={}, max_minutes=0.25), progress).train()
+    steps = {r["stage_name"]: r["step"] for r in progress.records if "val" in r}
+    assert set(steps) == {"video", "codes", "cinn"} and min(steps.values()) >= 1
+    assert load_model(out) is not None
