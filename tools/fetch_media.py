@@ -35,6 +35,10 @@ MEDIA = {
         ("deb:opencv-doc", "usr/share/doc/opencv-doc/examples/data/Megamind.avi", "Megamind.avi"),
         ("deb:opencv-doc", "usr/share/doc/opencv-doc/examples/data/starry_night.jpg",
          "starry_night.jpg"),
+        # The face box of `train-poke --face-crop` (engine/poke/faces.py): the pinned OpenCV 5
+        # wheel ships no Haar cascade, Debian's opencv-data does (BSD licence, Intel).
+        ("deb:opencv-data", "usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml",
+         "haarcascade_frontalface_default.xml"),
     ],
 }
 
