@@ -22,6 +22,10 @@ ENGINES = [
     ("DYNTEX", "Dynamic Texture",
      "Landscapes: each labelled mask (water, clouds, grass, ...) moves like its motion "
      "exemplar, everything else stays the still; slow, synthesised by optimisation"),
+    # Appended, so files saved before it existed keep reading WARP and DYNTEX.
+    ("POKE", "Sampled (iPOKE)",
+     "Faces and bodies: a trained poke model draws several plausible clips for the same pokes; "
+     "pick one of the thumbnails, then bake it"),
 ]
 
 # Explicit numbers: an enum is saved in the .blend as its number, so a file saved before a label
@@ -128,6 +132,116 @@ class StillMotionDyntexSettings(bpy.types.PropertyGroup):
     )
 
 
+# Blender keeps only pointers to the strings of a dynamic enum's items: the lists handed out
+# must stay referenced from Python, or the menu shows garbage. One list per distinct content.
+_model_items_kept = {}
+
+
+def _model_items(self, context):
+    from .bake import models
+
+    context = context or bpy.context
+    choices = [""] + [p.name for p in models.cached_models(context)]
+    if self.model_file not in choices:  # a model that was removed or renamed: still shown
+        choices.append(self.model_file)
+    paths = [models.model_path(context, choice) for choice in choices]
+    key = tuple((choice, str(path), path.is_file()) for choice, path in zip(choices, paths))
+    if key not in _model_items_kept:
+        items = []
+        for number, (choice, path, exists) in enumerate(key):
+            if not choice:
+                note = ("the model shipped with the extension"
+                        if exists else "not installed: train a model or pick another")
+                items.append((models.DEFAULT_ID, "Default", f"Shipped default ({note})",
+                              "PACKAGE", number))
+            else:
+                missing = "" if exists else " (missing)"
+                items.append((choice, models.display_name(choice) + missing, path,
+                              "FILE_3D" if exists else "ERROR", number))
+        _model_items_kept[key] = items
+    return _model_items_kept[key]
+
+
+def _get_model(self):
+    for identifier, _name, _text, _icon, number in _model_items(self, bpy.context):
+        if identifier == (self.model_file or "DEFAULT"):
+            return number
+    return 0
+
+
+def _set_model(self, value):
+    for identifier, _name, _text, _icon, number in _model_items(self, bpy.context):
+        if number == value:
+            self.model_file = "" if identifier == "DEFAULT" else identifier
+            return
+
+
+class StillMotionPokeSettings(bpy.types.PropertyGroup):
+    """Sampled (iPOKE) engine settings (docs/JOB.md, "poke") and the thumbnail strip last made
+    for this plane."""
+
+    # The choice is stored as a file name ("" = shipped default), not as the enum's number: the
+    # list changes with the models folder, and a number would then point at another model.
+    model_file: StringProperty(name="Model File", options={"HIDDEN"})
+    model: EnumProperty(
+        name="Model",
+        description="Poke model to sample: the shipped default or one trained with Train from "
+                    "Clip (the models folder of the add-on's preferences)",
+        items=_model_items, get=_get_model, set=_set_model,
+    )
+    samples: IntProperty(
+        name="Samples", description="How many different clips Sample draws for these pokes",
+        default=4, min=1, max=16,
+    )
+    temperature: FloatProperty(
+        name="Temperature",
+        description="1: motion as varied as the model learnt; lower: tamer, more alike clips",
+        default=1.0, min=0.05, max=10.0, soft_max=2.0,
+    )
+    sample: IntProperty(
+        name="Chosen Sample", description="Which sample Bake renders (0 is the first)",
+        default=0, min=0, max=15,
+    )
+    # The strip of the last Sample run: where its thumbnails are and what they were made from.
+    thumbnails_dir: StringProperty(options={"HIDDEN"})
+    thumbnails_count: IntProperty(options={"HIDDEN"})
+    thumbnails_key: StringProperty(options={"HIDDEN"})
+    thumbnails_made_with: StringProperty(options={"HIDDEN"})
+
+
+class StillMotionTrainSettings(bpy.types.PropertyGroup):
+    """Train from Clip: what the engine trains a poke model on (kept with the scene)."""
+
+    clip: PointerProperty(
+        name="Movie Clip", type=bpy.types.MovieClip,
+        description="A Movie Clip of the person (its video file is used); takes precedence "
+                    "over Video File",
+    )
+    video_path: StringProperty(
+        name="Video File", description="A video of the person, when no Movie Clip is set",
+        subtype="FILE_PATH", options=_BLEND_RELATIVE_PATH,
+    )
+    model_name: StringProperty(
+        name="Model Name",
+        description="File name of the new model in the models folder (empty: the video's name)",
+    )
+    minutes: FloatProperty(
+        name="Minutes", description="Training time budget, shared by the three stages",
+        default=30.0, min=1.0, soft_max=600.0, max=100000.0,
+    )
+    face_crop: BoolProperty(
+        name="Face Crop",
+        description="Train on a square that follows the face (for portraits); off: the centre "
+                    "square",
+        default=True,
+    )
+    stride: IntProperty(
+        name="Frame Stride",
+        description="Use every n-th frame inside a training clip: 2 or 3 for slow motion",
+        default=1, min=1, max=8,
+    )
+
+
 class StillMotionPlaneSettings(bpy.types.PropertyGroup):
     strokes: PointerProperty(
         name="Strokes",
@@ -170,6 +284,7 @@ class StillMotionPlaneSettings(bpy.types.PropertyGroup):
         max=2048,
     )
     dyntex: PointerProperty(type=StillMotionDyntexSettings)
+    poke: PointerProperty(type=StillMotionPokeSettings)
     mask_labels: CollectionProperty(type=StillMotionMaskLabel)
     mask_labels_index: IntProperty()
     # The still the plane showed before its first bake, so "Revert to Still" can bring it back.
@@ -189,8 +304,8 @@ class StillMotionRuntime(bpy.types.PropertyGroup):
     last_warning: StringProperty()
 
 
-classes = (StillMotionMaskLabel, StillMotionDyntexSettings, StillMotionPlaneSettings,
-           StillMotionRuntime)
+classes = (StillMotionMaskLabel, StillMotionDyntexSettings, StillMotionPokeSettings,
+           StillMotionTrainSettings, StillMotionPlaneSettings, StillMotionRuntime)
 
 
 def register():
@@ -198,9 +313,11 @@ def register():
         bpy.utils.register_class(cls)
     bpy.types.Object.stillmotion = PointerProperty(type=StillMotionPlaneSettings)
     bpy.types.WindowManager.stillmotion = PointerProperty(type=StillMotionRuntime)
+    bpy.types.Scene.stillmotion_train = PointerProperty(type=StillMotionTrainSettings)
 
 
 def unregister():
+    del bpy.types.Scene.stillmotion_train
     del bpy.types.WindowManager.stillmotion
     del bpy.types.Object.stillmotion
     for cls in reversed(classes):

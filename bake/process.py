@@ -176,10 +176,12 @@ class ChildProcess:
 
 
 class EngineProcess(ChildProcess):
-    """`<python> -m engine run JOB.json`, reporting its JSON-lines progress (docs/JOB.md)."""
+    """`<python> -m engine run JOB.json` (or another engine command, e.g. `train-poke ...`),
+    reporting its JSON-lines progress (docs/JOB.md)."""
 
-    def __init__(self, python, job_path, *, env_extra=None):
-        super().__init__([python, "-m", "engine", "run", job_path], env=engine_env(env_extra))
+    def __init__(self, python, job_path=None, *, args=None, env_extra=None):
+        args = list(args) if args is not None else ["run", job_path]
+        super().__init__([python, "-m", "engine", *args], env=engine_env(env_extra))
         self.python = str(python)
         self.error_event = None  # the engine's {"stage": "error"} line, when it sent one
         self.done_event = None  # its {"stage": "done"} line
@@ -188,6 +190,11 @@ class EngineProcess(ChildProcess):
     def run_job(cls, python, job_path, *, env_extra=None):
         proc = cls(python, job_path, env_extra=env_extra)
         return proc.start()
+
+    @classmethod
+    def run_command(cls, python, args, *, env_extra=None):
+        """Start `<python> -m engine ARGS...` (a command that prints JSON-lines progress)."""
+        return cls(python, args=args, env_extra=env_extra).start()
 
     def poll(self):
         """New progress events (dicts) since the last call; lines that are not JSON objects are

@@ -53,6 +53,23 @@ def is_running():
     return _active is not None and _active.state == RUNNING
 
 
+def claim(run):
+    """Make run (a Sample or Train from Clip run: anything with `state` and `cancel()`) the one
+    engine job in progress, so Bake, Sample and Train wait for each other and Cancel stops it.
+    Raises StillMotionError when another is running."""
+    global _active
+    if is_running():
+        raise StillMotionError("The engine is busy with another job: wait for it or press "
+                               "Cancel")
+    _active = run
+
+
+def release(run):
+    global _active
+    if _active is run:
+        _active = None
+
+
 def cancel_active():
     """Cancel the running bake, if any (the Cancel button); returns whether one was running."""
     if is_running():

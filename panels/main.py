@@ -48,6 +48,8 @@ class VIEW3D_PT_stillmotion(bpy.types.Panel):
         self.draw_motion(layout, settings)
         if settings.engine == "DYNTEX":
             self.draw_dyntex(layout, settings.dyntex)
+        elif settings.engine == "POKE":
+            self.draw_poke(context, layout, plane, settings.poke)
         self.draw_output(layout, settings)
         self.draw_actions(context, layout)
         self.draw_status(context, layout)
@@ -102,6 +104,69 @@ class VIEW3D_PT_stillmotion(bpy.types.Panel):
             sub.active = not settings.loop  # easing is ignored by a seamless loop
             sub.prop(settings, "easing")
         col.prop(settings, "loop")
+
+    def draw_poke(self, context, layout, plane, poke):
+        from ..bake import models
+        from ..bake import poke as poke_runs
+
+        box = layout.box()
+        box.label(text="Sampled (iPOKE)", icon="OUTLINER_OB_FORCE_FIELD")
+        row = box.row(align=True)
+        row.prop(poke, "model", text="")
+        row.operator("stillmotion.poke_refresh_models", text="", icon="FILE_REFRESH")
+        if not models.model_path(context, poke.model_file).is_file():
+            _wrapped(box, "This model file is not there: pick another model, or train one "
+                     "below (Train from Clip)", "ERROR", context)
+        col = box.column(align=True)
+        col.use_property_split = True
+        col.use_property_decorate = False
+        col.prop(poke, "samples")
+        col.prop(poke, "temperature")
+        row = box.row()
+        row.scale_y = 1.3
+        row.operator("stillmotion.poke_sample", icon="SEQ_STRIP_DUPLICATE")
+        self.draw_poke_strip(context, box, plane, poke, poke_runs)
+        self.draw_poke_train(context, layout, models, poke_runs)
+
+    def draw_poke_strip(self, context, layout, plane, poke, poke_runs):
+        strip = poke_runs.thumbnail_icons(poke)
+        if not strip:
+            layout.label(text=f"Bake renders sample {poke.sample + 1} (Sample shows them)")
+            return
+        grid = layout.grid_flow(columns=min(4, len(strip)), even_columns=True, align=True)
+        for index, icon in strip:
+            cell = grid.column(align=True)
+            cell.template_icon(icon_value=icon, scale=3.0)
+            pick = cell.operator("stillmotion.poke_pick", text=str(index + 1),
+                                 depress=index == poke.sample)
+            pick.index = index
+        layout.label(text=f"Chosen: sample {poke.sample + 1} · made with "
+                          f"{poke.thumbnails_made_with}", icon="RESTRICT_SELECT_OFF")
+        if poke.thumbnails_key != poke_runs.strip_key(plane):
+            _wrapped(layout, "Strokes or settings changed since these were made: Sample again "
+                     "to see what Bake will render", "ERROR", context)
+
+    def draw_poke_train(self, context, layout, models, poke_runs):
+        header, body = layout.panel("STILLMOTION_PT_poke_train", default_closed=True)
+        header.label(text="Train from Clip")
+        if body is None:
+            return
+        train = context.scene.stillmotion_train
+        col = body.column()
+        col.template_ID(train, "clip", open="clip.open")
+        sub = col.column()
+        sub.active = train.clip is None  # a Movie Clip takes precedence
+        sub.prop(train, "video_path")
+        col = body.column(align=True)
+        col.use_property_split = True
+        col.use_property_decorate = False
+        col.prop(train, "model_name")
+        col.prop(train, "minutes")
+        col.prop(train, "stride")
+        col.prop(train, "face_crop")
+        body.operator("stillmotion.poke_train", icon="EXPERIMENTAL")
+        folder = models.models_folder(context, create=False)
+        _wrapped(body, f"Models go to {folder}. {poke_runs.RESUME_NOTE}.", "INFO", context)
 
     def draw_dyntex(self, layout, dyntex):
         col = layout.column()

@@ -29,7 +29,8 @@ class StillMotionPreferences(bpy.types.AddonPreferences):
     device: EnumProperty(name="Device", items=DEVICES, default="AUTO")
     models_dir: StringProperty(
         name="Models Folder",
-        description="Where trained engine weights (.safetensors) are kept; empty: the shipped ones",
+        description="Where trained poke models (.safetensors) are kept and Train from Clip "
+                    "writes new ones; empty: the extension's user folder",
         subtype="DIR_PATH",
         default="",
     )
@@ -50,6 +51,11 @@ class StillMotionPreferences(bpy.types.AddonPreferences):
             col.label(text=f"Using the managed engine ({state}): {managed}", icon="INFO")
         col.prop(self, "device")
         col.prop(self, "models_dir")
+        if not self.models_dir:
+            from ..bake import models
+
+            col.label(text=f"Models folder: {models.models_folder(context, create=False)}",
+                      icon="INFO")
 
     def draw_setup(self, context, layout):
         from ..operators import engine_setup

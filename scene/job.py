@@ -18,6 +18,10 @@ What each engine takes:
 - Dynamic Texture: the masks; a motion label (water, clouds, grass, waterfall) is written as
   the word, "Clip File" as the clip's absolute path. Pokes are not read (a warning counts them).
   A Preview bakes at most DYNTEX_PREVIEW's working size, frames and iterations.
+- Sampled (iPOKE): the pokes (at least one; a poke may be a click without a drag: "hold still
+  here") and the `static` masks, as for Warp, plus the "poke" object: the chosen model (null for
+  the shipped default), samples K, the chosen sample, temperature, and `thumbnails` for the
+  Sample button's strip. A missing model file stops before the engine starts.
 """
 
 import json
@@ -44,6 +48,8 @@ LABEL_NAMES = {"static": "Static", "water": "Water", "clouds": "Clouds", "grass"
 # artist checks regions and labels before a bake that takes many minutes.
 DYNTEX_PREVIEW = {"size": 96, "frames": 6, "iterations": 5}
 MIN_WORK = 32  # engine/dyntex/synthesis.py MIN_WORK: MSOE's 5-level pyramid needs 2^5 pixels
+ENGINES_WITH_STATIC_MASKS_ONLY = {"WARP", "POKE"}  # a motion label means nothing to them
+ENGINE_NAMES = {"WARP": "Warp", "DYNTEX": "Dynamic Texture", "POKE": "Sampled (iPOKE)"}
 
 
 @dataclass
@@ -81,8 +87,9 @@ def _read_layer(gp_obj, layer_name, warnings):
     return found
 
 
-def _pokes(raw, projector, size, falloff, warnings):
-    """-> (list of poke dicts, number ignored because they start off the picture)."""
+def _pokes(raw, projector, size, falloff, warnings, allow_still=False):
+    """-> (list of poke dicts, number ignored because they start off the picture).
+    allow_still: a poke without a drag is kept (the poke engine reads it as "hold still")."""
     w, h = size
     min_length = min(0.5, 0.01 * max(w, h))
     pokes, outside = [], 0
@@ -97,7 +104,7 @@ def _pokes(raw, projector, size, falloff, warnings):
         if not inside[0]:
             outside += 1
             continue
-        if np.linalg.norm(pixels[1] - pixels[0]) < min_length:
+        if not allow_still and np.linalg.norm(pixels[1] - pixels[0]) < min_length:
             raise StillMotionError(
                 f"Poke {stroke.index + 1} ends where it starts, so it shows no direction: drag "
                 "from the spot that should move to where it should go")
@@ -134,7 +141,7 @@ def _job_label(stroke_index, labels, engine, dropped):
     (its number goes into dropped)."""
     item = labels[stroke_index] if stroke_index < len(labels) else None
     label = item.label if item is not None else DEFAULT_LABEL
-    if engine == "WARP":
+    if engine in ENGINES_WITH_STATIC_MASKS_ONLY:
         if label != DEFAULT_LABEL:
             dropped.append(stroke_index + 1)
             return None
@@ -186,18 +193,23 @@ def _masks(raw, projector, size, labels, engine, job_dir, warnings):
         numbers = ", ".join(str(n) for n in dropped)
         warnings.append(f"{_plural(len(dropped), 'mask', 'masks')} {numbers} "
                         f"{_plural(len(dropped), 'has a motion label', 'have motion labels')}: "
-                        "only the Dynamic Texture engine animates them, Warp leaves "
-                        f"{_plural(len(dropped), 'it', 'them')} out")
+                        "only the Dynamic Texture engine animates them, "
+                        f"{ENGINE_NAMES[engine]} leaves {_plural(len(dropped), 'it', 'them')} "
+                        "out")
     return masks, outside
 
 
-def write_job(plane, job_dir, output_dir, *, preview=False, device="auto") -> JobPlan:
+def write_job(plane, job_dir, output_dir, *, preview=False, device="auto",
+              thumbnails=False) -> JobPlan:
     """Write job_dir/job.json (and the masks, and the still when it is not a plain file) for
     the plane's current settings and strokes. Raises StillMotionError with what to do when the
-    scene cannot make a job; nothing is written to the .blend either way."""
+    scene cannot make a job; nothing is written to the .blend either way.
+    thumbnails: (Sampled engine) the job writes the K samples' thumbnails instead of frames."""
     target = find_target(plane)
     settings = plane.stillmotion
     dyntex = settings.engine == "DYNTEX"
+    sampled = settings.engine == "POKE"
+    poke_block = _poke_block(settings.poke, thumbnails) if sampled else None
     gp_obj = settings.strokes
     if gp_obj is None or not strokes.is_grease_pencil(gp_obj):
         raise StillMotionError(
@@ -213,6 +225,12 @@ def write_job(plane, job_dir, output_dir, *, preview=False, device="auto") -> Jo
         warnings.append(f"{n} {_plural(n, 'poke is', 'pokes are')} not used by the Dynamic "
                         "Texture engine (it animates labelled masks)")
         raw_pokes = []
+    if sampled and not raw_pokes:
+        frame = bpy.context.scene.frame_current
+        raise StillMotionError(
+            f"'{gp_obj.name}' has no pokes on its Pokes layer at frame {frame}: the Sampled "
+            "(iPOKE) engine moves the picture from pokes, so draw at least one (a drag from the "
+            "spot that should move towards where it should go)")
     if not raw_pokes and not raw_masks:
         frame = bpy.context.scene.frame_current
         if dyntex:
@@ -231,7 +249,8 @@ def write_job(plane, job_dir, output_dir, *, preview=False, device="auto") -> Jo
         old.unlink()
     projector = strokes.PlaneProjector(plane, size, target.uv_map)
     falloff = float(settings.falloff)
-    pokes, pokes_out = _pokes(raw_pokes, projector, size, falloff, warnings)
+    pokes, pokes_out = _pokes(raw_pokes, projector, size, falloff, warnings,
+                              allow_still=sampled)
     masks, masks_out = _masks(raw_masks, projector, size, settings.mask_labels, settings.engine,
                               job_dir, warnings)
 
@@ -253,6 +272,10 @@ def write_job(plane, job_dir, output_dir, *, preview=False, device="auto") -> Jo
             "The Dynamic Texture engine moves only masks with a motion label, and none has "
             "one: label a mask Water, Clouds, Grass, Waterfall or Clip File in the Mask Labels "
             "list (click the refresh button if the list is empty)")
+    if sampled and not pokes:
+        raise StillMotionError(
+            "No poke starts on the picture: the Sampled (iPOKE) engine needs at least one poke "
+            "that starts on the image plane")
     if not pokes and settings.engine == "WARP":
         warnings.append("there are no pokes on the picture, so nothing will move")
 
@@ -286,6 +309,8 @@ def write_job(plane, job_dir, output_dir, *, preview=False, device="auto") -> Jo
     }
     if dyntex:
         job["dyntex"] = _dyntex_block(settings.dyntex, job_dir, size, preview, warnings)
+    if sampled:
+        job["poke"] = poke_block
     job_path = job_dir / "job.json"
     job_path.write_text(json.dumps(job, indent=2, ensure_ascii=False), encoding="utf-8")
     return JobPlan(job_path, job, warnings, (w, h))
@@ -347,3 +372,34 @@ def _dyntex_block(dyn, job_dir, size_wh, preview, warnings):
             warnings.append(f"the style image '{dyn.style_image.name}' is not used because "
                             "Painting (λ7) is 0")
     return block
+
+
+def _poke_block(poke, thumbnails):
+    """The job's "poke" object (docs/JOB.md); refused when the chosen model file is missing or
+    the chosen sample is not among the K drawn."""
+    from ..bake import models
+
+    choice = poke.model_file
+    path = models.model_path(bpy.context, choice)
+    if not path.is_file():
+        if not choice:
+            raise StillMotionError(
+                f"The shipped default poke model is not installed ({path}): train a model with "
+                "Train from Clip, or pick one from your models folder in Model")
+        raise StillMotionError(
+            f"The poke model '{models.display_name(choice)}' is missing: {path}. Pick another "
+            "model (press the refresh button next to Model to list the models folder again), "
+            "or train it again with Train from Clip")
+    samples, sample = int(poke.samples), int(poke.sample)
+    if not thumbnails and sample >= samples:
+        raise StillMotionError(
+            f"The chosen sample {sample + 1} is not among the {samples} drawn: click a "
+            f"thumbnail in the strip, or raise Samples to at least {sample + 1}")
+    return {
+        # null: the engine's own default, the file checked above
+        "model": str(path.resolve()) if choice else None,
+        "samples": samples,
+        "sample": min(sample, samples - 1),
+        "temperature": round(float(poke.temperature), 6),
+        "thumbnails": bool(thumbnails),
+    }

@@ -1,0 +1,114 @@
+"""Poke models the artist can pick: the shipped default and the ones in the models folder.
+
+No bpy at module level and never torch: a model is recognised by the architecture tag in its
+safetensors header (engine/checkpoints.py writes `stillmotion.architecture`), read as plain
+JSON, so listing a folder of large models costs a few bytes per file.
+
+The models folder is the add-on preference `models_dir`; when it is empty, the extension's user
+folder `<extensions>/.user/<repo>/stillmotion/models` (Blender keeps it across upgrades, and it
+is always writable), so Train from Clip always has somewhere to put a model.
+"""
+
+import json
+import pathlib
+import struct
+
+from .process import EXTENSION_ROOT
+
+POKE_ARCHITECTURE = "stillmotion-poke"  # engine/poke/model.py ARCHITECTURE
+ARCHITECTURE_KEY = "stillmotion.architecture"  # engine/checkpoints.py
+SUFFIX = ".safetensors"
+# engine/job.py DEFAULT_POKE_MODEL: a job with "model": null samples this one.
+SHIPPED_DEFAULT = EXTENSION_ROOT / "models" / "poke_default.safetensors"
+DEFAULT_ID = "DEFAULT"  # the enum identifier (and stored choice "") of the shipped default
+
+_HEADER_LIMIT = 16 * 1024 * 1024  # a header bigger than this is not one the engine wrote
+
+_found = None  # cached list of poke model paths in the models folder (None: not scanned yet)
+
+
+def architecture(path):
+    """The architecture tag in a safetensors header, or None when the file is not readable as
+    safetensors (or has no tag)."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(8)
+            if len(raw) != 8:
+                return None
+            (length,) = struct.unpack("<Q", raw)
+            if length > _HEADER_LIMIT:
+                return None
+            header = json.loads(handle.read(length).decode("utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return meta.get(ARCHITECTURE_KEY) if isinstance(meta, dict) else None
+
+
+def is_poke_model(path):
+    return architecture(path) == POKE_ARCHITECTURE
+
+
+def find_poke_models(folder):
+    """Poke model files directly in folder, sorted by name. Training state (`<name>_run/`
+    subfolders) and other networks' weights (motion estimators) are left out."""
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir()
+             if p.suffix.lower() == SUFFIX and p.is_file() and is_poke_model(p)]
+    return sorted(found, key=lambda p: p.name.lower())
+
+
+def models_folder(context, create=True):
+    """The folder trained models go to and are listed from (see the module docstring)."""
+    import bpy
+
+    from . import paths
+    from .session import preferences
+
+    prefs = preferences(context)
+    configured = getattr(prefs, "models_dir", "") if prefs else ""
+    if configured:
+        return pathlib.Path(bpy.path.abspath(configured))
+    return paths.user_folder("models", create=create)
+
+
+def cached_models(context):
+    """The poke models found in the models folder at the last refresh (scanned once)."""
+    global _found
+    if _found is None:
+        _found = find_poke_models(models_folder(context, create=False))
+    return list(_found)
+
+
+def refresh(context):
+    """Look at the models folder again; returns how many poke models are there."""
+    global _found
+    _found = None
+    return len(cached_models(context))
+
+
+def model_path(context, choice):
+    """The file a stored choice names: "" is the shipped default, anything else a file name
+    in the models folder (kept as a name, so a moved models folder keeps its choices)."""
+    if not choice:
+        return SHIPPED_DEFAULT
+    return models_folder(context, create=False) / choice
+
+
+def display_name(choice):
+    if not choice:
+        return "Default"
+    name = pathlib.Path(choice).name
+    return name[:-len(SUFFIX)] if name.lower().endswith(SUFFIX) else name
+
+
+def safe_model_name(text):
+    """A file stem for a model the artist names (Train from Clip)."""
+    from .paths import safe_name
+
+    stem = text.strip()
+    if stem.lower().endswith(SUFFIX):
+        stem = stem[:-len(SUFFIX)]
+    return safe_name(stem, fallback="poke_model")
