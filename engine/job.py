@@ -27,7 +27,7 @@ DEVICES = ("auto", "cpu", "cuda")
 LABELS = ("static", "water", "clouds", "grass", "waterfall")
 # A poke shorter than this moves nothing visible (half a pixel, or 1 % of the longer side of a
 # tiny still); for the warp engine it is a mistake (a click without a drag), so it is refused
-# rather than silently ignored. The poke engine will read such pokes as "hold still here".
+# rather than silently ignored. The poke engine accepts them (a zero vector on its poke map).
 MIN_POKE_LENGTH = 0.5
 MIN_POKE_SHARE = 0.01
 

@@ -104,6 +104,19 @@ def test_pokes_outside_the_square_warn_and_none_inside_is_refused(model, still):
                        warn=warnings.append)
 
 
+def test_face_models_use_the_face_box(monkeypatch):
+    rgb = np.zeros((200, 300, 3), np.uint8)
+    notes = []
+    monkeypatch.setattr(S.faces, "default_detector", lambda: None)
+    assert S.input_box(rgb, True, 2.0, notes.append) == (50, 0, 200)
+    assert "no face detector" in notes[-1]
+    # two faces: the larger one, side = width x scale, the box kept on the picture
+    monkeypatch.setattr(S.faces, "default_detector",
+                        lambda: lambda frame: np.array([[10, 10, 20, 20], [220, 60, 40, 40]]))
+    assert S.input_box(rgb, True, 2.0, notes.append) == (200, 40, 80)
+    assert S.input_box(rgb, False, 2.0, notes.append) == (50, 0, 200)
+
+
 # --- full resolution ------------------------------------------------------------------------
 
 def _clip_with_square_change(x0: np.ndarray, rows, cols, amount: float, noise: float):
