@@ -387,8 +387,8 @@ class TrainRun(_EngineRun):
         except StillMotionError as exc:
             self._fail_to_start(context, exc)
             raise
-        self._begin(context, self.process, f"Train {self.name}",
-                    "Training: the engine reads the video")
+        self._begin(context, self.process, "Train from Clip",
+                    f"Training {self.name}: the engine reads the video")
         return self
 
     def _start(self, context):

@@ -110,7 +110,7 @@ class STILLMOTION_OT_poke_sample(_EngineRunModal, bpy.types.Operator):
 
     bl_idname = "stillmotion.poke_sample"
     bl_label = "Sample"
-    bl_options = {"REGISTER"}
+    bl_options = {"REGISTER", "UNDO"}  # the new strip is one undo step
 
     @classmethod
     def poll(cls, context):
@@ -169,7 +169,7 @@ class STILLMOTION_OT_poke_train(_EngineRunModal, bpy.types.Operator):
 
     bl_idname = "stillmotion.poke_train"
     bl_label = "Train from Clip"
-    bl_options = {"REGISTER"}
+    bl_options = {"REGISTER", "UNDO"}  # the plane switching to the new model is one step
 
     @classmethod
     def poll(cls, context):
