@@ -24,7 +24,7 @@ DEFAULT_ID = "DEFAULT"  # the enum identifier (and stored choice "") of the ship
 
 _HEADER_LIMIT = 16 * 1024 * 1024  # a header bigger than this is not one the engine wrote
 
-_found = None  # cached list of poke model paths in the models folder (None: not scanned yet)
+_found = None  # (models folder, poke model paths in it) at the last scan
 
 
 def architecture(path):
@@ -75,11 +75,13 @@ def models_folder(context, create=True):
 
 
 def cached_models(context):
-    """The poke models found in the models folder at the last refresh (scanned once)."""
+    """The poke models found in the models folder at the last refresh (scanned once, and
+    again when the folder in the preferences changes)."""
     global _found
-    if _found is None:
-        _found = find_poke_models(models_folder(context, create=False))
-    return list(_found)
+    folder = models_folder(context, create=False)
+    if _found is None or _found[0] != folder:
+        _found = (folder, find_poke_models(folder))
+    return list(_found[1])
 
 
 def refresh(context):

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import ADDON, engine_python
 from test_bake_flow import make_plane, pixel_to_world
-from test_bake_operator import RecordingLayout, draw_panel, event, use_engine
+from test_bake_operator import draw_panel, event, use_engine
 
 POKE = [(10.0, 24.0), (20.0, 24.0)]  # image pixels, y down
 STILL_POKE = [(40.0, 20.0), (40.0, 20.0)]  # a click without a drag: "hold still here"
@@ -41,7 +41,8 @@ def sm(addon, tmp_path, monkeypatch):
     from bl_ext.user_default.stillmotion.scene import errors, job, strokes
 
     # The shipped default may or may not be in the checkout: the tests bring their own.
-    monkeypatch.setattr(models, "SHIPPED_DEFAULT", fake_model(tmp_path / "shipped" / "d.safetensors"))
+    shipped = fake_model(tmp_path / "shipped" / "poke_default.safetensors")
+    monkeypatch.setattr(models, "SHIPPED_DEFAULT", shipped)
     folder = tmp_path / "models"
     folder.mkdir()
     bpy.context.preferences.addons[ADDON].preferences.models_dir = str(folder)
@@ -167,9 +168,13 @@ def test_model_list_finds_poke_models_in_the_models_folder(sm, tmp_path):
     bpy.ops.stillmotion.poke_refresh_models()
     assert poke.model == "Zoe.safetensors" and "(missing)" in _names(poke)[-1]
 
-    # No models folder set: the extension's user folder.
+    # No models folder set: the extension's user folder, listed at once.
     bpy.context.preferences.addons[ADDON].preferences.models_dir = ""
-    assert sm.models.models_folder(bpy.context).parts[-2:] == ("stillmotion", "models")
+    user_models = sm.models.models_folder(bpy.context)
+    assert user_models.parts[-2:] == ("stillmotion", "models")
+    fake_model(user_models / "kept.safetensors")
+    assert _items(poke) == ["DEFAULT", "kept.safetensors", "Zoe.safetensors"]
+    (user_models / "kept.safetensors").unlink()
 
 
 def _items(poke):
