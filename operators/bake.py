@@ -150,7 +150,8 @@ class STILLMOTION_OT_bake(bpy.types.Operator):
 
 
 class STILLMOTION_OT_cancel(bpy.types.Operator):
-    """Stop the running bake; the plane and earlier takes stay as they were"""
+    """Stop the running bake (or Sample, or Train from Clip); the plane and earlier takes stay
+    as they were"""
 
     bl_idname = "stillmotion.cancel"
     bl_label = "Cancel Bake"
@@ -159,13 +160,13 @@ class STILLMOTION_OT_cancel(bpy.types.Operator):
     @classmethod
     def poll(cls, context):
         if not bake_session.is_running():
-            cls.poll_message_set("No bake is running")
+            cls.poll_message_set("Nothing is running")
             return False
         return True
 
     def execute(self, context):
         bake_session.cancel_active()
-        self.report({"INFO"}, "Cancelling the bake")
+        self.report({"INFO"}, "Cancelling")
         return {"FINISHED"}
 
 

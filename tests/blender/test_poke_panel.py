@@ -399,7 +399,7 @@ def test_cancelled_training_says_how_to_continue(sm, tmp_path):
     run = sm.poke.TrainRun().start(bpy.context)
     assert bpy.context.window_manager.stillmotion.running
     pid = run.process.pid
-    run.cancel()
+    assert bpy.ops.stillmotion.cancel() == {"FINISHED"}  # the panel's Cancel button
     with pytest.raises(sm.errors.StillMotionError, match="Training anna stopped. Training keeps "
                        "its progress .*same model name to continue"):
         run.finish(bpy.context)
