@@ -260,6 +260,21 @@ def test_sample_shows_the_strip_and_picking_sets_the_baked_sample(sm, tmp_path):
     assert any(e[0] == "label" and "changed since" in e[1] for e in log)
 
 
+def test_sample_that_cannot_start_leaves_nothing_behind(sm, tmp_path):
+    plane = poked_plane(sm, tmp_path / "scene")
+    plane.stillmotion.poke.model_file = "gone.safetensors"
+    use_engine(tmp_path, SAMPLE_ENGINE)
+    with pytest.raises(RuntimeError, match="The poke model 'gone' is missing"):
+        bpy.ops.stillmotion.poke_sample()
+    runtime = bpy.context.window_manager.stillmotion
+    assert not runtime.running and "'gone' is missing" in runtime.last_error
+    assert not sm.session.is_running()
+    samples = sm.poke.paths.user_folder("poke-samples") / plane.name
+    assert not samples.exists() or not any(samples.iterdir())
+    plane.stillmotion.engine = "WARP"
+    assert not sm.ops.STILLMOTION_OT_poke_sample.poll(bpy.context)
+
+
 def modal_operator(cls):
     """The operator's own and mixed-in methods on a plain object (a registered Operator cannot
     be created outside Blender's operator machinery)."""
