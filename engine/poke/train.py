@@ -389,7 +389,7 @@ class VideoStage(Stage):
             logits, features = self.temporal(torch.cat([fake, clip]))
             fake_logits, fake_features = logits[:len(clip)], [f[:len(clip)] for f in features]
             real_features = [f[len(clip):] for f in features]
-            spatial_logits, _ = self.spatial(out.recon)
+            spatial_logits, _ = self.spatial(fake[:, 1:])
             g_temporal = L.hinge_generator_loss(fake_logits)
             g_spatial = L.hinge_generator_loss(spatial_logits)
             matching = L.feature_matching_loss(fake_features, real_features)

@@ -135,3 +135,13 @@ def test_time_budget_ends_every_stage(video, tmp_path, make_config):
     steps = {r["stage_name"]: r["step"] for r in progress.records if "val" in r}
     assert set(steps) == {"video", "codes", "cinn"} and min(steps.values()) >= 1
     assert load_model(out) is not None
+
+
+def test_bf16_autocast_trains_with_the_discriminators(video, tmp_path, make_config):
+    trainer = Trainer([video], tmp_path / "m.safetensors",
+                      make_config(bf16=True, adversarial_after=0.0), Records())
+    stage = VideoStage(trainer)
+    batch = trainer.to_device(next(iter(trainer.loader(trainer.train_set, True))))
+    parts = stage.step(batch, 0, 10)
+    assert {"g_temporal", "d_temporal", "r1"} <= set(parts)
+    assert all(np.isfinite(v) for v in parts.values())
