@@ -30,7 +30,7 @@ media/.fetched: tools/fetch_media.py .venv/.installed
 media: media/.fetched
 
 # Training media (VGG-19 weights, clips, a painting): only for training shipped models.
-media-train: .venv/.installed
+media-train: .venv/.installed media/.fetched
 	.venv/bin/python tools/fetch_media.py --set train
 
 demo: .venv/.installed .venv-bpy-$(DEMO_BPY)/.installed media/.fetched
