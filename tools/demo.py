@@ -3,13 +3,17 @@
 1. portrait: the astronaut on an image plane, two pokes and a static mask, baked with the warp
    engine, then rendered with Cycles;
 2. landscape: a Big Buck Bunny meadow on an image plane, the sky masked as clouds and the grass
-   as grass, baked with the Dynamic Texture engine at a small working size (LANDSCAPE below).
+   as grass, baked with the Dynamic Texture engine at a small working size (LANDSCAPE below);
+3. face: a held-out frame of the carphone clip, one poke that turns the head, sampled with the
+   shipped poke model (models/poke_default.safetensors, Sampled (iPOKE) engine): the contact
+   sheet of FACE["samples"] samples, then the chosen one baked at the still's resolution.
 
     .venv-bpy-5.0.1/bin/python tools/demo.py --engine-python .venv/bin/python --out out
 
 Writes into OUT: demo.blend and landscape.blend (open them in Blender and scrub the timeline),
 the baked frames under stillmotion/<plane>/take_001/, preview.mp4, contact_sheet.png and two
-Cycles renders for the portrait, the same under landscape/ for the landscape.
+Cycles renders for the portrait, the same under landscape/ for the landscape and under face/
+for the face (plus face/samples/, the thumbnails the panel's Sample button shows).
 """
 
 import argparse
@@ -47,6 +51,12 @@ GRASS_MASK = [(0.0, 110.0), (60.0, 150.0), (130.0, 200.0), (240.0, 228.0), (383.
 # Small on purpose: the demo must finish in a few minutes on a 2-core laptop CPU. An artist's
 # bake uses the panel's defaults (256 px, 100 iterations).
 LANDSCAPE = {"frames": 6, "size": 96, "iterations": 6, "lambda_l2": 0.1}
+
+# In face.png pixels (352 x 288, y down; carphone frame 101, cut by tools/fetch_media.py): a
+# poke on the forehead, to the right, as a head turn; the model draws clips at 64 x 64 from the
+# centred square and the bake composes the generated change at full resolution.
+FACE_POKE = ((120.0, 95.0), (136.0, 92.0))
+FACE = {"frames": 11, "samples": 4, "sample": 0, "seed": 3}
 
 
 def enable_extension():
@@ -119,6 +129,33 @@ def build_landscape(still: pathlib.Path):
     return plane
 
 
+def build_face(still: pathlib.Path):
+    plane = import_plane(still, FACE["frames"])
+    settings = plane.stillmotion
+    settings.engine = "POKE"
+    settings.frames = FACE["frames"]
+    settings.seed = FACE["seed"]
+    settings.poke.samples = FACE["samples"]
+    settings.poke.sample = FACE["sample"]
+
+    from bl_ext.user_default.stillmotion.scene import strokes
+
+    gp = strokes.ensure_strokes_object(bpy.context, plane)
+    size = tuple(bpy.data.images[still.name].size)
+    strokes.add_stroke(gp, "Pokes", [pixel_to_world(plane, size, p) for p in FACE_POKE])
+    return plane
+
+
+def sample_face(plane, out: pathlib.Path):
+    """What the Sample button does: one thumbnail per sample, copied into out/samples."""
+    from bl_ext.user_default.stillmotion.bake import poke as poke_runs
+
+    print(poke_runs.run_sync(bpy.context, poke_runs.SampleRun(), plane))
+    target = out / "samples"
+    shutil.copytree(plane.stillmotion.poke.thumbnails_dir, target)
+    print(f"sampled {FACE['samples']} clips: thumbnails in {target}")
+
+
 def add_camera(plane):
     """An orthographic camera that frames the plane exactly, for the proof renders."""
     scene = bpy.context.scene
@@ -180,7 +217,8 @@ def main():
     parser.add_argument("--out", default="out")
     parser.add_argument("--still", default=str(REPO / "media" / "astronaut.png"))
     parser.add_argument("--landscape", default=str(REPO / "media" / "meadow.png"))
-    parser.add_argument("--only", choices=["portrait", "landscape"],
+    parser.add_argument("--face", default=str(REPO / "media" / "face.png"))
+    parser.add_argument("--only", choices=["portrait", "landscape", "face"],
                         help="run one part of the demo (default: both)")
     args = parser.parse_args()
 
@@ -189,8 +227,9 @@ def main():
         shutil.rmtree(out)  # out/ is generated; a re-run starts clean so take_001 is this run
     out.mkdir(parents=True)
     stills = {"portrait": pathlib.Path(args.still).resolve(),
-              "landscape": pathlib.Path(args.landscape).resolve()}
-    parts = [args.only] if args.only else ["portrait", "landscape"]
+              "landscape": pathlib.Path(args.landscape).resolve(),
+              "face": pathlib.Path(args.face).resolve()}
+    parts = [args.only] if args.only else ["portrait", "landscape", "face"]
     for part in parts:
         if not stills[part].exists():
             sys.exit(f"error: {stills[part]} not found; run `make media` first")
@@ -211,6 +250,12 @@ def main():
         bake_and_show(plane, out / "landscape.blend", out / "landscape", engine_python)
         print(f"landscape: open {out / 'landscape.blend'}; contact sheet "
               f"{out / 'landscape' / 'contact_sheet.png'}")
+    if "face" in parts:
+        plane = build_face(stills["face"])
+        (out / "face").mkdir(parents=True, exist_ok=True)
+        sample_face(plane, out / "face")
+        bake_and_show(plane, out / "face.blend", out / "face", engine_python)
+        print(f"face: open {out / 'face.blend'}; contact sheet {out / 'face' / 'contact_sheet.png'}")
 
 
 if __name__ == "__main__":
