@@ -22,7 +22,6 @@ Sample i of clip n draws its noise from (seed, n, i), so the numbers repeat for 
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
