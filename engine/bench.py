@@ -146,18 +146,21 @@ def _bf16_probe(size: int) -> dict:
 #
 # The dynamic-texture engine (engine/dyntex/synthesis.py) on the astronaut still (media/), upper
 # half masked as `clouds`, `frames` frames. Two tables in one run:
-#   per iteration  seconds per L-BFGS iteration (median over the iterations after `warmup`) and
-#                  peak memory, for every size x {fp32, bf16 VGG autocast}
+#   per iteration  seconds per L-BFGS iteration (median over the iterations after the first) and
+#                  peak memory, for every size x {fp32, bf16 VGG autocast}; a few iterations
+#                  suffice: the clip, the networks and L-BFGS's history are all allocated by the
+#                  end of the second iteration, so the peak is reached there
 #   time to loss   at the smallest size, fp32: single-scale runs `target_iterations` L-BFGS
 #                  iterations and its loss after them is the target; coarse-to-fine (2 levels,
-#                  a cap of 2 x target_iterations a level, so the coarse level stops at its usual
-#                  evaluation cap) runs until its working-size loss reaches that target. Wall
-#                  seconds from the call to synthesize (loss set-up included) to the target.
+#                  the same cap a level: the coarse level, at a quarter of the pixels, runs to
+#                  its cap) runs until its working-size loss reaches that target, or reports
+#                  that it did not. Wall seconds from the call to synthesize (loss set-up
+#                  included) to the target.
 # Both losses are normalised by the same reference at the working size (engine/dyntex/losses.py),
 # so the target means the same in both runs.
-# Peak memory: with isolate=True (the CLI) every configuration runs in its own Python process, so
-# getrusage's peak belongs to that configuration alone; "above start" is the peak minus the level
-# after the networks, still and exemplar are loaded. In-process (isolate=False, the smoke test) the
+# Peak memory: with isolate=True (the CLI) every configuration runs in its own process (forked from
+# the bench after the imports), so getrusage's peak belongs to that configuration alone; "above
+# start" is the peak minus the level after the networks, still and exemplar are loaded. In-process (isolate=False, the smoke test) the
 # peak is the process's lifetime peak so far, reported as such.
 
 DYNTEX_MEDIA = Path(__file__).resolve().parent.parent / "media" / "astronaut.png"
@@ -181,7 +184,8 @@ def dyntex_case(size: int, frames_count: int, iterations: int, bf16: bool = Fals
     still, mask = _dyntex_still()
     vgg, msoe = load_networks(None, None, torch_device, bf16=bf16)
     from engine.dyntex.exemplars import make_exemplar
-    exemplar = make_exemplar("clouds", frames=frames_count, size=max(32, size // 2), seed=0)
+    # at the working scale (the still is square: its side is `size`), as `dyntex` loads it
+    exemplar = make_exemplar("clouds", frames=frames_count, size=max(32, size), seed=0)
     config = SynthesisConfig(frames=frames_count, size=size,
                              iterations=4 * stop_after if stop_after else iterations,
                              levels=levels, seed=0)
@@ -239,24 +243,52 @@ def _dyntex_still() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _run_case(isolate: bool, **kwargs) -> dict:
+    """dyntex_case in this process, or (isolate) in a child forked from it, so getrusage's peak
+    belongs to that configuration alone. Forked, not started afresh: a new interpreter spends
+    ~30 s of a busy 2-core machine importing torch and torch._dynamo (which torch.optim pulls
+    in), six times per bench; the fork inherits them. The parent has run no parallel torch
+    operation (_prepare_fork), so the child's OpenMP pool starts clean."""
     if not isolate:
         return dyntex_case(**kwargs)
-    import subprocess
-    code = ("import json, sys, torch; from engine.bench import dyntex_case; "
-            f"torch.set_num_threads({torch.get_num_threads()}); "
-            "print('RESULT ' + json.dumps(dyntex_case(**json.loads(sys.argv[1]))))")
-    done = subprocess.run([sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True,
-                          text=True, cwd=Path(__file__).resolve().parent.parent)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    if done.returncode != 0 or not lines:
-        raise RuntimeError(f"bench case {kwargs} failed:\n{done.stderr[-2000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+
+    def child():
+        try:
+            send.send(("ok", dyntex_case(**kwargs)))
+        except BaseException as exc:  # noqa: BLE001 - reported by the parent
+            send.send(("error", f"{type(exc).__name__}: {exc}"))
+
+    process = context.Process(target=child)
+    process.start()
+    send.close()
+    try:
+        status, value = receive.recv()
+    except EOFError:
+        status, value = "error", f"the process died (exit code {process.join() or process.exitcode})"
+    process.join()
+    if status != "ok":
+        raise RuntimeError(f"bench case {kwargs} failed: {value}")
+    return value
+
+
+def _prepare_fork() -> None:
+    """Import what every case needs once, before forking (see _run_case)."""
+    import engine.dyntex.synthesis  # noqa: F401 - the import is the point
+    torch.optim.LBFGS([torch.zeros(1, requires_grad=True)])  # imports torch._dynamo
 
 
 def bench_dyntex(sizes: tuple[int, ...] = (128, 256), frames_count: int = 12,
-                 iterations: int = 3, target_iterations: int = 12, warmup: int = 1,
+                 iterations: int = 2, target_iterations: int = 8, warmup: int = 0,
                  device: str = "cpu", isolate: bool = True, out=print) -> dict:
-    """The `bench dyntex` report (see the comment above): prints two tables and a JSON line."""
+    """The `bench dyntex` report (see the comment above): prints two tables and a JSON line.
+    Seconds per iteration are the median of `iterations` iterations after the first `warmup`
+    + 1 (the first one's time is never a gap between two iterations, so it is always left out:
+    it holds one-off allocations)."""
+    if isolate:
+        _prepare_fork()
     results = {"engine": "dyntex", "frames": frames_count, "sizes": list(sizes),
                "device": str(resolve_device(device)), "threads": torch.get_num_threads(),
                "still": DYNTEX_MEDIA.name if DYNTEX_MEDIA.is_file() else "procedural",
@@ -283,16 +315,16 @@ def bench_dyntex(sizes: tuple[int, ...] = (128, 256), frames_count: int = 12,
     single["seconds_to_target"] = single["seconds"]
     single["target_step"] = single["iterations"]
     c2f = _run_case(isolate, size=size, frames_count=frames_count,
-                    iterations=2 * target_iterations, levels=2, target=target, device=device)
+                    iterations=target_iterations, levels=2, target=target, device=device)
     results["time_to_loss"] = {"size": size, "dtype": "fp32", "target_loss": target,
                                "target_from": f"single-scale after {target_iterations} iterations",
-                               "coarse_to_fine_cap": f"{2 * target_iterations} iterations a level",
+                               "coarse_to_fine_cap": f"{target_iterations} iterations a level",
                                "single_scale": single, "coarse_to_fine": c2f}
     out(f"time to loss {target:.4f} at {size}² fp32 (single-scale's loss after "
         f"{target_iterations} iterations; start loss {single['first_loss']:.4f}):")
     for name, case in (("single-scale", single), ("coarse-to-fine (2 levels)", c2f)):
         if case["seconds_to_target"] is None:
-            out(f"  {name:>26}: not reached in {2 * target_iterations} iterations a level "
+            out(f"  {name:>26}: not reached in {target_iterations} iterations a level "
                 f"(loss {case['final_loss']:.4f}, {case['seconds']:.1f} s)")
         else:
             out(f"  {name:>26}: {case['seconds_to_target']:7.1f} s "
@@ -300,3 +332,87 @@ def bench_dyntex(sizes: tuple[int, ...] = (128, 256), frames_count: int = 12,
                 f"peak {case['peak_rss_mb']:.0f} MB)")
     out(json.dumps(results))
     return results
+
+
+# --- `python -m engine motion-stats --library` --------------------------------------------------
+#
+# DESIGN.md's motion statistics of a synthesized region against its exemplar, for every built-in
+# exemplar, in one table. Per exemplar: the still is a frame of the same kind of texture drawn
+# with another seed (so appearance is in reach and the table measures motion), the region is its
+# central 3/4 box, and the clip is synthesized as `python -m engine dyntex --loop` would. Inside
+# the region (eroded by 2 px, away from the static frame) against the exemplar at the same scale:
+#   mag∩, dir∩   histogram intersections of DIS flow magnitude and direction (1 = same)
+#   speed        mean DIS magnitude of the region / of the exemplar (1 = same speed)
+#   seam         loop seam error of the region: last->first change / mean neighbouring change
+# and, as the ceiling those numbers can reach, mag∩/dir∩ of a second exemplar clip of the same
+# kind (another seed) against the first.
+
+
+def library_case(name: str, size: int, frames_count: int, iterations: int, networks,
+                 device: str = "cpu", seed: int = 0) -> dict:
+    """Synthesize one built-in exemplar's region and measure it (see the comment above)."""
+    from engine import metrics
+    from engine.dyntex.exemplars import make_exemplar
+    from engine.dyntex.synthesis import Region, SynthesisConfig, synthesize
+
+    exemplar = make_exemplar(name, frames_count, size, seed=seed, loop=True)
+    still = frames.from_float(make_exemplar(name, 2, size, seed=seed + 1)[0], np.uint8)
+    mask = np.zeros((size, size), np.float32)
+    mask[size // 8:size - size // 8, size // 8:size - size // 8] = 1.0
+    config = SynthesisConfig(frames=frames_count, size=size, iterations=iterations, loop=True,
+                             seed=seed)
+    vgg, msoe = networks
+    result = synthesize(still, [Region(mask=mask, exemplar=exemplar, name=name)], config,
+                        vgg=vgg, msoe=msoe, device=resolve_device(device))
+    clip = result.work_frames()
+    inner = cv2.erode((mask > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    region = metrics.flow_histograms(clip, mask=inner)
+    target = metrics.flow_histograms(exemplar)
+    other = metrics.flow_histograms(make_exemplar(name, frames_count, size, seed=seed + 2))
+    speed = (region["mean_magnitude"] / target["mean_magnitude"]
+             if target["mean_magnitude"] > 0 else float("nan"))
+    return {"exemplar": name, "size": size, "frames": frames_count, "iterations": iterations,
+            "magnitude": round(metrics.histogram_intersection(region["magnitude"],
+                                                              target["magnitude"]), 3),
+            "direction": round(metrics.histogram_intersection(region["direction"],
+                                                              target["direction"]), 3),
+            "speed_ratio": round(speed, 3),
+            "region_px_per_frame": round(region["mean_magnitude"], 3),
+            "exemplar_px_per_frame": round(target["mean_magnitude"], 3),
+            "seam_ratio": round(metrics.loop_seam_error(clip[:, inner])["ratio"], 3),
+            "exemplar_seam_ratio": round(metrics.loop_seam_error(exemplar)["ratio"], 3),
+            "ceiling_magnitude": round(metrics.histogram_intersection(other["magnitude"],
+                                                                      target["magnitude"]), 3),
+            "ceiling_direction": round(metrics.histogram_intersection(other["direction"],
+                                                                      target["direction"]), 3),
+            "loss_start": round(result.losses[0], 4), "loss_end": round(result.losses[-1], 4),
+            "seconds": round(result.seconds, 1)}
+
+
+def library_motion_statistics(size: int = 128, frames_count: int = 8, iterations: int = 40,
+                              names: tuple[str, ...] | None = None, networks=None,
+                              device: str = "cpu", out=print) -> dict:
+    """The `motion-stats --library` report: one row per built-in exemplar, then a JSON line."""
+    from engine.dyntex.exemplars import EXEMPLARS
+    from engine.dyntex.synthesis import load_networks
+
+    torch_device = resolve_device(device)
+    networks = networks or load_networks(None, None, torch_device)
+    names = tuple(names or EXEMPLARS)
+    report = {"size": size, "frames": frames_count, "iterations": iterations,
+              "device": str(torch_device), "rows": []}
+    out(f"motion statistics: each built-in exemplar synthesized into the central 3/4 of a "
+        f"{size}x{size} still of its kind, {frames_count} frames, loop, {iterations} L-BFGS "
+        f"iterations; region vs exemplar (ceiling: a second exemplar clip vs the first)")
+    out(f"{'exemplar':>10} {'mag∩':>6} {'dir∩':>6} {'speed':>6} {'px/f':>11} {'seam':>5} "
+        f"{'ceiling mag∩/dir∩':>18} {'loss':>15} {'s':>6}")
+    for name in names:
+        row = library_case(name, size, frames_count, iterations, networks, device)
+        report["rows"].append(row)
+        out(f"{name:>10} {row['magnitude']:6.3f} {row['direction']:6.3f} "
+            f"{row['speed_ratio']:6.2f} {row['region_px_per_frame']:5.2f}/"
+            f"{row['exemplar_px_per_frame']:<5.2f} {row['seam_ratio']:5.2f} "
+            f"{row['ceiling_magnitude']:9.3f}/{row['ceiling_direction']:<8.3f} "
+            f"{row['loss_start']:7.3f}->{row['loss_end']:<6.3f} {row['seconds']:6.1f}")
+    out(json.dumps(report))
+    return report

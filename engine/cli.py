@@ -9,6 +9,8 @@
     train-msoe --out FILE              train the MSOE dynamics network (--evaluate FILE: EPE)
     train-poke VIDEO... --out M        train a poke model (iPOKE) from clips of one person
     dyntex --image I --mask M.png:water --out DIR   animate masked regions (two-stream synthesis)
+    exemplar NAME|VIDEO --out DIR      a motion-library clip with preview and thumbnail
+    motion-stats A B | --library [--quick]   motion statistics (DESIGN.md quality measures)
 
 Exit status: 0 done, 2 a problem the artist can fix (bad job or input, disk full; the message
 says what to do), 1 an unexpected crash, 143 stopped by SIGTERM, 130 by Ctrl-C. Failures print
@@ -91,13 +93,13 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--sizes", type=int, nargs="+", default=None,
                        help="dyntex: working sizes (default 128 256; --quick 128)")
     bench.add_argument("--iterations", type=int, default=None,
-                       help="dyntex: timed L-BFGS iterations per configuration, after one "
-                       "warm-up (default 3)")
+                       help="dyntex: timed L-BFGS iterations per configuration, after the "
+                       "first (default 2)")
     bench.add_argument("--target-iterations", type=int, default=None,
-                       help="dyntex: single-scale iterations that set the target loss (12)")
+                       help="dyntex: single-scale iterations that set the target loss (8)")
     bench.add_argument("--quick", action="store_true",
-                       help="dyntex: 128 only, 4 frames, few iterations (about 1.5 minutes on "
-                       "2 CPU cores)")
+                       help="dyntex: 128 only, 4 frames, 3 iterations (about 2 minutes of "
+                       "CPU time; the default run is about 8)")
     bench.add_argument("--repeat", type=int, default=3, help="runs; the median is reported")
     bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     bench.add_argument("--threads", type=int, default=0,
@@ -127,12 +129,24 @@ def _parser() -> argparse.ArgumentParser:
     exemplar.set_defaults(command=_exemplar)
 
     stats = commands.add_parser("motion-stats", help="motion statistics of clip A against "
-                                "exemplar B (DESIGN.md quality measures) as one JSON line")
-    stats.add_argument("a", help="frames folder, video file or built-in exemplar name")
-    stats.add_argument("b", help="frames folder, video file or built-in exemplar name")
-    stats.add_argument("--frames", type=int, default=24, help="at most this many frames each")
-    stats.add_argument("--size", type=int, default=128,
-                       help="both clips are centre-cropped and resized to this square side")
+                                "exemplar B (DESIGN.md quality measures) as one JSON line; "
+                                "--library: of a synthesized region for every built-in exemplar")
+    stats.add_argument("a", nargs="?", help="frames folder, video file or built-in exemplar name")
+    stats.add_argument("b", nargs="?", help="frames folder, video file or built-in exemplar name")
+    stats.add_argument("--frames", type=int, default=None,
+                       help="at most this many frames each (24; --library 8, --quick 6)")
+    stats.add_argument("--size", type=int, default=None,
+                       help="both clips are centre-cropped and resized to this square side "
+                            "(128; --library: the still's side, 128, --quick 64)")
+    stats.add_argument("--library", action="store_true",
+                       help="synthesize a region per built-in exemplar and print one table "
+                            "(engine/bench.py)")
+    stats.add_argument("--quick", action="store_true",
+                       help="--library at 64 px, 6 frames, 15 iterations (about a minute a "
+                            "row on a busy 2-core CPU)")
+    stats.add_argument("--iterations", type=int, default=None,
+                       help="--library: L-BFGS iterations (40; --quick 15)")
+    stats.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     stats.add_argument("--mask-a", help="region of A (image; white = inside), cropped like A")
     stats.add_argument("--mask-b", help="region of B (image; white = inside), cropped like B")
     stats.set_defaults(command=_motion_stats)
@@ -247,8 +261,8 @@ def _bench(args, progress: Progress) -> int:
         quick = args.quick
         bench_dyntex(sizes=tuple(args.sizes or ((128,) if quick else (128, 256))),
                      frames_count=args.frames or (4 if quick else 12),
-                     iterations=args.iterations or (2 if quick else 3),
-                     warmup=1, target_iterations=args.target_iterations or (3 if quick else 12),
+                     iterations=args.iterations or 2, warmup=0,
+                     target_iterations=args.target_iterations or (3 if quick else 8),
                      device=args.device)
         return 0
     bench_warp(size=args.size, frames_count=args.frames or 48, repeat=args.repeat,
@@ -287,10 +301,23 @@ def _motion_stats(args, progress: Progress) -> int:
     from engine.dyntex.exemplars import load_exemplar, load_mask
     from engine.metrics import flow_histograms, histogram_intersection, loop_seam_error
 
-    a = load_exemplar(args.a, args.frames, args.size)
-    b = load_exemplar(args.b, args.frames, args.size)
-    mask_a = load_mask(args.mask_a, args.size) if args.mask_a else None
-    mask_b = load_mask(args.mask_b, args.size) if args.mask_b else None
+    if args.library:
+        from engine.bench import library_motion_statistics
+
+        if args.a or args.b:
+            raise JobError("--library synthesizes its own clips; give no clips with it")
+        library_motion_statistics(size=args.size or (64 if args.quick else 128),
+                                  frames_count=args.frames or (6 if args.quick else 8),
+                                  iterations=args.iterations or (15 if args.quick else 40),
+                                  device=args.device)
+        return 0
+    if not (args.a and args.b):
+        raise JobError("motion-stats needs two clips, A and B (or --library)")
+    frames, size = args.frames or 24, args.size or 128
+    a = load_exemplar(args.a, frames, size)
+    b = load_exemplar(args.b, frames, size)
+    mask_a = load_mask(args.mask_a, size) if args.mask_a else None
+    mask_b = load_mask(args.mask_b, size) if args.mask_b else None
     ha, hb = flow_histograms(a, mask=mask_a), flow_histograms(b, mask=mask_b)
     report = {"magnitude": histogram_intersection(ha["magnitude"], hb["magnitude"]),
               "direction": histogram_intersection(ha["direction"], hb["direction"]),

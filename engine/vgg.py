@@ -151,6 +151,14 @@ class Vgg19Features(nn.Module):
         return out
 
 
+def layer_stride(name: str) -> int:
+    """Input pixels per feature cell of a layer: 1 for conv1_x, 2 for pool1 and conv2_x, ..."""
+    if name not in LAYERS:
+        raise ValueError(f"unknown VGG-19 layer {name!r}")
+    block = int(name[4])
+    return 2 ** block if name.startswith("pool") else 2 ** (block - 1)
+
+
 # --------------------------------------------------------------------------------------------
 # Gram matrices
 

@@ -31,10 +31,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 from engine.dyntex.msoe import MsoeNet, clip_pairs
 from engine.errors import JobError
-from engine.vgg import APPEARANCE_LAYERS, Vgg19Features, gram
+from engine.vgg import APPEARANCE_LAYERS, Vgg19Features, gram, layer_stride
 
 
 @dataclass
@@ -49,6 +50,11 @@ class LossWeights:
     appearance_layers: tuple[str, ...] = APPEARANCE_LAYERS
     l2_layers: tuple[str, ...] = ("pool1", "pool2", "pool3", "pool4")
     painting_layers: tuple[str, ...] = APPEARANCE_LAYERS
+    border: int = 16         # px of reflected still around the clip before VGG, on the sides a
+    #                          region comes near (0: VGG's own zero padding); a multiple of 16
+    erode: int = 1           # feature cells a region's mask is eroded by for the VGG Grams
+    dynamics_erode: int = 4  # pixels it is eroded by for the MSOE Gram (the finest level sees
+    #                          7 px around a pixel: 11x11 filters, 5x5 max-pool)
 
     def check(self) -> None:
         for name in ("style", "l2", "appearance", "dynamics", "painting"):
@@ -57,6 +63,11 @@ class LossWeights:
                 raise JobError(f"loss weight {name} must be >= 0, got {value}")
         if self.appearance * (self.style + self.l2) + self.dynamics + self.painting <= 0:
             raise JobError("all loss weights are zero, so there is nothing to optimise")
+        if self.border < 0 or self.border % 16:
+            raise JobError(f"border must be a multiple of 16 pixels (VGG's pool4 stride), got "
+                           f"{self.border}")
+        if self.erode < 0 or self.dynamics_erode < 0:
+            raise JobError("mask erosion must be >= 0")
 
 
 @dataclass
@@ -67,6 +78,8 @@ class RegionTarget:
     still_features: dict[str, torch.Tensor]   # layer -> [1, C, h', w'] (for L2)
     dynamics: torch.Tensor                    # [1, 320, 320] mean pair Gram of the exemplar
     scales: dict[str, torch.Tensor] = field(default_factory=dict)  # "term/layer" -> reference
+    statistics: dict[str, torch.Tensor] = field(default_factory=dict)  # layer (or "dynamics")
+    #                                   -> [1, 1, h', w'] the eroded mask its Gram is taken over
 
 
 def flat_grey(clip: torch.Tensor) -> torch.Tensor:
@@ -88,6 +101,33 @@ def masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Te
         raise JobError(f"a mask is empty at the {w}x{h} feature resolution; draw a larger "
                        "region or synthesize at a higher resolution")
     return (((a - b) ** 2).mean(1, keepdim=True) * weights).sum((1, 2, 3)) / area
+
+
+def eroded_mask(mask: torch.Tensor, size: tuple[int, int], cells: int) -> torch.Tensor:
+    """The mask area-resampled to `size` ([1, 1, h, w]) and eroded by `cells` cells, the image
+    border not counting as an edge. A feature next to the mask's edge sees the still outside
+    (a tree's edge in a sky); left in, it teaches the region's Gram to grow tree-coloured
+    blotches. Falls back to the plain resampled mask where erosion would leave less than one
+    cell (a small region at a deep layer)."""
+    weights = F.adaptive_avg_pool2d(mask.float(), size)
+    if cells <= 0:
+        return weights
+    # max_pool pads with -inf, so -max(-m) is a min over the window that ignores the border
+    eroded = -F.max_pool2d(-weights, 2 * cells + 1, stride=1, padding=cells)
+    return eroded if float(eroded.sum()) >= 1.0 else weights
+
+
+def border_padding(masks: list[torch.Tensor], border: int) -> tuple[int, int, int, int]:
+    """(left, right, top, bottom) pixels of reflected still to add before VGG: `border` on each
+    side that some mask comes within `border` pixels of, else 0. VGG pads every convolution
+    with zeros, which is the ImageNet mean grey after Caffe preprocessing: features along the
+    border see a dark frame, and a region touching it (a sky at the top) grew a dark band."""
+    if border <= 0:
+        return (0, 0, 0, 0)
+    union = torch.stack([m.reshape(m.shape[-2:]) for m in masks]).amax(0) > 0
+    rows, cols = union.any(1), union.any(0)
+    return (border * int(bool(cols[:border].any())), border * int(bool(cols[-border:].any())),
+            border * int(bool(rows[:border].any())), border * int(bool(rows[-border:].any())))
 
 
 def gram_distance(features: torch.Tensor, target: torch.Tensor,
@@ -120,6 +160,12 @@ class DyntexLoss:
             + (w.l2_layers if w.l2 and w.appearance else ())
             + (w.painting_layers if w.painting and painting is not None else ())))
         self.painting = None
+        for mask in masks:
+            if tuple(mask.shape[-2:]) != self.shape:
+                raise JobError(f"a region mask is {mask.shape[-1]}x{mask.shape[-2]} but the "
+                               f"still is {self.shape[1]}x{self.shape[0]}")
+        self.padding = border_padding(masks, w.border) if min(self.shape) > w.border else \
+            (0, 0, 0, 0)
         with torch.no_grad():
             still_features = self._vgg(still)
             if painting is not None and w.painting:
@@ -129,9 +175,6 @@ class DyntexLoss:
             self.regions = []
             for mask, exemplar in zip(masks, exemplars):
                 mask = mask.reshape(1, 1, *mask.shape[-2:]).float().to(still.device)
-                if tuple(mask.shape[-2:]) != self.shape:
-                    raise JobError(f"a region mask is {mask.shape[-1]}x{mask.shape[-2]} but the "
-                                   f"still is {self.shape[1]}x{self.shape[0]}")
                 if float(mask.sum()) <= 0:
                     raise JobError("a region mask is empty at the working resolution; draw a "
                                    "larger region or raise the working size")
@@ -142,13 +185,16 @@ class DyntexLoss:
                 # pair by pair: 320 feature channels per pixel add up fast at 256 px
                 dyn = torch.cat([gram(self.msoe.features(pair[None])) for pair in pairs])
                 dyn = dyn.mean(0, keepdim=True)
+                statistics = {n: eroded_mask(mask, tuple(f.shape[-2:]), w.erode)
+                              for n, f in still_features.items()}
+                statistics["dynamics"] = eroded_mask(mask, self.shape, w.dynamics_erode)
                 target = RegionTarget(
                     mask=mask,
-                    appearance={n: gram(still_features[n], mask) for n in w.appearance_layers
-                                if n in still_features},
+                    appearance={n: gram(still_features[n], statistics[n])
+                                for n in w.appearance_layers if n in still_features},
                     still_features={n: still_features[n] for n in w.l2_layers
                                     if n in still_features},
-                    dynamics=dyn)
+                    dynamics=dyn, statistics=statistics)
                 self.regions.append(target)
             # Reference scales: the terms of a featureless, motionless clip (module docstring).
             flat = still.clone()
@@ -165,7 +211,21 @@ class DyntexLoss:
                                  else torch.ones_like(value) for key, value in raw.items()}
 
     def _vgg(self, clip: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.vgg(clip, self.layers) if self.layers else {}
+        """VGG features of the clip, as if VGG had reflect-padded its input (border_padding):
+        the clip is padded with its own reflection and each feature map cropped back to the
+        size the unpadded clip would give (exact: the border is a multiple of every stride)."""
+        if not self.layers:
+            return {}
+        left, right, top, bottom = self.padding
+        if not any(self.padding):
+            return self.vgg(clip, self.layers)
+        padded = F.pad(clip, (left, right, top, bottom), mode="reflect")
+        out = {}
+        h, w = self.shape
+        for name, f in self.vgg(padded, self.layers).items():
+            s = layer_stride(name)
+            out[name] = f[..., top // s:top // s + h // s, left // s:left // s + w // s]
+        return out
 
     def _motion(self, clip: torch.Tensor) -> torch.Tensor | None:
         if not self.weights.dynamics:
@@ -180,17 +240,20 @@ class DyntexLoss:
         w, target = self.weights, self.regions[index]
         mask = target.mask
         raw = {}
+        statistics = target.statistics
         if w.appearance and w.style:
             for name, g in target.appearance.items():
-                raw[f"style/{name}"] = gram_distance(features[name], g, mask).mean()
+                raw[f"style/{name}"] = gram_distance(features[name], g, statistics[name]).mean()
         if w.appearance and w.l2:
             for name, f in target.still_features.items():
                 raw[f"l2/{name}"] = masked_mse(features[name], f, mask).mean()
         if self.painting is not None:
             for name, g in self.painting.items():
-                raw[f"painting/{name}"] = gram_distance(features[name], g, mask).mean()
+                raw[f"painting/{name}"] = gram_distance(features[name], g,
+                                                        statistics[name]).mean()
         if motion is not None:
-            raw["dynamics"] = gram_distance(motion, target.dynamics, mask).mean()
+            raw["dynamics"] = gram_distance(motion, target.dynamics,
+                                            statistics["dynamics"]).mean()
         return raw
 
     def terms(self, clip: torch.Tensor) -> dict[str, torch.Tensor]:

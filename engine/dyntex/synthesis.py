@@ -65,6 +65,8 @@ class SynthesisConfig:
     lr: float = 0.02             # Adam step, in [0, 1] pixel units
     levels: int = 1              # coarse-to-fine pyramid levels (1 = working size only)
     noise: float = 0.02          # std of the start noise inside the regions
+    start: str = "drift"         # "drift": the still drifting with each exemplar's mean flow;
+    #                              "still": the still itself (both plus the noise)
     seed: int = 0
     exemplar_frames: int = 0     # frames read from each exemplar (0: same as frames, >= 2)
     preview_every: int = 10      # steps between preview frames
@@ -81,6 +83,8 @@ class SynthesisConfig:
             raise JobError(f"optimizer must be 'lbfgs' or 'adam', not {self.optimizer!r}")
         if self.levels < 1:
             raise JobError(f"levels must be at least 1, got {self.levels}")
+        if self.start not in ("drift", "still"):
+            raise JobError(f"start must be 'drift' or 'still', not {self.start!r}")
         self.weights.check()
 
 
@@ -219,6 +223,9 @@ def synthesize(still: np.ndarray, regions: list[Region], config: SynthesisConfig
         if previous is None:
             noise = torch.randn(config.frames, 3, h, w) * config.noise
             x = base + noise.to(device)
+            if config.start == "drift":
+                x = x + _drift_start(work_still[0], work_masks, exemplars, config.frames,
+                                     config.loop)
         else:
             x = base + F.interpolate(previous, size=(h, w), mode="bilinear",
                                      align_corners=False)
@@ -318,6 +325,54 @@ def synthesize_blocks(still: np.ndarray, regions: list[Region], config: Synthesi
 
 # --------------------------------------------------------------------------------------------
 # Helpers
+
+
+def mean_motion(clip: torch.Tensor) -> tuple[float, float]:
+    """The exemplar's mean DIS flow (dx, dy) in px/frame over its textured pixels (gradient
+    above the median: flat sky between clouds has no measurable flow and would dilute it)."""
+    from engine.flow import dis_flow
+
+    frames = clip.permute(0, 2, 3, 1).float().cpu().numpy()
+    grey = frames.mean(-1)
+    total, weight = np.zeros(2), 0.0
+    for a, b, g in zip(frames[:-1], frames[1:], grey[:-1]):
+        gy, gx = np.gradient(g)
+        textured = np.hypot(gx, gy) > np.median(np.hypot(gx, gy))
+        total += dis_flow(a, b)[textured].sum(0)
+        weight += textured.sum()
+    return tuple(total / max(weight, 1.0))
+
+
+def _drift_start(still: torch.Tensor, masks: list[torch.Tensor], exemplars: list[torch.Tensor],
+                 frames: int, loop: bool) -> torch.Tensor:
+    """The change [T, 3, h, w] that makes each region start as the still drifting with its
+    exemplar's mean motion (looped by the two-phase blend of engine/dyntex/exemplars.py).
+
+    Why: from the still plus independent noise per frame, the first thing the dynamics loss
+    meets is flicker (energy at every orientation), and after a bake's worth of iterations the
+    sky still flickered: DIS read it as motion 9x faster than the exemplar. A start that already
+    moves at the exemplar's speed and direction leaves the optimiser the texture to fix."""
+    h, w = still.shape[-2:]
+    image = still.permute(1, 2, 0).float().cpu().numpy()
+    change = np.zeros((frames, h, w, 3), np.float32)
+    for mask, exemplar in zip(masks, exemplars):
+        scale = h / exemplar.shape[-2]  # the exemplar is square at the level's shorter side
+        dx, dy = (v * scale for v in mean_motion(exemplar))
+        m = mask.reshape(h, w, 1).float().cpu().numpy()
+
+        def shifted(t: float) -> np.ndarray:
+            matrix = np.float32([[1, 0, dx * t], [0, 1, dy * t]])
+            return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REFLECT)
+
+        for t in range(frames):
+            if loop:  # frame T would be frame 0 again; the copies differ by T x the drift
+                a = t / frames
+                moved = (1 - a) * shifted(t) + a * shifted(t - frames)
+            else:
+                moved = shifted(t)
+            change[t] += m * (moved - image)
+    return torch.from_numpy(change).permute(0, 3, 1, 2).to(still.device)
 
 
 def _bounds_penalty(x: torch.Tensor, mask: torch.Tensor, weight: float = 1000.0) -> torch.Tensor:

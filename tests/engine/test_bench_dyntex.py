@@ -21,3 +21,33 @@ def test_bench_dyntex_reports_every_configuration():
     assert ttl["single_scale"]["seconds_to_target"] > 0
     assert json.loads(lines[-1]) == report  # the last printed line is the JSON report
     assert any("coarse-to-fine" in line for line in lines)
+
+
+def test_library_motion_statistics_has_a_row_per_exemplar():
+    import torch
+
+    from engine import vgg
+    from engine.bench import library_motion_statistics
+    from engine.dyntex.exemplars import EXEMPLARS
+    from engine.dyntex.msoe import MsoeNet
+
+    torch.manual_seed(0)
+    net = vgg.Vgg19Features()
+    for name in vgg.CONVS:  # random He-scaled weights: the table's shape, not its values
+        torch.nn.init.normal_(getattr(net, name).weight,
+                              std=(2.0 / (9 * getattr(net, name).in_channels)) ** 0.5)
+        torch.nn.init.zeros_(getattr(net, name).bias)
+    networks = (net.requires_grad_(False).eval(), MsoeNet(decoder=False).requires_grad_(False))
+    lines = []
+    names = ("water", "waterfall")  # two of the four: each row is a synthesis
+    report = library_motion_statistics(size=32, frames_count=3, iterations=1, names=names,
+                                       networks=networks, out=lines.append)
+    assert [row["exemplar"] for row in report["rows"]] == list(names)
+    for row in report["rows"]:
+        for key in ("magnitude", "direction", "ceiling_magnitude", "ceiling_direction"):
+            assert 0.0 <= row[key] <= 1.0, (row["exemplar"], key, row[key])
+        assert row["speed_ratio"] >= 0 and row["exemplar_px_per_frame"] > 0
+        assert row["seam_ratio"] >= 0
+    assert json.loads(lines[-1]) == report
+    assert all(any(line.strip().startswith(name) for line in lines) for name in names)
+    assert set(names) <= set(EXEMPLARS)

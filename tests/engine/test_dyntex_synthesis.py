@@ -357,3 +357,69 @@ def test_incremental_blocks_share_a_frame(nets, tmp_path):
     with pytest.raises(JobError, match="cannot loop"):
         synthesize_blocks(_still(), [Region(_top_mask(), "water")], _config(), 8,
                           vgg=nets[0], msoe=nets[1])
+
+
+def test_a_region_at_the_image_border_sees_no_dark_frame(nets):
+    """VGG zero-pads (the ImageNet mean grey after Caffe preprocessing): without the reflected
+    border the features of a flat sky along the top edge differ from those inside it, and the
+    region's Gram learns a dark band. With it, a flat still gives flat features up to the edge."""
+    still = torch.full((3, H, W), 0.9)
+    mask = torch.zeros(H, W)
+    mask[:18] = 1.0
+    clip = torch.rand(3, 3, 32, 32)
+    spread = {}
+    for border in (0, 16):
+        loss = DyntexLoss(nets[0], nets[1], still, [mask], [clip],
+                          LossWeights(**FAST, border=border))
+        assert loss.padding == ((16, 16, 16, 0) if border else (0, 0, 0, 0))
+        features = loss._vgg(still[None])
+        assert features["pool2"].shape[-2:] == (H // 4, W // 4)  # cropped back exactly
+        spread[border] = float(features["pool1"][0, :, :4].std((1, 2)).max())
+    assert spread[16] < 1e-4 < spread[0]
+
+
+def test_region_statistics_leave_out_the_mask_edge():
+    from engine.dyntex.losses import eroded_mask
+
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., :8, 4:12] = 1.0  # touches the top border, has edges left, right and below
+    eroded = eroded_mask(mask, (16, 16), 1)[0, 0]
+    assert eroded[0, 5:11].eq(1).all() and eroded[0, 4] == 0 and eroded[0, 11] == 0
+    assert eroded[7].eq(0).all() and eroded[6, 5:11].eq(1).all()  # the top row stays in
+    tiny = torch.zeros(1, 1, 16, 16)
+    tiny[..., 7:9, 7:9] = 1.0  # erosion would leave nothing: keep the plain mask
+    assert torch.equal(eroded_mask(tiny, (16, 16), 1), tiny)
+
+
+def test_drift_start_moves_each_region_with_its_exemplar():
+    from engine.dyntex.synthesis import _drift_start, mean_motion
+
+    pattern = torch.from_numpy(np.ascontiguousarray(_still()[:32, :32])).permute(2, 0, 1) / 255
+    exemplar = torch.stack([torch.roll(pattern.float(), t, dims=2) for t in range(5)])
+    dx, dy = mean_motion(exemplar)
+    assert dx == pytest.approx(1.0, abs=0.2) and abs(dy) < 0.2
+    still = torch.from_numpy(_still()).permute(2, 0, 1).float() / 255
+    mask = torch.from_numpy(_top_mask())
+    change = _drift_start(still, [mask], [exemplar], 4, loop=True)
+    assert change.shape == (4, 3, H, W)
+    assert change[0].abs().max() == 0  # frame 0 is the still: the loop starts at it
+    assert change[:, :, 18:].abs().max() == 0  # nothing outside the region
+    drift = _drift_start(still, [mask], [exemplar], 4, loop=False)
+    moved = (still + drift)[2].mean(0)[:18].numpy()  # without a loop: 2 frames = 2 px right
+    grey = still.mean(0).numpy()
+    error = np.abs(moved - np.roll(grey, 2, axis=1)[:18])[:, 4:-4].mean()
+    assert error < 0.3 * np.abs(grey - np.roll(grey, 2, axis=1))[:18, 4:-4].mean()
+
+
+def test_bad_regions_and_clips_in_the_api_give_clear_errors(nets):
+    net, msoe = nets
+    config = _config(iterations=1)
+    still = _still()
+    one_frame = np.zeros((1, 16, 16, 3), np.float32)
+    nothing = np.zeros((H, W), np.float32)
+    cases = [(still, Region(_top_mask(), one_frame), "T >= 2"),
+             (still, Region(nothing, "water"), "empty"),
+             (still, Region(np.ones((H + 1, W), np.float32), "water"), "but the still is")]
+    for image, region, words in cases:
+        with pytest.raises(JobError, match=words):
+            synthesize(image, [region], config, vgg=net, msoe=msoe)

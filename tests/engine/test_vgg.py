@@ -222,3 +222,13 @@ def test_real_weights_are_the_caffe_model_in_bgr_order(tmp_path):
     means = [float(feats[name].mean()) for name in vgg.APPEARANCE_LAYERS]
     assert 0.2 < float((feats["relu1_1"] > 0).float().mean()) < 0.8
     assert means[0] < means[2] < means[3] and all(np.isfinite(means))
+
+
+def test_layer_stride_matches_the_feature_maps(tiny_net):
+    x = torch.rand(1, 3, 64, 48)
+    features = tiny_net(x, vgg.LAYERS)
+    for name, f in features.items():
+        stride = vgg.layer_stride(name)
+        assert f.shape[-2:] == (64 // stride, 48 // stride), name
+    with pytest.raises(ValueError, match="unknown"):
+        vgg.layer_stride("fc6")
