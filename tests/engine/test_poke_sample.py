@@ -152,6 +152,26 @@ def test_full_resolution_keeps_the_still_where_nothing_changes():
     assert changed.sum() < 0.05 * changed.size
 
 
+def test_change_is_measured_against_the_decoders_static_clip(model, still):
+    result = S.sample_clips(model, still, [POKE], samples=1, seed=0)
+    assert result.reference.shape == (11, 64, 64, 3)
+    assert np.array_equal(result.reference[0], result.clips[0, 0])
+    # a decoder that renders x0 blurred everywhere: against x0 all of it would be "change";
+    # against the static clip only what differs from it (a square) is
+    x0 = np.full((64, 64, 3), 0.4, np.float32)
+    reference = np.repeat(x0[None], 11, axis=0)
+    reference[1:] += 0.1
+    clip = reference.copy()
+    clip[1:, 20:30, 20:30] += 0.3
+    square = texture(64, 64) // 2
+    last = list(S.full_resolution_frames(square, clip, (0, 0, 64), reference=reference))[-1]
+    changed = np.any(last != square, axis=2)
+    rows, cols = np.nonzero(changed)
+    assert rows.min() >= 18 and rows.max() <= 31 and cols.min() >= 18 and cols.max() <= 31
+    against_x0 = list(S.full_resolution_frames(square, clip, (0, 0, 64)))[-1]
+    assert np.any(against_x0 != square, axis=2).all()
+
+
 def test_full_resolution_resamples_in_time_and_pins_masks():
     still = texture(64, 64) // 2
     box = (0, 0, 64)
@@ -225,8 +245,9 @@ def test_poke_job_bakes_the_picked_sample_at_full_resolution(tmp_path, model_pat
     assert all(f.shape == still.shape for f in baked)
     assert np.array_equal(baked[0], still)
     # the same as sample 1 of 3 for this seed, made by the library
-    clip = S.sample_clips(model, still, [(60.0, 45.0, 6.0, -3.0)], 3, 0, 0.8).clips[1]
-    expected = list(S.full_resolution_frames(still, clip, (15, 0, 90), frames=6))
+    result = S.sample_clips(model, still, [(60.0, 45.0, 6.0, -3.0)], 3, 0, 0.8)
+    expected = list(S.full_resolution_frames(still, result.clips[1], (15, 0, 90), frames=6,
+                                             reference=result.reference))
     assert max(np.abs(a.astype(int) - b).max() for a, b in zip(baked, expected)) <= 1
 
 
