@@ -37,7 +37,7 @@ def run_job(job: Job, progress: Progress) -> Path:
     from engine.staging import staged_folder
 
     if hasattr(clip, "images"):
-        return _write_images(job, clip.images, progress, staged_folder)
+        return _write_images(job, clip.images, progress)
     written = 0
     with staged_folder(job.output) as partial:
         # Encoding a PNG (zlib, in C, without the GIL) overlaps with rendering the next frame.
@@ -59,7 +59,9 @@ def run_job(job: Job, progress: Progress) -> Path:
     return job.output
 
 
-def _write_images(job: Job, images, progress: Progress, staged_folder) -> Path:
+def _write_images(job: Job, images, progress: Progress) -> Path:
+    from engine.staging import staged_folder
+
     with staged_folder(job.output) as partial:
         for index, (name, pixels) in enumerate(images, 1):
             path = partial / name
