@@ -281,12 +281,18 @@ def _prepare_fork() -> None:
 
 
 def bench_dyntex(sizes: tuple[int, ...] = (128, 256), frames_count: int = 12,
-                 iterations: int = 2, target_iterations: int = 8, warmup: int = 0,
+                 iterations: int = 1, target_iterations: int = 6, warmup: int = 0,
                  device: str = "cpu", isolate: bool = True, out=print) -> dict:
     """The `bench dyntex` report (see the comment above): prints two tables and a JSON line.
     Seconds per iteration are the median of `iterations` iterations after the first `warmup`
     + 1 (the first one's time is never a gap between two iterations, so it is always left out:
-    it holds one-off allocations)."""
+    it holds one-off allocations).
+
+    Cost: one loss evaluation (forward + backward) of 12 frames at 128² is ~13 s of one busy
+    core (VGG 6 s with the reflected border, MSOE 2.6 s, Grams the rest), four times that at
+    256², and an early L-BFGS iteration takes 1-3 evaluations. The defaults (two iterations a
+    configuration, a 6-iteration target) keep the whole run near 12 CPU-minutes: ~6 minutes on
+    two idle cores."""
     if isolate:
         _prepare_fork()
     results = {"engine": "dyntex", "frames": frames_count, "sizes": list(sizes),
@@ -349,7 +355,7 @@ def bench_dyntex(sizes: tuple[int, ...] = (128, 256), frames_count: int = 12,
 
 
 def library_case(name: str, size: int, frames_count: int, iterations: int, networks,
-                 device: str = "cpu", seed: int = 0) -> dict:
+                 device: str = "cpu", seed: int = 0, weights=None) -> dict:
     """Synthesize one built-in exemplar's region and measure it (see the comment above)."""
     from engine import metrics
     from engine.dyntex.exemplars import make_exemplar
@@ -361,6 +367,8 @@ def library_case(name: str, size: int, frames_count: int, iterations: int, netwo
     mask[size // 8:size - size // 8, size // 8:size - size // 8] = 1.0
     config = SynthesisConfig(frames=frames_count, size=size, iterations=iterations, loop=True,
                              seed=seed)
+    if weights is not None:
+        config.weights = weights
     vgg, msoe = networks
     result = synthesize(still, [Region(mask=mask, exemplar=exemplar, name=name)], config,
                         vgg=vgg, msoe=msoe, device=resolve_device(device))
@@ -391,7 +399,7 @@ def library_case(name: str, size: int, frames_count: int, iterations: int, netwo
 
 def library_motion_statistics(size: int = 128, frames_count: int = 8, iterations: int = 40,
                               names: tuple[str, ...] | None = None, networks=None,
-                              device: str = "cpu", out=print) -> dict:
+                              device: str = "cpu", weights=None, out=print) -> dict:
     """The `motion-stats --library` report: one row per built-in exemplar, then a JSON line."""
     from engine.dyntex.exemplars import EXEMPLARS
     from engine.dyntex.synthesis import load_networks
@@ -407,7 +415,8 @@ def library_motion_statistics(size: int = 128, frames_count: int = 8, iterations
     out(f"{'exemplar':>10} {'mag∩':>6} {'dir∩':>6} {'speed':>6} {'px/f':>11} {'seam':>5} "
         f"{'ceiling mag∩/dir∩':>18} {'loss':>15} {'s':>6}")
     for name in names:
-        row = library_case(name, size, frames_count, iterations, networks, device)
+        row = library_case(name, size, frames_count, iterations, networks, device,
+                           weights=weights)
         report["rows"].append(row)
         out(f"{name:>10} {row['magnitude']:6.3f} {row['direction']:6.3f} "
             f"{row['speed_ratio']:6.2f} {row['region_px_per_frame']:5.2f}/"

@@ -96,12 +96,13 @@ def _parser() -> argparse.ArgumentParser:
                        help="dyntex: working sizes (default 128 256; --quick 128)")
     bench.add_argument("--iterations", type=int, default=None,
                        help="dyntex: timed L-BFGS iterations per configuration, after the "
-                       "first (default 2)")
+                       "first (default 1)")
     bench.add_argument("--target-iterations", type=int, default=None,
-                       help="dyntex: single-scale iterations that set the target loss (8)")
+                       help="dyntex: single-scale iterations that set the target loss (6)")
     bench.add_argument("--quick", action="store_true",
                        help="poke: one repeat, no VGG; dyntex: 128 only, 4 frames, 3 "
-                       "iterations (about 2 minutes of CPU time; the default run is about 8)")
+                       "target iterations (about 2 CPU-minutes; the default run is about 12: ~6 "
+                       "minutes on 2 idle cores)")
     bench.add_argument("--repeat", type=int, default=3, help="runs; the median is reported")
     bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     bench.add_argument("--no-perceptual", action="store_true",
@@ -179,7 +180,8 @@ def _parser() -> argparse.ArgumentParser:
             ("--lambda-style", "style", 1.0, "λ3, appearance Gram"),
             ("--lambda-l2", "l2", 0.0, "λ4, L2 feature (layout) term"),
             ("--lambda-app", "appearance", 1.0, "λ5, appearance stream"),
-            ("--lambda-dyn", "dynamics", 10.0, "λ6, dynamics stream"),
+            ("--lambda-dyn", "dynamics", 1.0, "λ6, dynamics stream (the study's 10 "
+             "overrode the appearance here: docs/dyntex.md)"),
             ("--lambda-paint", "painting", 0.1, "λ7, style stream (with --style)")):
         dyntex.add_argument(flag, dest=f"lambda_{field}", type=float, default=default,
                             help=f"{meaning} (default {default})")
@@ -270,8 +272,8 @@ def _bench(args, progress: Progress) -> int:
         quick = args.quick
         bench_dyntex(sizes=tuple(args.sizes or ((128,) if quick else (128, 256))),
                      frames_count=args.frames or (4 if quick else 12),
-                     iterations=args.iterations or 2, warmup=0,
-                     target_iterations=args.target_iterations or (3 if quick else 8),
+                     iterations=args.iterations or 1, warmup=0,
+                     target_iterations=args.target_iterations or (3 if quick else 6),
                      device=args.device)
         return 0
     bench_warp(size=args.size, frames_count=args.frames or 48, repeat=args.repeat,
