@@ -160,8 +160,9 @@ def _bf16_probe(size: int) -> dict:
 # so the target means the same in both runs.
 # Peak memory: with isolate=True (the CLI) every configuration runs in its own process (forked from
 # the bench after the imports), so getrusage's peak belongs to that configuration alone; "above
-# start" is the peak minus the level after the networks, still and exemplar are loaded. In-process (isolate=False, the smoke test) the
-# peak is the process's lifetime peak so far, reported as such.
+# start" is the peak minus the level after the networks, still and exemplar are loaded.
+# In-process (isolate=False, the smoke test) the peak is the process's lifetime peak so far,
+# reported as such.
 
 DYNTEX_MEDIA = Path(__file__).resolve().parent.parent / "media" / "astronaut.png"
 
@@ -191,7 +192,7 @@ def dyntex_case(size: int, frames_count: int, iterations: int, bf16: bool = Fals
                              levels=levels, seed=0)
     baseline = _peak_rss_mb()
     stamps: list[tuple[int, float, float]] = []  # (step, seconds since start, loss)
-    fine_from = config.iterations * (levels - 1)  # callback steps above this are at the working size
+    fine_from = config.iterations * (levels - 1)  # steps above this are at the working size
     reached = {}
 
     def callback(done, total, loss, preview):
@@ -267,7 +268,8 @@ def _run_case(isolate: bool, **kwargs) -> dict:
     try:
         status, value = receive.recv()
     except EOFError:
-        status, value = "error", f"the process died (exit code {process.join() or process.exitcode})"
+        process.join()
+        status, value = "error", f"the process died (exit code {process.exitcode})"
     process.join()
     if status != "ok":
         raise RuntimeError(f"bench case {kwargs} failed: {value}")

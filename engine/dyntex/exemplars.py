@@ -5,8 +5,9 @@ textures (every frame is synthesised from a physical or procedural model of the 
 panned or looped still):
 
   water      long-crested swell plus wind chop (two directional wave spectra) with the
-             deep-water dispersion omega = sqrt(g k), shaded with Fresnel sky reflection, body colour on the crests and a sun glint;
-             loops exactly because every omega is rounded to whole cycles per clip.
+             deep-water dispersion omega = sqrt(g k), shaded with Fresnel sky reflection, body
+             colour on the crests and a sun glint; loops exactly because every omega is rounded
+             to whole cycles per clip.
   clouds     fractal (1/f) noise whose scales drift at different speeds and slowly evolve,
              shaded as soft clouds lit from one side against a sky gradient.
   grass      procedural blades drawn per frame, bent from the root by a travelling gust field
