@@ -30,7 +30,8 @@ def assert_refused(status, out, err, *words):
 @pytest.mark.parametrize("fields, words", [
     ({"version": 2}, ["version 2", "update"]),
     ({"version": True}, ["version True"]),
-    ({"engine": "poke"}, ["'poke'", "not available", "warp"]),
+    ({"engine": "poke", "poke": {"model": "gone.safetensors"}},
+     ["poke model not found", "gone.safetensors", "train-poke"]),
     ({"engine": "magic"}, ["'magic'", "not known"]),
     ({"frames": 1}, ["frames", "at least 2"]),
     ({"frames": "24"}, ["\"frames\"", "integer"]),
