@@ -19,6 +19,7 @@ engine/dyntex/train_msoe.py. `load_msoe()` gives the shipped network.
 from __future__ import annotations
 
 import functools
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,6 +47,8 @@ class MsoeConfig:
     decoder_hidden: int = 64   # flow decoder widths (training head; optional at load)
     decoder_mid: int = 32
     decoder_context: int = 4   # dilated 3x3 convs at half resolution (dilation 1, 2, 4, ...)
+    decoder_bins: int = 0      # 0: regress (dx, dy); n*n: softmax over an n x n velocity grid
+    decoder_range: float = 8.0  # the grid spans +/- this many pixels per frame
     eps: float = 1e-12         # contrast and L1 normalisation
 
     @property
@@ -136,11 +139,16 @@ class MsoeLevel(nn.Module):
         return x / x.abs().sum(dim=1, keepdim=True).clamp_min(self.eps)
 
 
+def _leaky(x: torch.Tensor) -> torch.Tensor:
+    return F.leaky_relu(x, 0.1)
+
+
 class FlowDecoder(nn.Module):
     """320 feature channels -> (dx, dy). Used to train MSOE; synthesis needs only features.
 
     1x1 320 -> 64, 3x3 -> 32 at full resolution, then a context branch at half resolution
-    (dilated 3x3 convs, residual) added back, 1x1 -> 2. One pixel's energies are noisy for large
+    (dilated 3x3 convs, residual) added back, 1x1 -> 2 (or -> scores of a velocity grid, whose
+    softmax-weighted mean is the flow). One pixel's energies are noisy for large
     motions (the 11x11 filters see few periods of the texture at coarse levels); the context
     branch pools evidence over ~60 px the way a coarse-to-fine estimator would, while the
     full-resolution path keeps spatially varying flow (rotations) local."""
@@ -153,16 +161,32 @@ class FlowDecoder(nn.Module):
         self.context = nn.ModuleList(
             nn.Conv2d(mid, mid, 3, dilation=2 ** i, padding=2 ** i, padding_mode="replicate")
             for i in range(config.decoder_context))
-        self.conv3 = nn.Conv2d(mid, 2, 1)
+        self.conv3 = nn.Conv2d(mid, config.decoder_bins or 2, 1)
+        if config.decoder_bins:
+            side = math.isqrt(config.decoder_bins)
+            if side * side != config.decoder_bins:
+                raise JobError(f"decoder_bins must be a square number, got {config.decoder_bins}")
+            axis = torch.linspace(-config.decoder_range, config.decoder_range, side)
+            gy, gx = torch.meshgrid(axis, axis, indexing="ij")
+            self.register_buffer("velocities", torch.stack([gx.flatten(), gy.flatten()], 1),
+                                 persistent=False)
+        else:
+            self.velocities = None
+        # L1-normalised levels have channel values ~1/channels: scaled by `channels` they reach
+        # the ~1 that the default init expects; unscaled, conv1's biases swamp them and most
+        # ReLUs die in the first steps (seen: 3/4 of the units dead, flow stuck on one axis).
+        # Leaky units keep a gradient where a ReLU would stop learning for good.
+        self.input_scale = float(config.channels)
+        nn.init.zeros_(self.conv1.bias)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.from_hidden(self.conv1(features))
+        return self.from_hidden(self.conv1(features * self.input_scale))
 
     def hidden_from_levels(self, levels: list[torch.Tensor], size: tuple[int, int]):
         """conv1 applied to the upsampled concatenation of `levels`, computed per level before
         upsampling: a 1x1 conv and bilinear upsampling are both linear per pixel, so they
         commute, and the full-resolution product shrinks from 320 to 64 input channels."""
-        weights = self.conv1.weight.split([y.shape[1] for y in levels], dim=1)
+        weights = (self.conv1.weight * self.input_scale).split([y.shape[1] for y in levels], dim=1)
         out = self.conv1.bias[None, :, None, None]
         for index, (y, w) in enumerate(zip(levels, weights)):
             y = F.conv2d(y, w)
@@ -170,14 +194,19 @@ class FlowDecoder(nn.Module):
         return out
 
     def from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.conv2(F.pad(F.relu(hidden), (1, 1, 1, 1), mode="replicate")))
+        x = _leaky(self.conv2(F.pad(_leaky(hidden), (1, 1, 1, 1), mode="replicate")))
         if len(self.context):
             pooled = F.avg_pool2d(x, 2, ceil_mode=True)
             c = pooled
             for conv in self.context:
-                c = c + F.relu(conv(c))
+                c = c + _leaky(conv(c))
             x = x + upsample_bilinear(c - pooled, x.shape[-2:])
-        return self.conv3(x)
+        if self.velocities is None:
+            return self.conv3(x)
+        # expected velocity under a softmax over the grid: a bounded, classification-like
+        # output that learns large motions faster than regressing them (cost-volume style)
+        weights = torch.softmax(self.conv3(x), dim=1)
+        return torch.einsum("nkhw,kc->nchw", weights, self.velocities)
 
 
 class MsoeNet(nn.Module):
@@ -254,7 +283,9 @@ def load_msoe(path: str | os.PathLike | None = None, decoder: bool = False,
     path = Path(path) if path is not None else SHIPPED
     meta = read_metadata(path)
     stored = dict(meta.get("stillmotion.config") or {})
-    stored.setdefault("decoder_context", 0)  # files written before the decoder had a context branch
+    # files written before the decoder had a context branch or velocity bins
+    stored.setdefault("decoder_context", 0)
+    stored.setdefault("decoder_bins", 0)
     config = MsoeConfig(**{k: v for k, v in stored.items() if k in MsoeConfig.__dataclass_fields__})
     has_decoder = "decoder" in meta.get("stillmotion.parts", "features,decoder")
     model = MsoeNet(config, decoder=has_decoder)

@@ -13,7 +13,7 @@ import torch
 from conftest import REPO, texture
 from engine.checkpoints import load_weights
 from engine.dyntex.msoe import (ARCHITECTURE, SHIPPED, MsoeConfig, MsoeNet, clip_pairs,
-                                contrast_normalise, load_msoe, save_msoe)
+                                contrast_normalise, load_msoe, save_msoe, upsample_bilinear)
 from engine.dyntex.train_msoe import affine_flow, warp_pair
 from engine.errors import JobError
 from engine.vgg import gram
@@ -97,6 +97,27 @@ def test_each_level_is_l1_normalised_over_channels(untrained):
     assert torch.isfinite(flat).all()
 
 
+def test_matrix_upsampling_matches_bilinear_interpolate():
+    for (h, w), size in (((4, 4), (64, 64)), ((3, 5), (45, 67)), ((12, 7), (96, 56))):
+        x = torch.rand(2, 3, h, w)
+        expected = torch.nn.functional.interpolate(x, size=size, mode="bilinear",
+                                                   align_corners=False)
+        assert torch.allclose(upsample_bilinear(x, size), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("bins", [0, 81])
+def test_flow_is_the_decoder_applied_to_the_features(bins):
+    """flow() skips building the 320-channel map; it must give what the decoder gives on it."""
+    torch.manual_seed(1)
+    model = MsoeNet(MsoeConfig(decoder_bins=bins)).eval()
+    pair = torch.rand(2, 2, 67, 45)
+    with torch.no_grad():
+        direct = model.decoder(model.features(pair))
+        assert torch.allclose(model.flow(pair), direct, atol=1e-5)
+    if bins:  # a softmax-weighted mean of grid velocities stays inside the grid
+        assert direct.abs().max() <= model.config.decoder_range + 1e-5
+
+
 # --- shipped weights ---------------------------------------------------------------------------
 
 def test_shipped_file_is_small_and_loads_without_decoder():
@@ -142,18 +163,20 @@ def shift_errors(shipped) -> dict[int, float]:
     return {m: round(float(np.mean(e)), 3) for m, e in errors.items()}
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped weights (816 CPU steps) reach 0.5 px "
-                   "EPE only for 1 px shifts (2 px: about 0.5); see models/msoe.md. Remove this "
-                   "mark when a better-trained model passes.")
+@pytest.mark.xfail(strict=True, reason="the shipped weights (1,732 CPU steps) reach 0.5 px EPE "
+                   "for 1-3 px shifts only (4-6 px: 0.6-0.85 here, 1.2-1.8 on the held-out "
+                   "pictures); see models/msoe.md. Remove this mark when a better-trained model "
+                   "passes.")
 def test_trained_msoe_recovers_known_shifts_within_half_a_pixel(shift_errors):
     assert all(e < 0.5 for e in shift_errors.values()), shift_errors
 
 
 def test_trained_msoe_follows_known_shifts(shift_errors):
     """What the shipped weights do reach (a guard against regressions, not the goal above):
-    1 px shifts within 0.5 px, every magnitude well under the error of predicting no motion."""
-    assert shift_errors[1] < 0.5, shift_errors
-    assert all(e < 0.5 * m for m, e in shift_errors.items()), shift_errors
+    1-3 px shifts within 0.5 px, every magnitude under a quarter of the error of predicting no
+    motion."""
+    assert all(shift_errors[m] < 0.5 for m in (1, 2, 3)), shift_errors
+    assert all(e < 0.25 * m for m, e in shift_errors.items()), shift_errors
 
 
 def test_a_mismatched_weights_file_is_refused_by_tensor_name(tmp_path):
