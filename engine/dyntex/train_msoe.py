@@ -20,8 +20,9 @@ wall time (the budget minus data preparation and the final evaluation), so the s
 completes even when a shared CPU slows down; the steps done are recorded in the weights header.
 
 Resumable: every couple of minutes the model, optimiser, step, elapsed training time and random
-states go to OUT.resume.pt; a run with the same --out and the same settings continues from it
-(and deletes it once the weights are written).
+states go to OUT.resume.safetensors (engine/training.py, the training-state format every
+training command shares; never a pickle); a run with the same --out and the same settings
+continues from it (and deletes it once the weights are written).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from engine.dyntex.msoe import MsoeNet, MsoeConfig, load_msoe, parameter_count, 
 from engine.errors import JobError
 from engine.flow import dis_flow, to_grey
 from engine.progress import Progress
+from engine.training import load_state, save_state
 from engine.video import read_video
 
 MEDIA = Path(__file__).resolve().parents[2] / "media"
@@ -352,18 +354,27 @@ def velocity_tuned_init(model: MsoeNet, sigma: float = 1.2) -> None:
 # --- the loop ---------------------------------------------------------------------------------
 
 def _resume_path(out: str | Path) -> Path:
-    return Path(str(out) + ".resume.pt")
+    return Path(str(out) + ".resume.safetensors")
 
 
 def _save_resume(path: Path, model, optimiser, sampler, step: int, trained_s: float,
                  config: TrainConfig, running) -> None:
-    state = {"config": asdict(config), "step": step, "trained_s": trained_s,
-             "model": model.state_dict(), "optimiser": optimiser.state_dict(),
-             "numpy_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-             "running": running}
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # never leave a half-written checkpoint behind
+    counters = {"config": asdict(config), "step": step, "trained_s": trained_s,
+                "numpy_rng": sampler.rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state().tolist(),
+                "running": None if running is None else [float(v) for v in running]}
+    save_state(path, modules={"msoe": model}, optimisers={"adam": optimiser}, counters=counters)
+
+
+def _load_resume(path: Path, model, optimiser, sampler, config: TrainConfig):
+    counters = load_state(path, modules={"msoe": model}, optimisers={"adam": optimiser})
+    if counters["config"] != json.loads(json.dumps(asdict(config))):
+        raise JobError(f"{path} is from a run with other settings ({counters['config']}); "
+                       "delete it to start afresh, or repeat that run's options to go on")
+    sampler.rng.bit_generator.state = counters["numpy_rng"]
+    torch.set_rng_state(torch.tensor(counters["torch_rng"], dtype=torch.uint8))
+    running = None if counters["running"] is None else np.array(counters["running"])
+    return counters["step"], counters["trained_s"], running
 
 
 def _learning_rate(config: TrainConfig, step: int, progress_fraction: float) -> float:
@@ -383,15 +394,7 @@ def train(out: str | Path, config: TrainConfig, progress: Progress) -> dict:
     step, trained_s, running = 0, 0.0, None
     resume = _resume_path(out)
     if resume.is_file():
-        state = torch.load(resume, weights_only=False)
-        if state["config"] != asdict(config):
-            raise JobError(f"{resume} is from a run with other settings ({state['config']}); "
-                           "delete it to start afresh, or repeat that run's options to go on")
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        sampler.rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(state["torch_rng"])
-        step, trained_s, running = state["step"], state["trained_s"], state["running"]
+        step, trained_s, running = _load_resume(resume, model, optimiser, sampler, config)
         progress.emit("resume", done=step, trained_s=round(trained_s))
     # training time: --steps counts steps; --minutes counts seconds after data preparation
     budget_s = config.minutes * 60 - (time.time() - started) - config.eval_reserve_s

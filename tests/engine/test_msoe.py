@@ -183,3 +183,38 @@ def test_a_mismatched_weights_file_is_refused_by_tensor_name(tmp_path):
     path = save_msoe(tmp_path / "narrow.safetensors", MsoeNet(MsoeConfig(filters=16)))
     with pytest.raises(JobError, match=r"'level\.conv1\.weight' has shape \[16, 2, 11, 11\]"):
         load_weights(path, MsoeNet(), architecture=ARCHITECTURE)
+
+
+def test_training_state_resumes_exactly_and_refuses_other_settings(tmp_path):
+    """train-msoe's resume file is the shared safetensors training state (no pickle): the
+    model, Adam, step, time and both random generators come back; other settings are refused."""
+    import types
+
+    from engine.dyntex import train_msoe
+    from engine.errors import JobError
+
+    config = train_msoe.TrainConfig(minutes=1.0, seed=3)
+    model = MsoeNet(MsoeConfig())
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.flow(torch.rand(1, 2, 64, 64)).abs().mean().backward()
+    optimiser.step()
+    sampler = types.SimpleNamespace(rng=np.random.default_rng(5))
+    sampler.rng.random(3)
+    path = tmp_path / "msoe.safetensors.resume.safetensors"
+    train_msoe._save_resume(path, model, optimiser, sampler, 17, 42.5, config,
+                            np.array([1.0, 2.0, 3.0]))
+    expected_next = sampler.rng.random()
+
+    fresh = MsoeNet(MsoeConfig())
+    fresh_opt = torch.optim.Adam(fresh.parameters(), lr=1e-3)
+    fresh_sampler = types.SimpleNamespace(rng=np.random.default_rng(0))
+    step, trained_s, running = train_msoe._load_resume(path, fresh, fresh_opt, fresh_sampler,
+                                                       config)
+    assert (step, trained_s, list(running)) == (17, 42.5, [1.0, 2.0, 3.0])
+    assert fresh_sampler.rng.random() == expected_next
+    for a, b in zip(model.parameters(), fresh.parameters()):
+        assert torch.equal(a, b)
+    assert fresh_opt.state_dict()["state"][0]["step"] == optimiser.state_dict()["state"][0]["step"]
+    with pytest.raises(JobError, match="other settings"):
+        train_msoe._load_resume(path, fresh, fresh_opt, fresh_sampler,
+                                train_msoe.TrainConfig(minutes=1.0, seed=4))
