@@ -122,8 +122,10 @@ class StillMotionDyntexSettings(bpy.types.PropertyGroup):
     )
     lambda_dyn: FloatProperty(
         name="Dynamics (λ6)", description="Weight of the motion term (MSOE statistics of the "
-                                          "exemplar clip)",
-        default=10.0, min=0.0, soft_max=100.0,
+                                          "exemplar clip); the research report used 10, "
+                                          "which here lets motion override appearance "
+                                          "(docs/dyntex.md)",
+        default=1.0, min=0.0, soft_max=100.0,
     )
     lambda_paint: FloatProperty(
         name="Painting (λ7)", description="Weight of the style image's statistics (needs a "

@@ -70,7 +70,9 @@ class DyntexSettings:
     lambda_style: float = 1.0
     lambda_l2: float = 0.0
     lambda_app: float = 1.0
-    lambda_dyn: float = 10.0
+    # the report's λ6 is 10; with our per-layer normalisation 10 lets the motion term override
+    # the appearance (grey blobs jumping between frames; docs/dyntex.md)
+    lambda_dyn: float = 1.0
     lambda_paint: float = 0.1
     style: Path | None = None
 

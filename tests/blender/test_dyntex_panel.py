@@ -58,7 +58,7 @@ def test_defaults_are_the_engines(sm, tmp_path):
     assert (dyn.size, dyn.iterations, dyn.levels, dyn.optimizer) == (256, 100, 1, "LBFGS")
     lambdas = (dyn.lambda_style, dyn.lambda_l2, dyn.lambda_app, dyn.lambda_dyn,
                dyn.lambda_paint)
-    assert lambdas == pytest.approx((1.0, 0.0, 1.0, 10.0, 0.1))
+    assert lambdas == pytest.approx((1.0, 0.0, 1.0, 1.0, 0.1))
     assert dyn.style_image is None
     item = settings.mask_labels.add()
     assert item.label == "static" and item.clip_path == ""
