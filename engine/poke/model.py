@@ -111,9 +111,15 @@ class PokeModel(nn.Module):
         return parts
 
 
-def save_model(path: str | os.PathLike, model: PokeModel, metadata: dict | None = None) -> Path:
-    """The model file an artist loads: weights + config (+ training facts for the model card)."""
-    return save_weights(path, model, architecture=ARCHITECTURE, config=model.config.to_dict(),
+def save_model(path: str | os.PathLike, model: PokeModel, metadata: dict | None = None,
+               half: bool = False) -> Path:
+    """The model file an artist loads: weights + config (+ training facts for the model card).
+    half: float tensors stored as float16 (half the file; loading casts them back to float32,
+    so the stored model is exactly what is evaluated and sampled)."""
+    state = model.state_dict()
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    return save_weights(path, state, architecture=ARCHITECTURE, config=model.config.to_dict(),
                         metadata={k: str(v) for k, v in (metadata or {}).items()})
 
 

@@ -145,3 +145,17 @@ def test_bf16_autocast_trains_with_the_discriminators(video, tmp_path, make_conf
     parts = stage.step(batch, 0, 10)
     assert {"g_temporal", "d_temporal", "r1"} <= set(parts)
     assert all(np.isfinite(v) for v in parts.values())
+
+
+def test_half_precision_model_file_loads_as_float32(tmp_path):
+    from engine.poke.model import PokeModel, PokeModelConfig, save_model
+
+    model = PokeModel(PokeModelConfig.preset_named("tiny"))
+    full = save_model(tmp_path / "full.safetensors", model)
+    half = save_model(tmp_path / "half.safetensors", model, half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = load_model(half)
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert b.dtype == a.dtype, name
+        if a.is_floating_point():
+            assert torch.equal(b, a.half().float()), name
