@@ -251,6 +251,16 @@ def _run_case(isolate: bool, **kwargs) -> dict:
     operation (_prepare_fork), so the child's OpenMP pool starts clean."""
     if not isolate:
         return dyntex_case(**kwargs)
+    status, value = run_forked(dyntex_case, **kwargs)
+    if status != "ok":
+        raise RuntimeError(f"bench case {kwargs} failed: {value}")
+    return value
+
+
+def run_forked(function, *args, **kwargs) -> tuple[str, object]:
+    """function(*args, **kwargs) in a child forked from this process: ("ok", its result) or
+    ("error", one line). Each bench row runs alone, so getrusage's peak RSS is that row's; the
+    child inherits the imports (see _run_case for why not a fresh interpreter)."""
     import multiprocessing
 
     context = multiprocessing.get_context("fork")
@@ -258,7 +268,7 @@ def _run_case(isolate: bool, **kwargs) -> dict:
 
     def child():
         try:
-            send.send(("ok", dyntex_case(**kwargs)))
+            send.send(("ok", function(*args, **kwargs)))
         except BaseException as exc:  # noqa: BLE001 - reported by the parent
             send.send(("error", f"{type(exc).__name__}: {exc}"))
 
@@ -269,11 +279,10 @@ def _run_case(isolate: bool, **kwargs) -> dict:
         status, value = receive.recv()
     except EOFError:
         process.join()
-        status, value = "error", f"the process died (exit code {process.exitcode})"
+        status, value = "error", (f"the process died (exit code {process.exitcode}; out of "
+                                  "memory?)")
     process.join()
-    if status != "ok":
-        raise RuntimeError(f"bench case {kwargs} failed: {value}")
-    return value
+    return status, value
 
 
 def _prepare_fork() -> None:

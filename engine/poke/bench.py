@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import statistics
 import sys
 import time
@@ -27,7 +26,7 @@ import types
 
 import torch
 
-from engine.bench import _peak_rss_mb
+from engine.bench import _peak_rss_mb, run_forked
 from engine.poke.cinn import CinnConfig, count_parameters
 from engine.poke.model import PokeModel, PokeModelConfig
 
@@ -191,26 +190,12 @@ def _available_gb() -> float | None:
 
 def isolated(function, *args) -> dict:
     """function(*args) in a forked child; its result plus the child's peak RSS (MB)."""
-    context = multiprocessing.get_context("fork")
-    receive, send = context.Pipe(duplex=False)
+    def measured():
+        result = function(*args)
+        result["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+        return result
 
-    def child():
-        try:
-            result = function(*args)
-            result["peak_rss_mb"] = round(_peak_rss_mb(), 1)
-            send.send(("ok", result))
-        except BaseException as exc:  # noqa: BLE001 - reported by the parent
-            send.send(("error", f"{type(exc).__name__}: {exc}"))
-
-    process = context.Process(target=child)
-    process.start()
-    send.close()
-    try:
-        status, value = receive.recv()
-    except EOFError:
-        process.join()
-        status, value = "error", f"the process died (exit code {process.exitcode}; out of memory?)"
-    process.join()
+    status, value = run_forked(measured)
     return value if status == "ok" else {"error": value}
 
 
