@@ -159,3 +159,29 @@ def test_half_precision_model_file_loads_as_float32(tmp_path):
         assert b.dtype == a.dtype, name
         if a.is_floating_point():
             assert torch.equal(b, a.half().float()), name
+
+
+def test_same_command_runs_under_torchrun_with_two_processes(video, tmp_path):
+    """DistributedDataParallel over gloo: two CPU processes share each batch, rank 0 writes."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    out = tmp_path / "ddp.safetensors"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+               "--standalone", "-m", "engine", "train-poke", str(video), "--out", str(out),
+               "--size", "tiny", "--steps", "video=2", "--steps", "codes=2", "--steps", "cinn=2",
+               "--batch", "4", "--perceptual-weight", "0", "--epoch-batches", "1",
+               "--cache-dir", str(tmp_path / "cache")]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    saved = [json.loads(line) for line in done.stdout.splitlines()
+             if line.startswith("{") and '"saved"' in line]
+    assert len(saved) == 1  # rank 0 only
+    assert saved[0]["steps"] == {"video": 2, "codes": 2, "cinn": 2}
+    assert load_model(out) is not None
