@@ -271,6 +271,20 @@ def check_against_image(job: Job, width: int, height: int) -> None:
                            "y down)")
 
 
+def read_working_still(job: Job):
+    """The still, checked against the job's pokes, at the size the pokes engines render at
+    (max_size): (pixels, full width, full height, x scale, y scale). Scales take job pixel
+    coordinates to working pixels."""
+    from engine import frames
+    from engine.warp import working_size
+
+    still = frames.read_image(job.image)
+    height, width = still.shape[:2]
+    check_against_image(job, width, height)
+    work_w, work_h = working_size(width, height, job.max_size)
+    return frames.resize(still, work_w, work_h), width, height, work_w / width, work_h / height
+
+
 # --------------------------------------------------------------------------------------------
 
 

@@ -327,20 +327,15 @@ def sample_name(index: int) -> str:
 
 
 def prepare(job, device, progress):
-    from engine.job import check_against_image
+    from engine.job import read_working_still
     from engine.poke.model import load_model
-    from engine.warp import working_size
 
     settings = job.poke
-    still = frames_io.read_image(job.image)
-    height, width = still.shape[:2]
-    check_against_image(job, width, height)
     if not job.pokes:
         raise JobError("the job has no pokes, so the model has nothing to follow; draw at "
                        "least one arrow on the face")
-    work_w, work_h = working_size(width, height, job.max_size)
-    sx, sy = work_w / width, work_h / height
-    still = frames_io.resize(still, work_w, work_h)
+    still, width, height, sx, sy = read_working_still(job)
+    work_h, work_w = still.shape[:2]
     pokes = [(p.start[0] * sx, p.start[1] * sy, p.vector[0] * sx, p.vector[1] * sy)
              for p in job.pokes]
     pin = None

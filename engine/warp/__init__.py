@@ -18,7 +18,7 @@ import torch
 
 from engine import frames
 from engine.errors import JobError
-from engine.job import Job, check_against_image
+from engine.job import Job, read_working_still
 from engine.progress import Progress
 from engine.render import FrameRenderer
 from engine.warp.field import Drag, DragField
@@ -46,17 +46,12 @@ class WarpClip:
 
 
 def prepare(job: Job, device: torch.device, progress: Progress) -> WarpClip:
-    still = frames.read_image(job.image)
-    height, width = still.shape[:2]
-    check_against_image(job, width, height)
     if not job.pokes:
         raise JobError("the job has no pokes, so nothing would move; draw at least one arrow "
                        "on the Pokes layer")
-
-    work_w, work_h = working_size(width, height, job.max_size)
-    sx, sy = work_w / width, work_h / height
+    still, width, height, sx, sy = read_working_still(job)
+    work_h, work_w = still.shape[:2]
     scale = math.sqrt(sx * sy)  # for lengths (radii, feather): the two differ by rounding only
-    still = frames.resize(still, work_w, work_h)
 
     static = []
     for index, mask in enumerate(job.masks, 1):
