@@ -363,12 +363,8 @@ class VideoStage(Stage):
             "ae": _adam(t.video_ae.parameters(), c.lr_video, betas, wd),
             "discriminators": _adam(list(self.spatial.parameters())
                                     + list(self.temporal.parameters()), c.lr_video, betas, wd)}
-        self.schedulers = None
         self.weights = L.VideoAeLossWeights(perceptual=c.perceptual_weight)
-        self.perceptual = t.perceptual() if self._active() else None
-
-    def _active(self) -> bool:
-        return self.name in self.t.config.stages
+        self.perceptual = t.perceptual() if "video" in c.stages else None
 
     def end_epoch(self, epoch: int) -> None:
         for optimiser in self.optimisers.values():
