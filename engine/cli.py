@@ -196,6 +196,8 @@ def _parser() -> argparse.ArgumentParser:
     dyntex.set_defaults(command=_dyntex)
     from engine.poke.commands import add_commands as add_poke_commands
     add_poke_commands(commands)
+    from engine.report.commands import add_commands as add_report_commands
+    add_report_commands(commands)
     return parser
 
 

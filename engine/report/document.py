@@ -1,0 +1,97 @@
+"""index.md and results.json of a report folder, from the results object evaluate.py builds
+(results.json holds it whole; index.md shows the tables and pictures)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+COLUMNS = (  # (key in an engine's summary, column heading)
+    ("poke_cosine", "poke cos"),
+    ("poke_magnitude_ratio", "poke mag. ratio"),
+    ("background_leakage", "leakage"),
+    ("diversity_region", "diversity"),
+    ("sharpness", "sharpness"),
+    ("sharpness_region", "sharpness (region)"),
+    ("fidelity_min", "fidelity min"),
+    ("fidelity_mean", "fidelity mean"),
+    ("seconds_per_clip_64", "s/clip 64"),
+    ("seconds_per_clip", "s/clip"),
+)
+
+
+def write_results(results: dict, path: Path) -> None:
+    """Strict JSON: an infinite number (leakage when only the background moved) becomes null."""
+    path.write_text(json.dumps(_finite(results), indent=1, allow_nan=False) + "\n",
+                    encoding="utf-8")
+
+
+def write_index(results: dict, path: Path) -> None:
+    lines = ["# StillMotion evaluation report", "",
+             f"`{results['command']}`", "",
+             f"{results['started']}, {results['device']}, torch threads {results['threads']}; "
+             f"{results['seconds']:.0f} s wall in all. Every number is in `results.json`; the "
+             "measures are defined in docs/EVALUATE.md.", "",
+             "Poke cos / mag. ratio: DIS flow first -> last frame over each poke's patch "
+             "(1 / 1 = as asked). Leakage: mean flow magnitude outside the moving region / "
+             "inside (0 = the background holds still). Diversity: per-pixel std across samples "
+             "in the moving region (colour in [0, 1]). Sharpness: Laplacian variance of the "
+             "generated frames / of the still (whole frame; and inside the moving region). "
+             "Fidelity: SSIM outside the moving region, every generated frame against the "
+             "still. s/clip: seconds to prepare and render one clip, with the still's longer "
+             "side at 64 px and at the case's resolution.", "",
+             "## Summary", ""]
+    lines += _table(results["cases"], with_case=True)
+    for case in results["cases"]:
+        w, h = case["size"]
+        lines += ["", f"## {case['name']}", "",
+                  f"{case['source']}, evaluated at {w} x {h}; {case['samples']} sample(s), seed "
+                  f"{case['seed']}, {case['frames']} frames. Pokes (x, y, dx, dy; evaluated "
+                  f"pixels): {', '.join(_poke(p) for p in case['pokes'])}. Moving region: "
+                  f"{case['region']} ({100 * case['region_share']:.1f} % of the still).", "",
+                  f"![{case['name']}: pokes (red), patches (green), moving region (yellow), pins "
+                  f"(cyan)]({case['picture']})", ""]
+        lines += _table([case], with_case=False)
+        for run in case["engines"]:
+            options = ", ".join(f"{k}={v}" for k, v in run["options"].items()) or "defaults"
+            lines += ["", f"### {case['name']} / {run['label']}", "",
+                      f"engine `{run['engine']}` ({options}). Contact sheet: one row per sample "
+                      "(at most 4), frames evenly spaced from the first (the still) to the "
+                      "last, then |last - still| x 4.", "",
+                      f"![contact sheet]({run['pictures']['sheet']})", "",
+                      f"![flow histograms]({run['pictures']['histograms']})"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _table(cases: list[dict], with_case: bool) -> list[str]:
+    head = (["case"] if with_case else []) + ["engine"] + [title for _, title in COLUMNS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for case in cases:
+        for run in case["engines"]:
+            cells = ([case["name"]] if with_case else []) + [run["label"]]
+            cells += [_number(run["summary"].get(key)) for key, _ in COLUMNS]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _number(value) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
+
+
+def _poke(poke) -> str:
+    return "(" + ", ".join(f"{v:.1f}" for v in poke) + ")"
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

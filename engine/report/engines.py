@@ -1,0 +1,97 @@
+"""The engines a case may name, and making one clip with one of them.
+
+A clip is made exactly as a bake makes it: a job (docs/JOB.md) is built for it, parsed and
+checked by engine/job.py, and handed to the `prepare` of the engine module the job runner uses
+(engine/runner.py ENGINES); the frames are kept in memory instead of written. So the numbers are
+those of what the artist gets, and nothing here knows how an engine works.
+
+Adding an engine is one ENGINES entry: which job engine it is, the options a case may set (with
+defaults) and how they become the job's engine section. The same job engine may appear under
+several names, and a case may list one engine twice with different options and labels (two
+`poke` models, for instance).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from engine.progress import Progress
+
+PATH = "path"  # option kind: a file, relative to the case file, checked when the case is read
+
+
+@dataclass(frozen=True)
+class Engine:
+    job_engine: str                                   # the job's "engine" (engine/runner.py)
+    job_section: Callable[[dict, int, int], dict]     # (options, sample, samples) -> job keys
+    options: dict[str, tuple[object, object]] = field(default_factory=dict)  # name: (kind, default)
+    sampling: bool = False   # different samples give different clips (diversity is measured)
+    # None: the prepare(job, device, progress) of the runner's module for job_engine; a test
+    # may give its own
+    prepare: Callable | None = None
+
+
+def _warp_section(options: dict, sample: int, samples: int) -> dict:
+    return {"warp": {"falloff": options["falloff"], "feather": options["feather"]}}
+
+
+def _poke_section(options: dict, sample: int, samples: int) -> dict:
+    model = options["model"]
+    return {"poke": {"model": None if model is None else str(model), "samples": samples,
+                     "sample": sample, "temperature": options["temperature"]}}
+
+
+ENGINES: dict[str, Engine] = {
+    "warp": Engine("warp", _warp_section, {"falloff": (float, 0.0), "feather": (float, 0.0)}),
+    # model None: the shipped default (engine/job.py DEFAULT_POKE_MODEL)
+    "poke": Engine("poke", _poke_section, {"model": (PATH, None), "temperature": (float, 1.0)},
+                   sampling=True),
+}
+
+
+class _Forward(Progress):
+    """What an engine reports while it prepares a clip: warnings reach the user (tagged with
+    the case and engine), its own stages would only interleave with the evaluation's."""
+
+    def __init__(self, outer: Progress, where: str):
+        super().__init__()
+        self.outer, self.where = outer, where
+
+    def emit(self, stage, done=None, total=None, **extra) -> None:
+        if stage == "warning":
+            self.outer.warning(f"{self.where}: {extra.get('message', '')}")
+
+
+def make_clip(engine: Engine, options: dict, still: Path, pokes, masks: list[Path],
+              frames: int, seed: int, sample: int, samples: int, device, work: Path,
+              progress: Progress, where: str) -> tuple[list[np.ndarray], float]:
+    """The frames of one clip (arrays like the still: H x W x 3 uint8 RGB here) and the
+    seconds it took to prepare and render them (not counting writing files). `still` and
+    `masks` are files at the evaluated resolution, `pokes` (x, y, dx, dy) in its pixels;
+    `work` is a folder for the job file's output path (nothing is written there)."""
+    from engine import job as job_module
+    from engine.runner import ENGINES as RUNNER_MODULES
+
+    data = {"version": job_module.VERSION, "engine": engine.job_engine, "image": str(still),
+            "output": str(work / "never_written"), "frames": frames, "seed": seed,
+            "device": device.type,
+            "pokes": [{"start": [x, y], "end": [x + dx, y + dy]} for x, y, dx, dy in pokes],
+            "masks": [{"path": str(path), "label": "static"} for path in masks],
+            **engine.job_section(options, sample, samples)}
+    job = job_module.parse_job(data, work)
+    job_module.check_files(job)
+    prepare = engine.prepare or importlib.import_module(RUNNER_MODULES[job.engine]).prepare
+    started = time.perf_counter()
+    clip = prepare(job, device, _Forward(progress, where))
+    # a copy: an engine may hand out one array object for every unchanged frame
+    rendered = [np.array(frame, copy=True) for frame in clip]
+    seconds = time.perf_counter() - started
+    if len(rendered) != frames:
+        raise RuntimeError(f"{where} made {len(rendered)} frames, not {frames}")
+    return rendered, seconds

@@ -1,0 +1,178 @@
+"""`python -m engine evaluate`: cases -> clips -> numbers and pictures -> one report folder.
+
+    report/index.md                   tables and pictures (Markdown)
+    report/results.json               every number (per sample too) and histogram
+    report/<case>/case.png            the still with pokes, patches, pins and moving region
+    report/<case>/<engine>_sheet.png  contact sheet; <engine>_flow.png flow histograms
+
+The folder is staged and renamed into place when complete (engine/staging.py), so a failed or
+stopped evaluation leaves no half report. Every clip is made through the job runner's engine
+entry (engines.make_clip). Time per clip is measured at the case's resolution (every sample)
+and with the still's longer side at 64 px (sample 0, after one untimed run at 64 px that pays
+for imports and first-call set-up).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engine.errors import JobError
+from engine.progress import Progress
+from engine.report import document, measures, pictures
+from engine.report.cases import MAX_SAMPLES, Case, load_cases
+from engine.report.engines import ENGINES, make_clip
+from engine.report.stills import read_source, scene_at, write_inputs
+
+TIMING_SIDE = 64
+
+
+def run(args, progress: Progress) -> int:
+    import torch
+
+    from engine.device import resolve_device
+    from engine.staging import raise_on_sigterm, staged_folder
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out).absolute()
+    if os.path.lexists(out):
+        raise JobError(f"output folder already exists: {out}; choose a new --out (a report is "
+                       "never overwritten)")
+    cases = [_override(case, args) for case in load_cases(args.cases, tuple(args.only or ()))]
+    device = resolve_device(args.device)
+    raise_on_sigterm()
+    results = {"command": _command(args), "device": str(device),
+               "started": datetime.datetime.now(datetime.timezone.utc)
+               .strftime("%Y-%m-%d %H:%M UTC"), "threads": torch.get_num_threads(),
+               "cases": []}
+    counter = _Counter(progress, sum((case.samples if ENGINES[run.engine].sampling else 1) + 2
+                                     for case in cases for run in case.engines))
+    started = time.monotonic()
+    with staged_folder(out) as partial, tempfile.TemporaryDirectory(prefix="evaluate-") as work:
+        for case in cases:
+            results["cases"].append(evaluate_case(case, partial, Path(work), device, counter))
+        results["seconds"] = time.monotonic() - started
+        progress.emit("write", output=str(out))
+        document.write_results(results, partial / "results.json")
+        document.write_index(results, partial / "index.md")
+    progress.emit("done", output=str(out), report=str(out / "index.md"),
+                  results=str(out / "results.json"), seconds=round(results["seconds"], 1))
+    return 0
+
+
+def evaluate_case(case: Case, report: Path, work: Path, device, counter) -> dict:
+    source = read_source(case)
+    scene = scene_at(case, source, case.resolution)
+    small = scene_at(case, source, TIMING_SIDE)
+    name = slug(case.name)
+    folder = report / name
+    folder.mkdir()
+    _write_png(folder / "case.png", pictures.case_picture(scene))
+    still, masks = write_inputs(scene, work / name / "full")
+    small_still, small_masks = write_inputs(small, work / name / "small")
+    height, width = scene.still.shape[:2]
+    result = {
+        "name": case.name, "source": case.source, "resolution": case.resolution,
+        "size": [width, height], "samples": case.samples, "seed": case.seed,
+        "frames": case.frames, "pokes": [list(p) for p in scene.pokes],
+        "pokes_in_source": [list(p) for p in case.pokes], "pins": [list(p) for p in scene.pins],
+        "patches": [list(p) for p in scene.patches],
+        "region": (f"mask {case.region_mask}" if case.region_mask else
+                   "discs around the pokes"), "region_share": float(scene.region.mean()),
+        "picture": f"{name}/case.png", "engines": []}
+    for run in case.engines:
+        engine = ENGINES[run.engine]
+        count = case.samples if engine.sampling else 1
+        where = f"{case.name}/{run.label}"
+
+        def clip(sample, at_full=True):
+            return make_clip(engine, run.options, still if at_full else small_still,
+                             scene.pokes if at_full else small.pokes,
+                             masks if at_full else small_masks, case.frames, case.seed, sample,
+                             count, device, work / name, counter.progress, where)
+
+        for timed in (False, True):  # the first pays for imports and first-call set-up
+            _, seconds_64 = clip(0, at_full=False)
+            counter.step(case.name, run.label, "64 px" + (" (timed)" if timed else " (warm-up)"))
+        clips, numbers = [], []
+        for sample in range(count):
+            frames, seconds = clip(sample)
+            numbers.append({**measures.sample_numbers(frames, scene), "seconds": seconds})
+            clips.append(frames)
+            counter.step(case.name, run.label, f"sample {sample + 1} of {count}")
+        summary = measures.summary(numbers)
+        spread = measures.diversity(clips, scene.region)
+        summary["diversity_region"] = spread["region"] if spread else None
+        summary["diversity_frame"] = spread["frame"] if spread else None
+        summary["seconds_per_clip"] = float(np.mean([n["seconds"] for n in numbers]))
+        summary["seconds_per_clip_64"] = seconds_64
+        summary["size_64"] = list(small.still.shape[1::-1])
+        histograms = measures.histograms(clips, scene.region)
+        files = {"sheet": f"{name}/{slug(run.label)}_sheet.png",
+                 "histograms": f"{name}/{slug(run.label)}_flow.png"}
+        _write_png(report / files["sheet"], pictures.sheet(clips, scene.still))
+        _write_png(report / files["histograms"], pictures.histogram_picture(histograms))
+        result["engines"].append({
+            "label": run.label, "engine": run.engine, "sampling": engine.sampling,
+            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in run.options.items()},
+            "summary": summary, "samples": numbers, "histograms": histograms,
+            "pictures": files})
+    return result
+
+
+def slug(text: str) -> str:
+    """A file name made of the text's safe characters."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "case"
+
+
+class _Counter:
+    """Progress lines: one per clip made, numbered over the whole evaluation."""
+
+    def __init__(self, progress: Progress, total: int):
+        self.progress, self.total, self.done = progress, total, 0
+
+    def step(self, case: str, engine: str, what: str) -> None:
+        self.done += 1
+        self.progress.emit("evaluate", self.done, self.total, case=case, engine=engine,
+                           clip=what)
+
+
+def _override(case: Case, args) -> Case:
+    changes = {key: value for key, value in (("resolution", args.resolution),
+                                             ("samples", args.samples), ("frames", args.frames))
+               if value}
+    if (changes.get("resolution", 16) < 16 or changes.get("frames", 2) < 2
+            or not 1 <= changes.get("samples", 1) <= MAX_SAMPLES):
+        raise JobError(f"--resolution must be at least 16, --frames at least 2 and --samples "
+                       f"1..{MAX_SAMPLES}")
+    return dataclasses.replace(case, **changes)
+
+
+def _command(args) -> str:
+    words = ["python -m engine evaluate", "--cases", str(args.cases), "--out", str(args.out)]
+    for flag in ("resolution", "samples", "frames"):
+        if getattr(args, flag):
+            words += [f"--{flag}", str(getattr(args, flag))]
+    for name in args.only or ():
+        words += ["--only", name]
+    return " ".join(words)
+
+
+def _write_png(path: Path, picture: np.ndarray) -> None:
+    ok, data = cv2.imencode(".png", picture)
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode {path.name}")
+    try:
+        data.tofile(path)
+    except OSError as exc:
+        raise JobError(f"cannot write {path}: {exc.strerror or exc}; check the disk and that "
+                       "the report folder is writable") from None
