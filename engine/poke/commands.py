@@ -26,6 +26,10 @@ def _add_train(commands) -> None:
     parser.add_argument("--out", required=True, help="the model file to write (.safetensors)")
     parser.add_argument("--size", default="small", choices=["tiny", "small", "large"],
                         help="model size preset (small: laptop CPU; large: GPU)")
+    parser.add_argument("--space", default="pixels", choices=["pixels", "motion"],
+                        help="what the video autoencoder encodes: pixels (iPOKE) or the "
+                             "clip's motion, rendered by warping the still (sharp at any "
+                             "resolution)")
     parser.add_argument("--stages", default="all", help="all, or a comma list of "
                         "video,codes,cinn (the others are read from the run folder)")
     parser.add_argument("--max-minutes", type=float, default=None,
@@ -41,6 +45,11 @@ def _add_train(commands) -> None:
     parser.add_argument("--perceptual-weight", type=float, default=10.0,
                         help="VGG-19 perceptual loss weight (0: no VGG weights needed)")
     parser.add_argument("--epoch-batches", type=int, default=0)
+    parser.add_argument("--stage-share", default="0.5,0.15,0.35", metavar="V,C,I",
+                        help="fractions of --max-minutes for the video, codes and cINN stages")
+    parser.add_argument("--adversarial-after", type=float, default=0.3,
+                        help="fraction of the video stage trained before the discriminators "
+                             "join")
     parser.add_argument("--bf16", action="store_true",
                         help="bfloat16 autocast for the video and code stages (faster on CPUs "
                              "with AMX and on GPUs; the cINN stays float32)")

@@ -7,6 +7,8 @@ What one item is (shared/DESIGN.md, "poke" contract; research/ipoke.md 1.1 and 2
           filled with the flow vector at its centre (iPOKE's equal_poke_val)
   static  bool: x0 repeated, zero flow, and a poke on the background ("poking the background
           does nothing"); static_fraction of the items
+  motion  float32 [frames, 2, 64, 64], DIS flows x0 -> x_t for every frame t of the clip, in
+          64-px units; only with DataConfig.motion (the motion-space autoencoder's input)
 
 Preparation (decode, crop, resize, flow) runs once per video and is cached; items are cut from
 the prepared arrays. The held-out split is by time: the last `held_out` of every video, so
@@ -62,6 +64,7 @@ class DataConfig:
     scale_range: float = 0.1    # zoom factor drawn from [1 - r, 1 + r]
     translate: float = 0.05     # fraction of the frame side
     flow_preset: str = "medium"
+    motion: bool = False        # also the flows x0 -> x_t of every frame (motion space)
     cache_dir: str | None = None
 
     @property
@@ -88,7 +91,8 @@ class DataConfig:
                 "face_scale": self.face_scale if self.face_crop else None,
                 "face_smooth": self.face_smooth if self.face_crop else None,
                 "face_every": self.face_every if self.face_crop else None,
-                "flow_preset": self.flow_preset, "version": CACHE_VERSION}
+                "flow_preset": self.flow_preset, "version": CACHE_VERSION,
+                **({"motion": True} if self.motion else {})}
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,6 +103,8 @@ class PreparedVideo:
     path: str
     frames: np.ndarray      # uint8 [n, size, size, 3] RGB, every decoded frame
     flows: np.ndarray       # float16 [n - span, size, size, 2]: flow t -> t + span, 64-px units
+    motions: np.ndarray | None  # float16 [n - span, frames, size, size, 2]: flows t -> t + k *
+                                # stride for k = 1..frames (DataConfig.motion), else None
     boxes: np.ndarray       # int32 [n, 3]: crop square (x, y, side) in source pixels
     face_found: bool        # False: centre crop (face_crop off, or no face detected)
 
@@ -117,6 +123,7 @@ def _load_cached(cache_file: Path) -> PreparedVideo | None:
     try:
         with np.load(cache_file, allow_pickle=False) as data:
             return PreparedVideo(str(data["path"]), data["frames"], data["flows"],
+                                 data["motions"] if "motions" in data.files else None,
                                  data["boxes"], bool(data["face_found"]))
     except (OSError, KeyError, ValueError):
         return None  # unreadable or half-written by an older run: prepare again
@@ -126,9 +133,10 @@ def _save_cached(cache_file: Path, prepared: PreparedVideo) -> None:
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     # Written beside and renamed, so a killed run or a second process never leaves a torn file.
     partial = cache_file.with_name(f"{cache_file.stem}.{os.getpid()}.partial.npz")
+    extra = {} if prepared.motions is None else {"motions": prepared.motions}
     np.savez(partial, path=np.array(prepared.path), frames=prepared.frames,
              flows=prepared.flows, boxes=prepared.boxes,
-             face_found=np.array(prepared.face_found))
+             face_found=np.array(prepared.face_found), **extra)
     os.replace(partial, cache_file)
 
 
@@ -186,6 +194,7 @@ def _prepare(path: Path, config: DataConfig) -> PreparedVideo:
     size, span = config.size, config.span
     small_frames: list[np.ndarray] = []
     flows: list[np.ndarray] = []
+    motions: list[np.ndarray] = []
     recent = deque(maxlen=span + 1)  # source-resolution crops of the last span + 1 frames
     used_boxes: list[tuple[int, int, int]] = []
     for index, frame in enumerate(video_io.iter_frames(path)):
@@ -202,13 +211,19 @@ def _prepare(path: Path, config: DataConfig) -> PreparedVideo:
         # units: the same pixels the model sees move by these vectors.
         recent.append(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY))
         if len(recent) == span + 1:
-            flow = dis_flow(recent[0], recent[-1], config.flow_preset)
-            flows.append(resize_flow(flow, size, size).astype(np.float16))
+            flow = resize_flow(dis_flow(recent[0], recent[-1], config.flow_preset), size, size)
+            flows.append(flow.astype(np.float16))
+            if config.motion:
+                steps = [resize_flow(dis_flow(recent[0], recent[k * config.stride],
+                                              config.flow_preset), size, size)
+                         for k in range(1, config.frames)] + [flow]
+                motions.append(np.stack(steps).astype(np.float16))
     if not small_frames:
         raise JobError(f"cannot read frames from {path}; convert it to MP4/H.264")
     if len(small_frames) < span + 1:
         raise _too_short(path, len(small_frames), config)
     return PreparedVideo(str(path), np.stack(small_frames), np.stack(flows),
+                         np.stack(motions) if config.motion else None,
                          np.asarray(used_boxes, np.int32), face_found)
 
 
@@ -375,14 +390,18 @@ def warp_flow(flow: np.ndarray, aug: Augmentation) -> np.ndarray:
     return (moved @ linear.T.astype(np.float32)).astype(np.float32)
 
 
-def augment(clip: np.ndarray, flow: np.ndarray, aug: Augmentation
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """clip uint8 [T, H, W, 3] and flow [H, W, 2] -> float32 clip in [0, 1] and flow."""
+def augment(clip: np.ndarray, flow: np.ndarray, aug: Augmentation,
+            motion: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """clip uint8 [T, H, W, 3], flow [H, W, 2] and optionally the per-frame flows
+    [T - 1, H, W, 2] -> float32 clip in [0, 1], flow, per-frame flows."""
     out = jitter_colours(clip.astype(np.float32) / 255.0, aug)
     if not aug.is_identity_geometry():
         out = warp_clip(out, aug)
         flow = warp_flow(flow, aug)
-    return out, flow
+        if motion is not None:
+            motion = np.stack([warp_flow(step, aug) for step in motion])
+    return out, flow, motion
 
 
 # --------------------------------------------------------------------------------------------
@@ -440,22 +459,32 @@ class PokeClipDataset(torch.utils.data.Dataset):
         prepared = self.videos[number]
         clip = prepared.frames[start:start + config.span + 1:config.stride]
         flow = prepared.flows[start].astype(np.float32)
+        motion = None
+        if config.motion:
+            if prepared.motions is None:
+                raise JobError(f"{prepared.path} was prepared without per-frame flows; delete "
+                               "its cache file and train again")
+            motion = prepared.motions[start].astype(np.float32)
         if static:
             clip = np.repeat(clip[:1], len(clip), axis=0)
         aug = Augmentation()
         if config.augment and self.split == "train":
             aug = Augmentation.random(rng, config, config.size)
-        clip, flow = augment(clip, flow, aug)
+        clip, flow, motion = augment(clip, flow, aug, motion)
         if static:
             poke, _ = sample_background_poke(flow, rng, config.patch)
             flow = np.zeros_like(flow)
+            motion = None if motion is None else np.zeros_like(motion)
         else:
             poke, _ = sample_poke(flow, rng, config.max_patches, config.patch)
         video = torch.from_numpy(np.ascontiguousarray(clip.transpose(0, 3, 1, 2))) * 2.0 - 1.0
-        return {"video": video.float(),
+        item = {"video": video.float(),
                 "poke": torch.from_numpy(poke),
                 "flow": torch.from_numpy(np.ascontiguousarray(flow.transpose(2, 0, 1))),
                 "static": static}
+        if motion is not None:
+            item["motion"] = torch.from_numpy(np.ascontiguousarray(motion.transpose(0, 3, 1, 2)))
+        return item
 
 
 def config_dict(config: DataConfig) -> dict:

@@ -16,6 +16,11 @@ was trained with), each with its deterministic poke. Measures (shared/DESIGN.md)
                     region (pixels whose real flow x0 -> last moves at least
                     MOTION_THRESHOLD 64-px pixels); averaged over clips
 
+A motion-space model (issue 5) decodes flows; its frames are x0 carried along them
+(engine/poke/motion.warp_with_motion), and every pixel measure above is taken on those frames,
+so the two spaces are compared on the same terms. It also reports `motion_epe`, the end-point
+error of the reconstructed flows (64-px units).
+
 Sample i of clip n draws its noise from (seed, n, i), so the numbers repeat for a given seed.
 """
 
@@ -33,7 +38,8 @@ from engine.flow import dis_flow
 from engine.metrics import poke_following
 from engine.poke.data import DataConfig, PokeClipDataset
 from engine.poke.model import PokeModel, load_model, model_facts
-from engine.poke.train import clip_ssim, psnr
+from engine.poke.motion import warp_with_motion
+from engine.poke.train import clip_ssim, flow_epe, psnr
 
 MOTION_THRESHOLD = 1.0   # 64-px pixels of real motion x0 -> last frame
 
@@ -75,7 +81,9 @@ def evaluate(model: PokeModel, videos: list[str], samples: int = 8, seed: int = 
     config = model.config
     data = DataConfig(size=model.size, frames=config.video.frames, stride=config.stride,
                       face_crop=config.face_crop, face_scale=config.face_scale,
-                      held_out=held_out, augment=False, cache_dir=cache_dir)
+                      held_out=held_out, augment=False, cache_dir=cache_dir,
+                      motion=config.video.space == "motion")
+    motion_space = data.motion
     dataset = PokeClipDataset(videos, "val", data, seed=seed)
     clip_count = len(dataset.clips)  # the items after these are the static ones
     chosen = list(range(clip_count))
@@ -83,7 +91,7 @@ def evaluate(model: PokeModel, videos: list[str], samples: int = 8, seed: int = 
         chosen = sorted({int(round(v)) for v in np.linspace(0, clip_count - 1, max_clips)})
     device = next(model.parameters()).device
     started = time.monotonic()
-    psnrs, ssims, bits = [], [], []
+    psnrs, ssims, bits, epes = [], [], [], []
     cosines, ratios, real_cosines, real_ratios = [], [], [], []
     spread_frame, spread_motion = [], []
     for number, index in enumerate(chosen):
@@ -91,9 +99,14 @@ def evaluate(model: PokeModel, videos: list[str], samples: int = 8, seed: int = 
         clip = item["video"][None].to(device)
         poke = item["poke"][None].to(device)
         x0 = clip[:, 0]
-        out = model.video_ae(clip, sample=False)
-        psnrs.append(psnr(out.recon, clip[:, 1:]))
-        ssims.append(clip_ssim(out.recon, clip[:, 1:]))
+        motion = item["motion"][None].to(device) if motion_space else None
+        out = model.video_ae(clip, sample=False, motion=motion)
+        recon = out.recon
+        if motion_space:
+            epes.append(flow_epe(recon, motion))
+            recon = warp_with_motion(x0, recon)
+        psnrs.append(psnr(recon, clip[:, 1:]))
+        ssims.append(clip_ssim(recon, clip[:, 1:]))
         cond = model.condition(x0, poke)
         bits.append(float(model.cinn.bits_per_dim(out.mu, cond).mean()))
 
@@ -102,6 +115,8 @@ def evaluate(model: PokeModel, videos: list[str], samples: int = 8, seed: int = 
                            for i in range(samples)]).to(device)
         z = model.cinn.reverse(noise, cond.expand(samples, -1, -1, -1))
         generated = model.video_ae.decode(z, x0.expand(samples, -1, -1, -1))
+        if motion_space:
+            generated = warp_with_motion(x0.expand(samples, -1, -1, -1), generated)
         first = _to_uint8(x0[0])
         last_frames = _to_uint8(generated[:, -1])
         patches = _patches(item["poke"].numpy())
@@ -133,7 +148,9 @@ def evaluate(model: PokeModel, videos: list[str], samples: int = 8, seed: int = 
         "model": None, "videos": [Path(v).name for v in videos],
         "held_out_fraction": held_out, "held_out_clips": clip_count,
         "evaluated_clips": len(chosen), "samples_per_clip": samples, "seed": seed,
-        "video_ae": {"psnr_db": mean(psnrs), "ssim": mean(ssims)},
+        "space": model.config.video.space,
+        "video_ae": {"psnr_db": mean(psnrs), "ssim": mean(ssims),
+                     **({"motion_epe": mean(epes)} if epes else {})},
         "cinn_bits_per_dim": mean(bits),
         "poke_following": {"cosine": mean(cosines), "magnitude_ratio": mean(ratios),
                            "median_magnitude_ratio": round(float(np.median(ratios)), 4),

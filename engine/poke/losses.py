@@ -120,6 +120,17 @@ def video_ae_reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, mu: 
     return total, {name: float(value.detach()) for name, value in parts.items()}
 
 
+def motion_ae_loss(recon: torch.Tensor, target: torch.Tensor, mu: torch.Tensor,
+                   logvar: torch.Tensor, flow_scale: float, weights: VideoAeLossWeights =
+                   VideoAeLossWeights()) -> tuple[torch.Tensor, dict[str, float]]:
+    """Motion-space autoencoder: L1 between decoded and DIS flows [B, 10, 2, H, W] (64-px
+    units, divided by flow_scale so it is of the order of the pixel loss) + the same KL.
+    No perceptual or adversarial term: sharpness comes from warping the still itself."""
+    parts = {"flow_l1": l1(recon, target) / flow_scale, "kl": kl_divergence(mu, logvar)}
+    total = weights.l1 * parts["flow_l1"] + weights.kl * parts["kl"]
+    return total, {name: float(value.detach()) for name, value in parts.items()}
+
+
 def code_autoencoder_loss(recon: torch.Tensor, target: torch.Tensor, logvar: torch.Tensor, *,
                           perceptual: PerceptualLoss | None = None,
                           perceptual_weight: float = 1.0

@@ -12,7 +12,7 @@ training-only and live in train.py's state files, not in the model file an artis
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -39,10 +39,10 @@ class PokeModelConfig:
     face_scale: float = 2.2
 
     @classmethod
-    def preset_named(cls, name: str, **data_fields) -> "PokeModelConfig":
+    def preset_named(cls, name: str, space: str = "pixels", **data_fields) -> "PokeModelConfig":
         if name not in PRESETS:
             raise JobError(f"unknown poke model size '{name}'; choose one of {', '.join(PRESETS)}")
-        video = VideoAeConfig.preset(name)
+        video = replace(VideoAeConfig.preset(name), space=space)
         cinn = CinnConfig.preset(name)
         cinn.z_channels = video.z_channels
         cinn.z_size = video.latent_size
@@ -94,7 +94,9 @@ class PokeModel(nn.Module):
                generator: torch.Generator | None = None, temperature: float = 1.0
                ) -> torch.Tensor:
         """`samples` clips for one x0 [1, 3, H, W] and poke [1, 2, H, W]: [K, 10, 3, H, W] in
-        [-1, 1] (x0 itself is not regenerated). The same generator seed gives the same clips."""
+        [-1, 1] (x0 itself is not regenerated), or for a motion-space model the forward flows
+        x0 -> x_t [K, 10, 2, H, W] (engine/poke/motion.py renders them). The same generator
+        seed gives the same clips."""
         if x0.shape[0] != 1 or poke.shape[0] != 1:
             raise ValueError("sample() takes one image and one poke map; it repeats them itself")
         h = self.condition(x0, poke).expand(samples, -1, -1, -1)

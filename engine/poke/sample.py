@@ -22,6 +22,10 @@ with a partly trained small autoencoder: |decoded static clip - x0| has a median
 (colour units), which with a 3/255 threshold marks 98 % of the square as changed; against the
 static reference a still region is exactly unchanged.
 
+A motion-space model (issue 5) decodes flows instead of frames: its samples carry them
+(`PokeSamples.motions`) and `clip_frames` renders them by warping the still at its own
+resolution (engine/poke/motion.py); the 64-px `clips` are x0 carried along the same flows.
+
 `prepare(job, device, progress)` is the job-file entry (engine/runner.py), engine "poke".
 """
 
@@ -57,7 +61,9 @@ class PokeSamples(NamedTuple):
     clips: np.ndarray               # float32 [K, 11, 64, 64, 3] RGB in [0, 1]; x0 first
     box: tuple[int, int, int]       # (x, y, side) of the model's square in the still's pixels
     reference: np.ndarray           # float32 [11, 64, 64, 3]: the decoder's clip of x0 held
-                                    # still (x0 first), what a change is measured against
+                                    # still (x0 first), what a change is measured against;
+                                    # motion space: its flows [10, 2, 64, 64] for a still clip
+    motions: np.ndarray | None = None  # motion space: forward flows [K, 10, 2, 64, 64]
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,12 +182,29 @@ def sample_clips(model, still_rgb: np.ndarray, pokes_px: Sequence[Sequence[float
     h = model.condition(x0_t, poke_t).expand(count, -1, -1, -1)
     z = model.cinn.reverse(noise * temperature, h)
     generated = model.video_ae.decode(z, x0_t.expand(count, -1, -1, -1))
+    if model.config.video.space == "motion":
+        return _motion_samples(model, x0, x0_t, generated, box)
     clips = _with_x0(x0, generated)
     # "nothing moves" as this decoder renders it: the clip of x0 repeated, through the AE
     held = x0_t[:, None].expand(-1, model.config.video.clip_length, -1, -1, -1)
     mu, _ = model.video_ae.encode(held)
     reference = _with_x0(x0, model.video_ae.decode(mu, x0_t))[0]
     return PokeSamples(clips, box, reference)
+
+
+def _motion_samples(model, x0, x0_t, generated, box) -> PokeSamples:
+    from engine.poke.motion import clean_motion, display_frames_64
+
+    video = model.config.video
+    # "nothing moves" as this decoder renders it: zero flows through the autoencoder
+    still_motion = torch.zeros(1, video.frames, 2, video.resolution, video.resolution,
+                               device=x0_t.device)
+    mu, _ = model.video_ae.encode(still_motion)
+    reference = model.video_ae.decode(mu, x0_t)[0].float().cpu().numpy()
+    motions = generated.float().cpu().numpy()
+    clips = np.stack([display_frames_64(x0, clean_motion(motion, reference))
+                      for motion in motions])
+    return PokeSamples(clips, box, reference, motions)
 
 
 def _with_x0(x0: np.ndarray, generated: torch.Tensor) -> np.ndarray:
@@ -282,16 +305,38 @@ def full_resolution_frames(still: np.ndarray, clip64: np.ndarray, box: tuple[int
         yield frame
 
 
-def thumbnail(still: np.ndarray, clip64: np.ndarray, box: tuple[int, int, int],
-              side: int = THUMB_SIDE, pin: np.ndarray | None = None,
-              reference: np.ndarray | None = None) -> np.ndarray:
+def clip_frames(still: np.ndarray, result: PokeSamples, index: int, frames: int | None = None,
+                loop: bool = False, pin: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """Sample `index` of `result` at the still's resolution, frame by frame, in the model's
+    own way: the pixel change added to the still, or (motion space) the still warped."""
+    if result.motions is not None:
+        from engine.poke.motion import motion_frames
+
+        return motion_frames(still, result.motions[index], result.box, frames=frames,
+                             loop=loop, pin=pin, reference=result.reference)
+    return full_resolution_frames(still, result.clips[index], result.box, frames=frames,
+                                  loop=loop, pin=pin, reference=result.reference)
+
+
+def last_frame(still: np.ndarray, result: PokeSamples, index: int,
+               pin: np.ndarray | None = None) -> np.ndarray:
+    """The sample's last frame at full resolution (for pickers and contact sheets)."""
+    if result.motions is not None:
+        from engine.poke.motion import motion_frames
+
+        return list(motion_frames(still, result.motions[index][-1:], result.box, frames=2,
+                                  pin=pin, reference=result.reference[-1:]))[-1]
+    ends = [0, -1]
+    return list(full_resolution_frames(still, result.clips[index][ends], result.box, frames=2,
+                                       pin=pin, reference=result.reference[ends]))[-1]
+
+
+def thumbnail(still: np.ndarray, result: PokeSamples, index: int, side: int = THUMB_SIDE,
+              pin: np.ndarray | None = None) -> np.ndarray:
     """uint8 BGR picture of a sample for a picker: its last frame at full resolution, the
     model's square, `side` px."""
-    ends = [0, -1]
-    last = list(full_resolution_frames(still, clip64[ends], box, frames=2, pin=pin,
-                                       reference=None if reference is None
-                                       else reference[ends]))[-1]
-    bx, by, box_side = box
+    last = last_frame(still, result, index, pin)
+    bx, by, box_side = result.box
     crop = frames_io.to_display(last[by:by + box_side, bx:bx + box_side])
     interpolation = cv2.INTER_AREA if box_side > side else cv2.INTER_CUBIC
     return cv2.resize(crop, (side, side), interpolation=interpolation)
@@ -310,16 +355,16 @@ class NamedImages:
 class PokeClip:
     """The frames of one sample at full resolution, as the runner iterates them."""
 
-    def __init__(self, still, clip64, box, count, loop, pin, reference):
-        self.args = (still, clip64, box)
-        self.options = {"frames": count, "loop": loop, "pin": pin, "reference": reference}
+    def __init__(self, still, result: PokeSamples, count, loop, pin):
+        self.args = (still, result, 0)
+        self.options = {"frames": count, "loop": loop, "pin": pin}
         self.count = count
 
     def __len__(self) -> int:
         return self.count
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        return full_resolution_frames(*self.args, **self.options)
+        return clip_frames(*self.args, **self.options)
 
 
 def sample_name(index: int) -> str:
@@ -355,12 +400,10 @@ def prepare(job, device, progress):
     progress.emit("sample", 1, 1)
     if settings.thumbnails:
         return NamedImages([(f"{sample_name(i)}.png",
-                             cv2.cvtColor(thumbnail(still, clip, result.box, pin=pin,
-                                                    reference=result.reference),
+                             cv2.cvtColor(thumbnail(still, result, i, pin=pin),
                                           cv2.COLOR_BGR2RGB))
-                            for i, clip in enumerate(result.clips)])
-    return PokeClip(still, result.clips[0], result.box, job.frames, job.loop, pin,
-                    result.reference)
+                            for i in range(len(result.clips))])
+    return PokeClip(still, result, job.frames, job.loop, pin)
 
 
 # --------------------------------------------------------------------------------------------
@@ -401,13 +444,11 @@ def run_command(args, progress) -> int:
             folder = partial / sample_name(index)
             folder.mkdir()
             if args.size == 64:
-                clip_frames = (frames_io.from_float(frame, np.uint8) for frame in clip)
+                pictures = (frames_io.from_float(frame, np.uint8) for frame in clip)
             else:
-                clip_frames = full_resolution_frames(still, clip, result.box,
-                                                     frames=args.frames or None,
-                                                     reference=result.reference)
+                pictures = clip_frames(still, result, index, frames=args.frames or None)
             row = []
-            for number, pixels in enumerate(clip_frames, 1):
+            for number, pixels in enumerate(pictures, 1):
                 frames_io.write_image(folder / f"frame_{number:04d}.png", pixels, "PNG8")
                 square = pixels if args.size == 64 else pixels[by:by + side, bx:bx + side]
                 thumb = cv2.resize(frames_io.to_display(square), (THUMB_SIDE, THUMB_SIDE),

@@ -37,6 +37,7 @@ from engine.errors import Cancelled, JobError
 from engine.poke import losses as L
 from engine.poke.data import DataConfig, PokeClipDataset, config_dict
 from engine.poke.model import PokeModel, PokeModelConfig, save_model
+from engine.poke.motion import warp_with_motion
 from engine.poke.video_ae import (SpatialDiscriminator, TemporalDiscriminator,
                                   VideoAutoencoder, image_autoencoder, poke_autoencoder)
 from engine.poke.cinn import ConditionalInn
@@ -50,6 +51,7 @@ STAGES = ("video", "codes", "cinn")
 @dataclass
 class TrainConfig:
     preset: str = "small"
+    space: str = "pixels"           # what the video autoencoder encodes: pixels or motion
     batch: int = 8
     seed: int = 0
     stages: tuple[str, ...] = STAGES
@@ -120,8 +122,10 @@ class Trainer:
         self.budget = Budget(config.max_minutes)
         torch.manual_seed(config.seed + self.dist.rank)
         model_config = PokeModelConfig.preset_named(
-            config.preset, stride=config.data.stride, face_crop=config.data.face_crop,
-            face_scale=config.data.face_scale)
+            config.preset, space=config.space, stride=config.data.stride,
+            face_crop=config.data.face_crop, face_scale=config.data.face_scale)
+        # the motion-space autoencoder reads every frame's flow
+        config.data.motion = config.space == "motion"
         if config.data.size != model_config.video.resolution:
             raise JobError(f"clips are {config.data.size} px but the '{config.preset}' model "
                            f"works at {model_config.video.resolution} px")
@@ -339,6 +343,11 @@ def clip_ssim(recon: torch.Tensor, target: torch.Tensor, limit: int = 32) -> flo
     return float(np.mean(values))
 
 
+def flow_epe(recon: torch.Tensor, target: torch.Tensor) -> float:
+    """Mean end-point error of flows [..., 2, H, W], in their own pixels."""
+    return float((recon.float() - target.float()).square().sum(-3).sqrt().mean())
+
+
 def _adam(params, lr, betas=(0.9, 0.999), weight_decay=0.0, amsgrad=False):
     return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay,
                             amsgrad=amsgrad)
@@ -350,20 +359,24 @@ class VideoStage(Stage):
     def __init__(self, trainer: Trainer):
         super().__init__(trainer)
         t, video = trainer, trainer.model_config.video
-        self.spatial = SpatialDiscriminator(video).to(t.device)
-        self.temporal = TemporalDiscriminator(video).to(t.device)
-        self.ae = t.dist.wrap(t.video_ae)
-        self.d_spatial = t.dist.wrap(self.spatial)
-        self.d_temporal = t.dist.wrap(self.temporal)
-        self.modules = {"video_ae": t.video_ae, "spatial": self.spatial,
-                        "temporal": self.temporal}
         c = t.config
         betas, wd = (0.5, 0.9), 1e-5
-        self.optimisers = {
-            "ae": _adam(t.video_ae.parameters(), c.lr_video, betas, wd),
-            "discriminators": _adam(list(self.spatial.parameters())
-                                    + list(self.temporal.parameters()), c.lr_video, betas, wd)}
+        self.motion = video.space == "motion"
+        self.ae = t.dist.wrap(t.video_ae)
+        self.modules = {"video_ae": t.video_ae}
+        self.optimisers = {"ae": _adam(t.video_ae.parameters(), c.lr_video, betas, wd)}
         self.weights = L.VideoAeLossWeights(perceptual=c.perceptual_weight)
+        self.perceptual = None
+        if self.motion:
+            return  # flows: L1 + KL only; the discriminators and VGG judge pixels
+        self.spatial = SpatialDiscriminator(video).to(t.device)
+        self.temporal = TemporalDiscriminator(video).to(t.device)
+        self.d_spatial = t.dist.wrap(self.spatial)
+        self.d_temporal = t.dist.wrap(self.temporal)
+        self.modules.update(spatial=self.spatial, temporal=self.temporal)
+        self.optimisers["discriminators"] = _adam(
+            list(self.spatial.parameters()) + list(self.temporal.parameters()), c.lr_video,
+            betas, wd)
         self.perceptual = t.perceptual() if "video" in c.stages else None
 
     def end_epoch(self, epoch: int) -> None:
@@ -372,6 +385,8 @@ class VideoStage(Stage):
                 group["lr"] = self.t.config.lr_video * 0.98 ** epoch
 
     def step(self, batch, step, total):
+        if self.motion:
+            return self._motion_step(batch)
         clip = batch["video"]
         target = clip[:, 1:]
         with self.autocast():
@@ -404,6 +419,19 @@ class VideoStage(Stage):
         parts["loss"] = loss.item()
         return parts
 
+    def _motion_step(self, batch):
+        with self.autocast():
+            out = self.ae(batch["video"], motion=batch["motion"])
+        loss, parts = L.motion_ae_loss(out.recon.float(), batch["motion"], out.mu, out.logvar,
+                                       self.t.model_config.video.flow_scale, self.weights)
+        optimiser = self.optimisers["ae"]
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.t.video_ae.parameters(), self.t.config.grad_clip)
+        optimiser.step()
+        parts["loss"] = loss.item()
+        return parts
+
     def _discriminator_step(self, clip, fake):
         w = self.weights
         real = clip.detach().requires_grad_(True)
@@ -425,14 +453,24 @@ class VideoStage(Stage):
 
     @torch.no_grad()
     def validate(self, batches):
+        """PSNR/SSIM of the reconstructed frames (motion space: x0 carried along the decoded
+        flows, so the two spaces compare on the same pixels) and, in motion space, the flows'
+        end-point error."""
         ae = self.t.video_ae.eval()
-        psnrs, ssims = [], []
+        psnrs, ssims, errors = [], [], []
         for batch in batches:
             clip = batch["video"]
-            recon = ae(clip, sample=False).recon
+            out = ae(clip, sample=False, motion=batch.get("motion"))
+            recon = out.recon
+            if self.motion:
+                errors.append(flow_epe(recon, batch["motion"]))
+                recon = warp_with_motion(clip[:, 0], recon)
             psnrs.append(psnr(recon, clip[:, 1:]))
             ssims.append(clip_ssim(recon, clip[:, 1:]))
-        return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))}
+        metrics = {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))}
+        if errors:
+            metrics["motion_epe"] = float(np.mean(errors))
+        return metrics
 
 
 class CodesStage(Stage):
@@ -555,6 +593,17 @@ def parse_stages(text: str) -> tuple[str, ...]:
     return tuple(s for s in STAGES if s in stages)
 
 
+def parse_stage_share(text: str) -> tuple[float, float, float]:
+    try:
+        shares = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        shares = ()
+    if len(shares) != 3 or min(shares) < 0 or sum(shares) <= 0:
+        raise JobError(f"--stage-share takes three fractions for video,codes,cinn (for example "
+                       f"0.5,0.15,0.35), got '{text}'")
+    return shares
+
+
 def run(args, progress: Progress) -> int:
     """The `train-poke` subcommand."""
     from engine.device import resolve_device
@@ -569,10 +618,12 @@ def run(args, progress: Progress) -> int:
         if name not in STAGES or not count.isdigit():
             raise JobError(f"--steps takes STAGE=N (stages: {', '.join(STAGES)}), got '{item}'")
         steps[name] = int(count)
-    config = TrainConfig(preset=args.size, batch=args.batch, seed=args.seed,
+    config = TrainConfig(preset=args.size, space=args.space, batch=args.batch, seed=args.seed,
                          stages=parse_stages(args.stages), max_minutes=args.max_minutes,
                          steps=steps, perceptual_weight=args.perceptual_weight,
-                         workers=args.workers, bf16=args.bf16, data=data)
+                         workers=args.workers, bf16=args.bf16, data=data,
+                         stage_share=parse_stage_share(args.stage_share),
+                         adversarial_after=args.adversarial_after)
     if args.epoch_batches:
         config.epoch_batches = args.epoch_batches
     trainer = Trainer(args.videos, args.out, config, progress, run_dir=args.run_dir,

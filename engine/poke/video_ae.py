@@ -12,6 +12,13 @@ Data flows through them in this order (shared/research/ipoke.md, section 1):
     x0   [B, 3, 64, 64] -> ImageEncoder                   -> [B, 64, 8, 8]
     poke [B, 2, 64, 64] -> PokeEncoder                    -> [B, 64, 8, 8]
 
+In motion space (`VideoAeConfig.space = "motion"`, issue 5) the same networks encode and decode
+the clip's dense motion instead of its pixels: the encoder reads the 10 DIS flows x0 -> x_t
+[B, 10, 2, 64, 64] (64-px units, divided by `flow_scale`), the decoder (still SPADE-conditioned
+on x0, so it knows where the face is) returns 10 flows, and the pixels come from warping the
+still itself (engine/poke/motion.py), so they keep the still's detail at any resolution. z has
+the same shape in both spaces, so the code encoders, the cINN and training are shared.
+
 The image and poke encoders are each trained as an autoencoder (`CodeAutoencoder`): the image
 one reconstructs x0, the poke one the *dense* flow x0 -> last frame, so its code says how the
 whole face moves given a few pokes. The cINN (cinn.py) is conditioned on the two codes.
@@ -38,6 +45,8 @@ from engine.poke import losses
 # --------------------------------------------------------------------------------------------
 # Configuration
 
+SPACES = ("pixels", "motion")
+
 
 @dataclass(frozen=True)
 class VideoAeConfig:
@@ -57,6 +66,7 @@ class VideoAeConfig:
     flow_scale: float = 4.0                  # poke/flow pixels are divided by this on the way in
     spatial_disc_channels: int = 32          # PatchGAN width (doubles per layer up to x8)
     temporal_disc_channels: tuple = (32, 64, 128, 128)  # 3D ResNet discriminator stem + layers
+    space: str = "pixels"                    # what the autoencoder encodes: pixels or motion
 
     @classmethod
     def small(cls) -> "VideoAeConfig":
@@ -103,6 +113,9 @@ class VideoAeConfig:
                       for key, value in data.items()})
 
     def __post_init__(self):
+        if self.space not in SPACES:
+            raise JobError(f"unknown poke model space {self.space!r}; choose one of "
+                           f"{', '.join(SPACES)}")
         ups = self.resolution // self.latent_size
         if ups < 2 or self.resolution % self.latent_size or ups & (ups - 1):
             raise JobError(f"resolution {self.resolution} must be the latent size "
@@ -127,6 +140,11 @@ class VideoAeConfig:
     @property
     def clip_length(self) -> int:
         return self.frames + 1
+
+    @property
+    def channels(self) -> int:
+        """Channels per frame of what the autoencoder encodes and decodes."""
+        return 2 if self.space == "motion" else 3
 
 
 def parameter_count(module: nn.Module) -> int:
@@ -180,14 +198,15 @@ class ResBlock3d(nn.Module):
 
 class VideoEncoder(nn.Module):
     """clip [B, T, 3, H, W] -> (mu, logvar) [B, z_channels, 8, 8]. With
-    `encoder_full_sequence` the clip includes x0 (T = 11), as in the original."""
+    `encoder_full_sequence` the clip includes x0 (T = 11), as in the original. In motion space
+    the input is the 10 flows [B, 10, 2, H, W] in 64-px units."""
 
     def __init__(self, config: VideoAeConfig):
         super().__init__()
         self.config = config
         channels = config.encoder_channels
         self.stem = nn.Sequential(
-            nn.Conv3d(3, channels[0], (3, 7, 7), 2, (1, 3, 3), bias=False),
+            nn.Conv3d(config.channels, channels[0], (3, 7, 7), 2, (1, 3, 3), bias=False),
             group_norm(channels[0]), nn.ReLU())
         layers = []
         for index, (cin, cout) in enumerate(zip(channels[:-1], channels[1:])):
@@ -200,8 +219,12 @@ class VideoEncoder(nn.Module):
         self.to_logvar = nn.Conv2d(channels[-1], config.z_channels, 3, padding=1)
 
     def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if clip.dim() != 5 or clip.shape[2] != 3:
-            raise ValueError(f"expected a clip B x T x 3 x H x W, got {list(clip.shape)}")
+        channels = self.config.channels
+        if clip.dim() != 5 or clip.shape[2] != channels:
+            raise ValueError(f"expected a clip B x T x {channels} x H x W, got "
+                             f"{list(clip.shape)}")
+        if self.config.space == "motion":
+            clip = clip / self.config.flow_scale
         h = self.layers(self.stem(clip.transpose(1, 2)))
         # the time axis is down to 1 for 10-11 frames; averaging keeps other lengths usable
         h = h.mean(dim=2)
@@ -310,22 +333,26 @@ class SpadeUpBlock(nn.Module):
 
 
 class FrameDecoder(nn.Module):
-    """Latent state [B*T, z, 8, 8] + x0 -> frames [B*T, 3, 64, 64] in [-1, 1]."""
+    """Latent state [B*T, z, 8, 8] + x0 -> frames [B*T, 3, 64, 64] in [-1, 1], or in motion
+    space flows [B*T, 2, 64, 64] in 64-px units."""
 
     def __init__(self, config: VideoAeConfig):
         super().__init__()
+        self.motion = config.space == "motion"
+        self.flow_scale = config.flow_scale
         channels = config.decoder_channels
         self.entry = ResBlock2d(config.z_channels, channels[0])
         self.ups = nn.ModuleList(SpadeUpBlock(cin, cout, config.spade_hidden)
                                  for cin, cout in zip(channels[:-1], channels[1:]))
         self.out_spade = Spade(channels[-1], config.spade_hidden)
-        self.to_rgb = nn.Conv2d(channels[-1], 3, 3, padding=1)
+        self.to_rgb = nn.Conv2d(channels[-1], config.channels, 3, padding=1)
 
     def forward(self, states: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         h = self.entry(states)
         for up in self.ups:
             h = up(h, x0)
-        return torch.tanh(self.to_rgb(F.leaky_relu(self.out_spade(h, x0), 0.2)))
+        out = self.to_rgb(F.leaky_relu(self.out_spade(h, x0), 0.2))
+        return out * self.flow_scale if self.motion else torch.tanh(out)
 
 
 class VideoDecoder(nn.Module):
@@ -337,7 +364,8 @@ class VideoDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor, x0: torch.Tensor, length: int | None = None
                 ) -> torch.Tensor:
-        """z [B, z, 8, 8], x0 [B, 3, 64, 64] -> frames after x0 [B, length, 3, 64, 64]."""
+        """z [B, z, 8, 8], x0 [B, 3, 64, 64] -> frames after x0 [B, length, 3, 64, 64] (motion
+        space: flows x0 -> x_t [B, length, 2, 64, 64])."""
         length = length or self.config.frames
         states = self.gru(z, length)
         frames = self.frame_decoder(states.flatten(0, 1), x0)
@@ -346,7 +374,7 @@ class VideoDecoder(nn.Module):
 
 @dataclass
 class VideoAeOutput:
-    recon: torch.Tensor   # [B, 10, 3, 64, 64], the frames after x0
+    recon: torch.Tensor   # [B, 10, 3, 64, 64], the frames after x0 (motion: [B, 10, 2, 64, 64])
     mu: torch.Tensor
     logvar: torch.Tensor
     z: torch.Tensor
@@ -362,15 +390,21 @@ class VideoAutoencoder(nn.Module):
 
     def _check_clip(self, clip: torch.Tensor) -> None:
         c = self.config
-        expected = (c.clip_length, 3, c.resolution, c.resolution)
+        if c.space == "motion":
+            expected, what = (c.frames, 2, c.resolution, c.resolution), "flows x0 -> x_t"
+        else:
+            expected, what = (c.clip_length, 3, c.resolution, c.resolution), "x0 first"
         if clip.dim() != 5 or tuple(clip.shape[1:]) != expected:
             raise ValueError(f"expected a clip B x {' x '.join(map(str, expected))} "
-                             f"(x0 first), got {list(clip.shape)}")
+                             f"({what}), got {list(clip.shape)}")
 
     def encode(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """clip [B, 11, 3, H, W] with x0 first -> (mu, logvar) [B, z, 8, 8]."""
+        """clip [B, 11, 3, H, W] with x0 first -> (mu, logvar) [B, z, 8, 8]. In motion space:
+        the clip's flows [B, 10, 2, H, W] (engine/poke/data.py's item "motion")."""
         self._check_clip(clip)
-        return self.encoder(clip if self.config.encoder_full_sequence else clip[:, 1:])
+        if self.config.space == "motion" or self.config.encoder_full_sequence:
+            return self.encoder(clip)
+        return self.encoder(clip[:, 1:])
 
     @staticmethod
     def reparameterise(mu: torch.Tensor, logvar: torch.Tensor,
@@ -383,8 +417,16 @@ class VideoAutoencoder(nn.Module):
         """z [B, z, 8, 8], x0 [B, 3, H, W] in [-1, 1] -> [B, length (10), 3, H, W]."""
         return self.decoder(z, x0, length)
 
-    def forward(self, clip: torch.Tensor, sample: bool = True) -> VideoAeOutput:
-        mu, logvar = self.encode(clip)
+    def forward(self, clip: torch.Tensor, sample: bool = True,
+                motion: torch.Tensor | None = None) -> VideoAeOutput:
+        """clip [B, 11, 3, H, W]; in motion space also its flows `motion` [B, 10, 2, H, W],
+        which are what is encoded and reconstructed (the clip gives x0)."""
+        if self.config.space == "motion":
+            if motion is None:
+                raise ValueError("a motion-space autoencoder needs the clip's flows (motion=)")
+            mu, logvar = self.encode(motion)
+        else:
+            mu, logvar = self.encode(clip)
         z = self.reparameterise(mu, logvar) if sample else mu
         recon = self.decode(z, clip[:, 0])
         return VideoAeOutput(recon, mu, logvar, z, losses.kl_divergence(mu, logvar))

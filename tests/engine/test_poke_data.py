@@ -246,7 +246,7 @@ def test_rotation_turns_the_flow_with_the_picture(square_video):
     rows, cols = square_region_64(start)
 
     # OpenCV's +90 degrees is counter-clockwise on screen: rightward motion becomes upward
-    turned_clip, turned_flow = augment(clip, flow, Augmentation(angle=90.0))
+    turned_clip, turned_flow, _ = augment(clip, flow, Augmentation(angle=90.0))
     mask = np.zeros((64, 64), bool)
     mask[rows, cols] = True
     turned_mask = cv2.warpAffine(mask.astype(np.uint8), Augmentation(angle=90.0).matrix(64),
@@ -261,12 +261,12 @@ def test_rotation_turns_the_flow_with_the_picture(square_video):
     assert 0.7 < np.linalg.norm(measured) / math.hypot(dx, dy) < 1.3
 
     # zoom scales the vectors, a shift moves the field and keeps them
-    _, zoomed = augment(clip, flow, Augmentation(scale=1.25))
+    _, zoomed, _ = augment(clip, flow, Augmentation(scale=1.25))
     centre = np.median(zoomed[cv2.warpAffine(mask.astype(np.uint8),
                                              Augmentation(scale=1.25).matrix(64), (64, 64),
                                              flags=cv2.INTER_NEAREST) > 0], axis=0)
     assert centre[0] == pytest.approx(1.25 * SHIFT_64, rel=0.12)
-    _, shifted = augment(clip, flow, Augmentation(shift=(3.0, -2.0)))
+    _, shifted, _ = augment(clip, flow, Augmentation(shift=(3.0, -2.0)))
     assert np.allclose(shifted[8:40, 8:40], flow[10:42, 5:37], atol=1e-4)
 
 
@@ -274,12 +274,12 @@ def test_colour_jitter_is_the_same_for_every_frame():
     still = _texture(64, 64, seed=3)
     clip = np.stack([still] * 4)
     aug = Augmentation(brightness=1.2, contrast=0.8, saturation=1.3, hue=0.05)
-    out, flow = augment(clip, np.zeros((64, 64, 2), np.float32), aug)
+    out, flow, _ = augment(clip, np.zeros((64, 64, 2), np.float32), aug)
     assert out.dtype == np.float32 and 0.0 <= out.min() and out.max() <= 1.0
     assert all(np.array_equal(out[0], frame) for frame in out[1:])
     assert np.abs(out[0] - still / 255.0).mean() > 0.02  # it did change the colours
     grey = np.stack([np.full((64, 64, 3), 100, np.uint8)] * 2)
-    turned, _ = augment(grey, flow, Augmentation(hue=0.3))
+    turned, _, _ = augment(grey, flow, Augmentation(hue=0.3))
     assert np.allclose(turned, 100 / 255.0, atol=1e-5)  # hue leaves greys grey
 
 

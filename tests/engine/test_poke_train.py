@@ -10,7 +10,7 @@ import torch
 from engine.errors import JobError
 from engine.poke.model import load_model, model_facts
 from engine.poke.train import (CinnStage, CodesStage, Trainer, TrainConfig, VideoStage,
-                               parse_stages)
+                               parse_stage_share, parse_stages)
 from engine.poke.data import DataConfig
 from engine.progress import Progress
 
@@ -126,6 +126,10 @@ def test_stage_list_parsing():
     assert parse_stages("cinn,video") == ("video", "cinn")
     with pytest.raises(JobError, match="unknown stage 'gan'"):
         parse_stages("video,gan")
+    assert parse_stage_share("0.6,0.1,0.3") == (0.6, 0.1, 0.3)
+    for bad in ("0.5,0.5", "a,b,c", "-1,1,1", "0,0,0"):
+        with pytest.raises(JobError, match="--stage-share takes three fractions"):
+            parse_stage_share(bad)
 
 
 def test_time_budget_ends_every_stage(video, tmp_path, make_config):

@@ -1,0 +1,204 @@
+"""Motion-space poke models (issue 5): flow inversion, uncovered pixels and their fill,
+full-resolution frames that warp the still, the motion autoencoder, its data and its training,
+and sampling through the same entry points as the pixel model."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from conftest import texture
+
+from engine.poke import motion as M
+from engine.poke import sample as S
+from engine.poke.data import DataConfig, PokeClipDataset
+from engine.poke.model import PokeModel, PokeModelConfig, load_model, save_model
+from engine.poke.train import Trainer, TrainConfig, VideoStage
+from engine.poke.video_ae import VideoAeConfig, VideoAutoencoder
+from engine.progress import Progress
+from test_poke_train import _video
+
+
+def _square_motion(shift: float = 6.0, size: int = 64) -> np.ndarray:
+    """Forward flows [10, 2, size, size]: the square [20:40, 20:40] moves right, reaching
+    `shift` at the last frame; nothing else moves."""
+    motion = np.zeros((10, 2, size, size), np.float32)
+    for t in range(10):
+        motion[t, 0, 20:40, 20:40] = shift * (t + 1) / 10
+    return motion
+
+
+def _square_still(size: int = 64) -> np.ndarray:
+    still = np.full((size, size, 3), 50, np.uint8)
+    still[20:40, 20:40] = 220
+    return still
+
+
+# --- flows --------------------------------------------------------------------------------------
+
+def test_backward_flow_inverts_a_smooth_forward_flow():
+    ys, xs = np.mgrid[0:64, 0:64].astype(np.float32)
+    forward = torch.from_numpy(np.stack([3 * np.sin(ys / 10), 2 * np.cos(xs / 12)]))
+    back = M.backward_flow(forward)
+    grid = torch.from_numpy(np.stack([xs, ys]))
+    source = grid - back
+    landed = source + M.sample_at(forward[None], source[None])[0]
+    error = (landed - grid).abs()[:, 6:-6, 6:-6]
+    assert float(error.max()) < 1e-3
+    # one step of the fixed point (B = F) is measurably worse: the iteration is doing the work
+    naive = grid - forward + M.sample_at(forward[None], (grid - forward)[None])[0]
+    assert float((naive - grid).abs()[:, 6:-6, 6:-6].max()) > 0.05
+
+
+def test_uncovered_marks_the_strip_a_moving_square_leaves_behind():
+    hole = M.uncovered(torch.from_numpy(_square_motion()[-1])).numpy()
+    assert hole[22:38, 21:25].min() == 1.0          # left behind by the square
+    assert hole[:, :18].max() == 0.0 and hole[:, 48:].max() == 0.0
+    assert hole[22:38, 28:38].max() == 0.0          # covered by the square itself
+    still = M.uncovered(torch.zeros(2, 64, 64)).numpy()
+    assert still.max() == 0.0
+
+
+def test_uncovered_pixels_are_filled_from_the_background_side():
+    still, motion = _square_still(), _square_motion()
+    # a textured background, so "from its neighbours" can be told apart from a flat colour
+    still[:, :, 1] = np.where(still[:, :, 0] == 50, 50 + (np.arange(64) % 7) * 4, 220)
+    filled = list(M.motion_frames(still, motion, (0, 0, 64)))[-1]
+    strip = (slice(22, 38), slice(21, 25))
+    # what the square uncovers takes the background's colours, not the square's
+    assert abs(filled[strip][..., 0].mean() - 50) < 15
+    assert filled[strip][..., 1].max() < 120
+    # a plain inpaint that may also draw on the square's side would pull it up
+    hole = M.uncovered(torch.from_numpy(M.clean_motion(motion)[-1])).numpy() > 0.5
+    unrestricted = M.fill_uncovered(list(M.motion_frames(still, motion, (0, 0, 64),
+                                                         fill=False))[-1], hole)
+    assert unrestricted[strip][..., 0].mean() > filled[strip][..., 0].mean() + 15
+    # the square itself arrived 6 px to the right; far pixels are the still's
+    assert filled[25:35, 29:43, 0].mean() > 200
+    assert np.array_equal(filled[:, 50:], still[:, 50:])
+
+
+def test_motion_frames_keep_the_still_outside_the_square_and_where_nothing_moves():
+    still = texture(90, 120)
+    motion = np.zeros((10, 2, 64, 64), np.float32)
+    motion[:, 0, 24:40, 24:40] = 3.0
+    box = (30, 10, 64)
+    out = list(M.motion_frames(still, motion, box, frames=5))
+    assert len(out) == 5
+    assert np.array_equal(out[0], still)             # frame 1 is the still
+    last = out[-1]
+    inside = np.zeros(still.shape[:2], bool)
+    inside[10:74, 30:94] = True
+    assert np.array_equal(last[~inside], still[~inside])
+    assert not np.array_equal(last[inside], still[inside])
+    # residual flows under the threshold leave the still bit-identical
+    tiny = np.full((10, 2, 64, 64), M.MOTION_LOW * 0.5, np.float32)
+    assert all(np.array_equal(frame, still) for frame in M.motion_frames(still, tiny, box))
+
+
+def test_motion_frames_pin_masks_and_reference():
+    still = texture(64, 64)
+    motion = np.zeros((10, 2, 64, 64), np.float32)
+    motion[:, 1, 16:48, 16:48] = 4.0
+    pin = np.zeros((64, 64), np.float32)
+    pin[:, :32] = 1.0
+    last = list(M.motion_frames(still, motion, (0, 0, 64), pin=pin))[-1]
+    assert np.array_equal(last[:, :32], still[:, :32])
+    assert not np.array_equal(last[:, 32:], still[:, 32:])
+    # the decoder's own "still" flows are subtracted: the same flows as reference move nothing
+    same = list(M.motion_frames(still, motion, (0, 0, 64), reference=motion))
+    assert all(np.array_equal(frame, still) for frame in same)
+
+
+def test_fill_keeps_sample_type_and_alpha():
+    still = (texture(64, 64, channels=4).astype(np.uint16) * 257)
+    out = list(M.motion_frames(still, _square_motion(), (0, 0, 64)))[-1]
+    assert out.dtype == np.uint16 and out.shape == still.shape
+
+
+# --- the autoencoder and its data ----------------------------------------------------------
+
+def test_motion_autoencoder_encodes_and_decodes_flows():
+    ae = VideoAutoencoder(replace(VideoAeConfig.tiny(), space="motion"))
+    clip = torch.rand(2, 11, 3, 64, 64) * 2 - 1
+    flows = torch.randn(2, 10, 2, 64, 64)
+    out = ae(clip, motion=flows)
+    assert out.recon.shape == (2, 10, 2, 64, 64) and out.mu.shape == (2, 8, 8, 8)
+    with pytest.raises(ValueError, match="flows"):
+        ae(clip)
+    with pytest.raises(ValueError, match="2 x 64 x 64"):
+        ae.encode(clip)
+
+
+def test_motion_space_is_saved_with_the_model(tmp_path):
+    model = PokeModel(PokeModelConfig.preset_named("tiny", space="motion"))
+    path = save_model(tmp_path / "motion.safetensors", model)
+    assert load_model(path).config.video.space == "motion"
+    with pytest.raises(Exception, match="space"):
+        PokeModelConfig.preset_named("tiny", space="colour")
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return _video(tmp_path_factory.mktemp("motion") / "clip.avi")
+
+
+def test_motion_items_hold_every_frames_flow(video, tmp_path):
+    config = DataConfig(augment=False, motion=True, cache_dir=str(tmp_path))
+    item = PokeClipDataset([video], "val", config)[0]
+    assert item["motion"].shape == (10, 2, 64, 64)
+    # the last frame's flow is the clip's flow, and the square moves right a bit more each frame
+    assert torch.equal(item["motion"][-1], item["flow"])
+    moving = item["motion"][:, 0].abs().flatten(1).max(1).values
+    assert moving[-1] > moving[0] > 0.3
+    train = PokeClipDataset([video], "train", config)
+    assert train.static_count > 0
+    static = train[len(train.clips)]
+    assert static["static"] and not static["motion"].any()
+
+
+def test_motion_stage_lowers_its_loss_and_validates_in_pixels(video, tmp_path):
+    torch.manual_seed(0)
+    config = TrainConfig(preset="tiny", space="motion", batch=2, steps={"video": 1},
+                         epoch_batches=1, val_batches=1, perceptual_weight=0.0,
+                         data=DataConfig(augment=False, cache_dir=str(tmp_path)))
+    trainer = Trainer([video], tmp_path / "m.safetensors", config, Progress())
+    stage = VideoStage(trainer)
+    assert set(stage.modules) == {"video_ae"}        # no discriminators for flows
+    batch = next(iter(trainer.loader(trainer.train_set, True)))
+    first = stage.step(batch, 0, 10)["loss"]
+    for step in range(1, 6):
+        last = stage.step(batch, step, 10)["loss"]
+    assert last < first
+    metrics = stage.validate(trainer.val_batches())
+    assert {"psnr", "ssim", "motion_epe"} <= set(metrics)
+    assert np.isfinite(list(metrics.values())).all()
+
+
+# --- sampling ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def motion_model():
+    torch.manual_seed(0)
+    model = PokeModel(PokeModelConfig.preset_named("tiny", space="motion"))
+    cinn = model.cinn.config
+    model.cinn.train()
+    with torch.no_grad():
+        model.cinn(torch.randn(4, cinn.z_channels, cinn.z_size, cinn.z_size),
+                   torch.randn(4, cinn.cond_channels, cinn.z_size, cinn.z_size))
+    return model.eval()
+
+
+def test_motion_samples_are_seeded_and_render_at_full_resolution(motion_model):
+    still = texture(90, 120)
+    poke = [(60.0, 45.0, 6.0, -3.0)]
+    a = S.sample_clips(motion_model, still, poke, samples=2, seed=3)
+    b = S.sample_clips(motion_model, still, poke, samples=2, seed=3)
+    assert a.motions.shape == (2, 10, 2, 64, 64) and a.clips.shape == (2, 11, 64, 64, 3)
+    assert np.array_equal(a.motions, b.motions)
+    assert a.reference.shape == (10, 2, 64, 64)
+    frames = list(S.clip_frames(still, a, 1, frames=4))
+    assert len(frames) == 4 and frames[0] is still
+    assert all(f.shape == still.shape and f.dtype == still.dtype for f in frames)
+    thumb = S.thumbnail(still, a, 0)
+    assert thumb.shape == (S.THUMB_SIDE, S.THUMB_SIDE, 3)
