@@ -1,0 +1,105 @@
+"""Facial landmarks of a still: MediaPipe's face mesh (468 points) grouped into named parts.
+
+The face-mesh and face-detection models (.tflite) ship inside the mediapipe wheel pinned in
+requirements/face.txt, run on the CPU and download nothing. Later mediapipe releases dropped
+these legacy "solutions" for task bundles fetched at run time, hence the pin; see
+docs/face_parts.md for the candidates compared.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import cv2
+import numpy as np
+
+from engine.errors import JobError
+from engine.face.parts import FaceParts
+
+# Face-mesh indices, person's own left/right (MediaPipe's LEFT_* sets are the subject's left).
+# Areas: any order (their hull is used). The jaw is a curve, so its order matters: the face
+# oval from the left ear's height round the chin to the right's.
+MESH_PARTS = {
+    "left_eye": (263, 249, 390, 373, 374, 380, 381, 382, 362, 466, 388, 387, 386, 385, 384, 398),
+    "right_eye": (33, 7, 163, 144, 145, 153, 154, 155, 133, 246, 161, 160, 159, 158, 157, 173),
+    "left_brow": (276, 283, 282, 295, 285, 300, 293, 334, 296, 336),
+    "right_brow": (46, 53, 52, 65, 55, 70, 63, 105, 66, 107),
+    "nose": (168, 6, 197, 195, 5, 4, 1, 19, 94, 2, 98, 97, 326, 327, 294, 278, 344, 440, 275,
+             45, 220, 115, 48, 64),
+    "mouth": (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269,
+              270, 409),
+    "jaw": (454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176, 149, 150, 136,
+            172, 58, 132, 93, 234),
+}
+
+# The mesh runs on a 192-px crop of the face, so a larger still only costs time: detect on a
+# copy whose longer side is at most this and scale the points back.
+DETECT_LONG_SIDE = 1280
+
+INSTALL_HINT = "-m pip install --no-deps -r requirements/face.txt"
+
+
+def import_mediapipe():
+    """The mediapipe module, or a JobError that says how to install it."""
+    try:
+        import mediapipe  # noqa: F401
+        from mediapipe.python.solutions import face_mesh, selfie_segmentation
+    except ImportError as error:
+        raise JobError(
+            f"Facial parts and the automatic background mask need the mediapipe package, which "
+            f"the engine Python {sys.executable} cannot import ({error}): click Install Engine "
+            f"in Preferences > Add-ons > StillMotion, or run `{sys.executable} {INSTALL_HINT}` "
+            "from the extension's folder") from error
+    return face_mesh, selfie_segmentation
+
+
+def to_rgb8(image: np.ndarray) -> np.ndarray:
+    """A contiguous uint8 RGB copy of an RGB(A) or grey image, float in [0, 1] or uint8."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise ValueError(f"expected an H x W x 3 RGB image, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        image = np.clip(np.asarray(image, np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    return np.ascontiguousarray(image[:, :, :3])
+
+
+def shrink(image: np.ndarray, long_side: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    scale = long_side / max(height, width)
+    if scale >= 1:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def detect_faces(image: np.ndarray, max_faces: int = 1,
+                 min_confidence: float = 0.5) -> list[FaceParts]:
+    """The faces in an RGB still (H x W x 3, float in [0, 1] or uint8), largest first, each as
+    named parts in the still's pixels. An empty list when there is no face."""
+    face_mesh, _ = import_mediapipe()
+    rgb = to_rgb8(image)
+    height, width = rgb.shape[:2]
+    small = shrink(rgb, DETECT_LONG_SIDE)
+    with face_mesh.FaceMesh(static_image_mode=True, max_num_faces=max_faces,
+                            refine_landmarks=False,
+                            min_detection_confidence=min_confidence) as mesh:
+        result = mesh.process(small)
+    faces = []
+    for landmarks in result.multi_face_landmarks or ():
+        # Normalised coordinates: x * width is the pixel position in the full-size still.
+        xy = np.array([(point.x * width, point.y * height) for point in landmarks.landmark],
+                      np.float32)
+        faces.append(FaceParts({name: xy[list(indices)] for name, indices in MESH_PARTS.items()},
+                               height, width))
+    faces.sort(key=FaceParts.size, reverse=True)
+    return faces
+
+
+def detect_face(image: np.ndarray, min_confidence: float = 0.5) -> FaceParts | None:
+    """The largest face in the still, or None."""
+    faces = detect_faces(image, max_faces=1, min_confidence=min_confidence)
+    return faces[0] if faces else None
