@@ -89,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="time and peak memory of an engine")
     bench.add_argument("engine", choices=["warp", "dyntex", "poke"])
-    bench.add_argument("--size", type=int, default=1024, help="warp: square still side (pixels)")
+    bench.add_argument("--size", type=int, default=1024,
+                       help="warp, and poke's full-resolution rows: square still side (pixels)")
     bench.add_argument("--frames", type=int, default=None,
                        help="frames (warp 48, dyntex 12, dyntex --quick 4)")
     bench.add_argument("--sizes", type=int, nargs="+", default=None,

@@ -7,6 +7,10 @@ Rows, each in a process of its own (forked, so the peak resident memory is that 
   train STAGE   one optimisation step of each training stage (engine/poke/train.py, the real
                 step code) at batch 8: video (autoencoder + both discriminators, the adversarial
                 phase), codes (image and poke autoencoders), cinn (NLL, AMSGrad).
+  full res      one sample of 11 frames rendered at the still's resolution (--full-size,
+                default 1024 px square), for both spaces of the small model: pixels (the
+                generated change upsampled into the still) and motion (issue 5: decoded flows
+                warp the still, uncovered pixels inpainted). Sampling included.
 The same for the original cINN configuration (CinnConfig.original(): 1.05 B parameters, random
 weights; its zero-initialised output layers get small random values so the flows are not the
 identity) at batch 1, with our small video decoder behind it: sample K = 1 (and 8 without
@@ -71,9 +75,9 @@ def nudge_zero_layers(module: torch.nn.Module, scale: float = 1e-3, seed: int = 
     return count
 
 
-def build_model(cinn: str) -> PokeModel:
+def build_model(cinn: str, space: str = "pixels") -> PokeModel:
     """The small model, or the small video side with the original cINN behind it."""
-    config = PokeModelConfig.preset_named("small")
+    config = PokeModelConfig.preset_named("small", space=space)
     if cinn == "original":
         original = CinnConfig.original()
         original.z_channels, original.z_size = config.cinn.z_channels, config.cinn.z_size
@@ -121,6 +125,26 @@ def sample_case(cinn: str, samples: int, repeat: int) -> dict:
     timings["seconds"] = _median_seconds(whole, repeat)
     timings["cinn_seconds"] = _median_seconds(cinn_only, repeat)
     return timings
+
+
+def full_resolution_case(space: str, side: int, repeat: int) -> dict:
+    """Seconds for one sample's 11 frames at side x side: sampling + every frame rendered."""
+    import numpy as np
+
+    from engine.poke.sample import clip_frames, sample_clips
+
+    model = build_model("small", space)
+    ramp = np.linspace(0, 255, side, dtype=np.float32)
+    still = np.stack([np.add.outer(ramp, ramp) / 2, np.add.outer(ramp, ramp[::-1]) / 2,
+                      np.full((side, side), 128.0)], axis=2).astype(np.uint8)
+    poke = [(side * 0.5, side * 0.5, side * 0.05, 0.0)]
+
+    def work():
+        result = sample_clips(model, still, poke, samples=1, seed=0)
+        for _ in clip_frames(still, result, 0):
+            pass
+
+    return {"seconds": _median_seconds(work, repeat), "side": side}
 
 
 def _stand_in_trainer(model: PokeModel, perceptual: bool):
@@ -242,6 +266,12 @@ def run_bench(args, out=print) -> dict:
         result = isolated(sample_case, "small", samples, repeat)
         results["small"][f"sample_{samples}"] = result
         row("small", f"sample {samples} clip{'s' if samples > 1 else ''}", samples, result)
+    # `python -m engine bench poke --size N` shares the warp bench's --size
+    side = getattr(args, "full_size", None) or getattr(args, "size", None) or 1024
+    for space in ("pixels", "motion"):
+        result = isolated(full_resolution_case, space, side, repeat)
+        results["small"][f"full_resolution_{space}"] = result
+        row("small", f"{side}px {space}", 1, result)
     for stage in ("video", "codes", "cinn"):
         result = isolated(train_case, "small", stage, BATCH, repeat, perceptual)
         results["small"][f"train_{stage}"] = result
@@ -318,6 +348,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-perceptual", action="store_true",
                         help="train steps without the VGG-19 perceptual loss")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads")
+    parser.add_argument("--full-size", type=int, default=1024,
+                        help="side of the square still for the full-resolution rows")
 
 
 def main(argv: list[str] | None = None) -> int:
