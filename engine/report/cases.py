@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -221,7 +222,7 @@ def _file(value: object, folder: Path, where: str, what: str) -> Path:
     if not isinstance(value, str) or not value:
         raise JobError(f"{where} must be the path of a {what} (text)")
     path = Path(value).expanduser()
-    path = path if path.is_absolute() else (folder / path)
+    path = Path(os.path.normpath(path if path.is_absolute() else folder / path))
     if not path.is_file():
         raise JobError(f"{where}: {what} not found: {path}; fix the path in the case file "
                        "(relative paths start at the case file's folder)")

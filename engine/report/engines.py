@@ -32,6 +32,8 @@ class Engine:
     job_section: Callable[[dict, int, int], dict]     # (options, sample, samples) -> job keys
     options: dict[str, tuple[object, object]] = field(default_factory=dict)  # name: (kind, default)
     sampling: bool = False   # different samples give different clips (diversity is measured)
+    # options that are lengths in the case's still pixels: scaled to the evaluated resolution
+    lengths: tuple[str, ...] = ()
     # None: the prepare(job, device, progress) of the runner's module for job_engine; a test
     # may give its own
     prepare: Callable | None = None
@@ -48,7 +50,8 @@ def _poke_section(options: dict, sample: int, samples: int) -> dict:
 
 
 ENGINES: dict[str, Engine] = {
-    "warp": Engine("warp", _warp_section, {"falloff": (float, 0.0), "feather": (float, 0.0)}),
+    "warp": Engine("warp", _warp_section, {"falloff": (float, 0.0), "feather": (float, 0.0)},
+                   lengths=("falloff", "feather")),
     # model None: the shipped default (engine/job.py DEFAULT_POKE_MODEL)
     "poke": Engine("poke", _poke_section, {"model": (PATH, None), "temperature": (float, 1.0)},
                    sampling=True),
@@ -69,15 +72,18 @@ class _Forward(Progress):
 
 
 def make_clip(engine: Engine, options: dict, still: Path, pokes, masks: list[Path],
-              frames: int, seed: int, sample: int, samples: int, device, work: Path,
-              progress: Progress, where: str) -> tuple[list[np.ndarray], float]:
+              scale: float, frames: int, seed: int, sample: int, samples: int, device,
+              work: Path, progress: Progress, where: str) -> tuple[list[np.ndarray], float]:
     """The frames of one clip (arrays like the still: H x W x 3 uint8 RGB here) and the
     seconds it took to prepare and render them (not counting writing files). `still` and
-    `masks` are files at the evaluated resolution, `pokes` (x, y, dx, dy) in its pixels;
-    `work` is a folder for the job file's output path (nothing is written there)."""
+    `masks` are files at the evaluated resolution, `pokes` (x, y, dx, dy) in its pixels,
+    `scale` its pixels per case still pixel; `work` is a folder for the job file's output
+    path (nothing is written there)."""
     from engine import job as job_module
     from engine.runner import ENGINES as RUNNER_MODULES
 
+    options = {key: (value * scale if key in engine.lengths and value is not None else value)
+               for key, value in options.items()}
     data = {"version": job_module.VERSION, "engine": engine.job_engine, "image": str(still),
             "output": str(work / "never_written"), "frames": frames, "seed": seed,
             "device": device.type,

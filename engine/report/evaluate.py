@@ -95,10 +95,11 @@ def evaluate_case(case: Case, report: Path, work: Path, device, counter) -> dict
         where = f"{case.name}/{run.label}"
 
         def clip(sample, at_full=True):
-            return make_clip(engine, run.options, still if at_full else small_still,
-                             scene.pokes if at_full else small.pokes,
-                             masks if at_full else small_masks, case.frames, case.seed, sample,
-                             count, device, work / name, counter.progress, where)
+            at = scene if at_full else small
+            return make_clip(engine, run.options, still if at_full else small_still, at.pokes,
+                             masks if at_full else small_masks, at.scale, case.frames,
+                             case.seed, sample, count, device, work / name, counter.progress,
+                             where)
 
         for timed in (False, True):  # the first pays for imports and first-call set-up
             _, seconds_64 = clip(0, at_full=False)

@@ -37,6 +37,7 @@ class Scene:
     static: np.ndarray | None                       # H x W float32 in [0, 1], pins and masks
     region: np.ndarray                              # H x W bool, the moving region
     patches: list[tuple[int, int, int, int]]        # (x0, y0, x1, y1) per poke, end exclusive
+    scale: float                                    # evaluated pixels per source pixel
 
 
 def read_source(case: Case) -> np.ndarray:
@@ -100,7 +101,7 @@ def scene_at(case: Case, source: np.ndarray, resolution: int) -> Scene:
         column, row = min(int(x), new_w - 1), min(int(y), new_h - 1)
         patches.append((max(0, column - half), max(0, row - half),
                         min(new_w, column + half + 1), min(new_h, row + half + 1)))
-    return Scene(still, pokes, pins, static, region, patches)
+    return Scene(still, pokes, pins, static, region, patches, scale)
 
 
 def write_inputs(scene: Scene, folder: Path) -> tuple[Path, list[Path]]:
