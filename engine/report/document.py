@@ -58,7 +58,8 @@ def write_index(results: dict, path: Path) -> None:
             lines += ["", f"### {case['name']} / {run['label']}", "",
                       f"engine `{run['engine']}` ({options}). Contact sheet: one row per sample "
                       "(at most 4), frames evenly spaced from the first (the still) to the "
-                      "last, then |last - still| x 4.", "",
+                      "last, cropped around the moving region, then |last - still| x 4 of the "
+                      "whole frame.", "",
                       f"![contact sheet]({run['pictures']['sheet']})", "",
                       f"![flow histograms]({run['pictures']['histograms']})"]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

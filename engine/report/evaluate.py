@@ -120,7 +120,7 @@ def evaluate_case(case: Case, report: Path, work: Path, device, counter) -> dict
         histograms = measures.histograms(clips, scene.region)
         files = {"sheet": f"{name}/{slug(run.label)}_sheet.png",
                  "histograms": f"{name}/{slug(run.label)}_flow.png"}
-        _write_png(report / files["sheet"], pictures.sheet(clips, scene.still))
+        _write_png(report / files["sheet"], pictures.sheet(clips, scene.still, scene.region))
         _write_png(report / files["histograms"], pictures.histogram_picture(histograms))
         result["engines"].append({
             "label": run.label, "engine": run.engine, "sampling": engine.sampling,

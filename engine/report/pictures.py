@@ -3,7 +3,8 @@
   case_picture       the still with the moving region (yellow outline), the pokes (red arrows),
                      their measuring patches (green) and pins (cyan)
   sheet              contact sheet of a case x engine: a row per sample, frames evenly spaced
-                     (the still's frame 1 first, the last frame last) and |last - still| x 4
+                     (the still's frame 1 first, the last frame last) cropped around the
+                     moving region, and |last - still| x 4 of the whole frame
   histogram_picture  flow magnitude and direction histograms, inside (orange) and outside
                      (blue) the moving region
 """
@@ -51,17 +52,26 @@ def case_picture(scene: Scene) -> np.ndarray:
     return picture
 
 
-def sheet(clips: list[list[np.ndarray]], still: np.ndarray) -> np.ndarray:
+def sheet(clips: list[list[np.ndarray]], still: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Frames cropped to the moving region (padded), where the motion is; the difference
+    picture is of the whole frame, where any leakage shows."""
     count = len(clips[0])
     chosen = sorted({int(v) for v in np.linspace(0, count - 1, min(SHEET_FRAMES, count))
                      .round()})
+    x0, y0, x1, y1 = _around(region)
     cells = []
     for clip in clips[:SHEET_SAMPLES]:
         for index in chosen:
-            cells.append((index + 1, _thumb(clip[index])))
+            cells.append((index + 1, _thumb(clip[index][y0:y1, x0:x1])))
         change = np.abs(clip[-1].astype(np.int16) - still.astype(np.int16)) * DIFFERENCE_GAIN
-        cells.append((f"diff x{DIFFERENCE_GAIN}", _thumb(np.clip(change, 0, 255)
-                                                          .astype(np.uint8))))
+        change = _thumb(np.clip(change, 0, 255).astype(np.uint8))
+        cell = np.zeros_like(cells[-1][1])  # the whole frame, fitted into a crop-sized cell
+        scale = min(cell.shape[0] / change.shape[0], cell.shape[1] / change.shape[1])
+        change = cv2.resize(change, (max(1, int(change.shape[1] * scale)),
+                                     max(1, int(change.shape[0] * scale))),
+                            interpolation=cv2.INTER_AREA)
+        cell[:change.shape[0], :change.shape[1]] = change
+        cells.append((f"diff x{DIFFERENCE_GAIN}", cell))
     return contact_sheet(cells, columns=len(chosen) + 1)
 
 
@@ -82,6 +92,16 @@ def histogram_picture(histograms: dict) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
+
+
+def _around(region: np.ndarray, pad: float = 0.3) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of the region's bounding box, grown by `pad` of its size each side."""
+    rows, columns = np.nonzero(region)
+    height, width = region.shape
+    y0, y1, x0, x1 = rows.min(), rows.max() + 1, columns.min(), columns.max() + 1
+    grow_y, grow_x = int(pad * (y1 - y0)), int(pad * (x1 - x0))
+    return (max(0, x0 - grow_x), max(0, y0 - grow_y), min(width, x1 + grow_x),
+            min(height, y1 + grow_y))
 
 
 def _thumb(frame: np.ndarray) -> np.ndarray:
