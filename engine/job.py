@@ -46,6 +46,10 @@ class Poke:
     def length(self) -> float:
         return math.hypot(*self.vector)
 
+    def is_pin(self, width: int, height: int) -> bool:
+        """A click without a drag: for the poke engine, "this point must not move"."""
+        return self.length < min(MIN_POKE_LENGTH, MIN_POKE_SHARE * max(width, height))
+
 
 @dataclass(frozen=True)
 class Mask:
@@ -86,12 +90,14 @@ MAX_POKE_SAMPLES = 64
 class PokeSettings:
     """The "poke" object of a job (engine/poke/sample.py): which model, how many samples K the
     seed spreads over, which one to bake (0-based), the noise temperature, and whether to write
-    the K thumbnails for the panel's picker instead of frames."""
+    the K thumbnails for the panel's picker instead of frames, and (motion-space models) whether
+    the sample is corrected to land every poke exactly and keep every pin still (`guide`)."""
     model: Path | None = None      # None: the shipped default (DEFAULT_POKE_MODEL)
     samples: int = 4
     sample: int = 0
     temperature: float = 1.0
     thumbnails: bool = False
+    guide: bool = True
 
     def model_path(self) -> Path:
         return self.model if self.model is not None else DEFAULT_POKE_MODEL
@@ -215,7 +221,7 @@ def _dyntex(data: dict, folder: Path) -> DyntexSettings:
 def _poke_settings(data: dict, folder: Path) -> PokeSettings:
     values = {}
     for key, kind in (("samples", int), ("sample", int), ("temperature", float),
-                      ("thumbnails", bool)):
+                      ("thumbnails", bool), ("guide", bool)):
         if data.get(key) is not None:
             values[key] = _check_type(data[key], kind, f"poke.{key}")
     samples = values.get("samples", PokeSettings.samples)

@@ -78,6 +78,20 @@ def _poke_argument(text: str) -> tuple[float, float, float, float]:
     return values
 
 
+def _pin_argument(text: str) -> tuple[float, float]:
+    import argparse
+    import math
+
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 2 or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"--pin takes X,Y (two numbers, still pixels, y down), "
+                                         f"got '{text}'")
+    return values
+
+
 def _sample(args, progress) -> int:
     from engine.poke.sample import run_command as run
 
@@ -93,6 +107,12 @@ def _add_sample(commands) -> None:
     parser.add_argument("--poke", action="append", required=True, type=_poke_argument,
                         metavar="X,Y,DX,DY", help="start (x, y) and drag (dx, dy) in the "
                         "still's pixels, y down; repeat for several pokes")
+    parser.add_argument("--pin", action="append", default=[], type=_pin_argument,
+                        metavar="X,Y", help="a point that must not move (still pixels); "
+                        "motion-space models hold it exactly, repeat for several")
+    parser.add_argument("--no-guide", action="store_true",
+                        help="motion-space models: keep the raw sample (pokes not landed "
+                             "exactly, pins not held)")
     parser.add_argument("--samples", type=int, default=4, help="clips to draw (K)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temperature", type=float, default=1.0,

@@ -22,7 +22,7 @@ threshold the frame is the still, bit for bit (the renderer copies pixels with z
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -42,6 +42,9 @@ TAPER_CELLS = 4
 # uncovered.
 UNCOVERED_BELOW = 0.5
 INPAINT_RADIUS = 3
+# How far (64-px cells) a poke's or pin's correction reaches into the sampled motion: about an
+# eye or a mouth corner on a face crop.
+GUIDE_RADIUS_CELLS = 6.0
 
 
 def _base_grid(height: int, width: int, device, dtype) -> torch.Tensor:
@@ -230,6 +233,51 @@ def motion_frames(still: np.ndarray, motion64: np.ndarray, box: tuple[int, int, 
         frame = still.copy()
         frame[by:by + side, bx:bx + side] = moved
         yield frame
+
+
+def _bell(distance_sq: torch.Tensor, radius: float) -> torch.Tensor:
+    return torch.exp(-0.5 * distance_sq / (radius * radius))
+
+
+def guide_motion(motion64: np.ndarray, pokes64: Sequence[Sequence[float]],
+                 pins64: Sequence[Sequence[float]] = (), reference: np.ndarray | None = None,
+                 radius: float = GUIDE_RADIUS_CELLS) -> np.ndarray:
+    """Make a sample honour its pokes and pins exactly at their sites, keeping the model's
+    motion everywhere else: the sampled forward flows [T, 2, S, S] (S-px units) plus a smooth
+    correction that is an interpolation of Gaussian bells (`radius` cells) centred on the sites,
+    solved so that at every site and frame
+
+        poke (u, v, du, dv):  F_t - ref_t  =  model's own (F_t - ref_t)
+                                              + (t / T) * ((du, dv) - model's (F_T - ref_T))
+        pin (u, v):           F_t - ref_t  =  0
+
+    i.e. a poke's end point lands where the artist dragged it, with the model's timing for the
+    rest of the way; a pin does not move in any frame. Sites are in map pixels with pixel
+    centres at +0.5 (poke_map's convention); `reference` is the decoder's still clip."""
+    motion = np.asarray(motion64, np.float32)
+    sites = [(float(u), float(v)) for u, v, *_ in pokes64] + \
+            [(float(u), float(v)) for u, v, *_ in pins64]
+    if not sites:
+        return motion
+    steps, _, height, width = motion.shape
+    own = torch.from_numpy(motion - (0.0 if reference is None
+                                     else np.asarray(reference, np.float32)))
+    points = torch.tensor(sites, dtype=torch.float32) - 0.5      # grid coordinates
+    positions = points.T[None, :, None, :].expand(steps, -1, -1, -1)   # [T, 2, 1, n]
+    at_sites = sample_at(own, positions)[:, :, 0, :]              # [T, 2, n]
+    fraction = torch.arange(1, steps + 1, dtype=torch.float32)[:, None] / steps  # [T, 1]
+    wanted = torch.zeros_like(at_sites)
+    for index, poke in enumerate(pokes64):
+        drag = torch.tensor([float(poke[2]), float(poke[3])])
+        wanted[:, :, index] = at_sites[:, :, index] + fraction * (drag - at_sites[-1, :, index])
+    error = wanted - at_sites                                     # pins: -own
+    gaps = (points[:, None, :] - points[None, :, :]).square().sum(-1)
+    kernel = _bell(gaps, radius) + 1e-6 * torch.eye(len(sites))
+    weights = torch.linalg.solve(kernel, error.permute(0, 2, 1))  # [T, n, 2]
+    grid = _base_grid(height, width, None, torch.float32).reshape(2, -1).T   # [H*W, 2]
+    reach = _bell((grid[:, None, :] - points[None]).square().sum(-1), radius)  # [H*W, n]
+    correction = torch.einsum("pn,tnc->tcp", reach, weights).reshape(steps, 2, height, width)
+    return (motion + correction.numpy()).astype(np.float32)
 
 
 def display_frames_64(x0: np.ndarray, motion64: np.ndarray) -> np.ndarray:

@@ -55,6 +55,8 @@ PATCH = 5
 CHANGE_LOW = 3.0 / 255.0
 CHANGE_HIGH = 12.0 / 255.0
 THUMB_SIDE = 128
+# A pin's held disc when its stroke has no width: a fraction of the still's shorter side.
+PIN_RADIUS_SHARE = 0.02
 
 
 class PokeSamples(NamedTuple):
@@ -141,10 +143,13 @@ def _model_device(model: torch.nn.Module) -> torch.device:
 def sample_clips(model, still_rgb: np.ndarray, pokes_px: Sequence[Sequence[float]],
                  samples: int, seed: int, temperature: float = 1.0,
                  indices: Sequence[int] | None = None,
-                 warn: Callable[[str], None] | None = None) -> PokeSamples:
+                 warn: Callable[[str], None] | None = None,
+                 pins_px: Sequence[Sequence[float]] = (), guide: bool = True) -> PokeSamples:
     """K clips of the model for a still (any sample type; see display_rgb) and pokes
     (x, y, dx, dy) in its pixels. `indices` picks which samples of the K to make (default
-    all; a bake makes only the one the artist picked): clip j is sample indices[j]."""
+    all; a bake makes only the one the artist picked): clip j is sample indices[j].
+    Motion-space models with `guide` land every poke's end point exactly and hold every pin
+    (x, y) still (motion.guide_motion); pixel models only see the pokes."""
     warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
     if samples < 1:
         raise JobError(f"samples must be at least 1, got {samples}")
@@ -183,7 +188,13 @@ def sample_clips(model, still_rgb: np.ndarray, pokes_px: Sequence[Sequence[float
     z = model.cinn.reverse(noise * temperature, h)
     generated = model.video_ae.decode(z, x0_t.expand(count, -1, -1, -1))
     if model.config.video.space == "motion":
-        return _motion_samples(model, x0, x0_t, generated, box)
+        scale = size / side
+        pokes64 = [((x - bx) * scale, (y - by) * scale, dx * scale, dy * scale)
+                   for x, y, dx, dy in (pokes_px[i] for i in used)] if guide else []
+        pins64 = [((x - bx) * scale, (y - by) * scale) for x, y, *_ in pins_px
+                  if 0 <= (x - bx) * scale < size and 0 <= (y - by) * scale < size] \
+            if guide else []
+        return _motion_samples(model, x0, x0_t, generated, box, pokes64, pins64)
     clips = _with_x0(x0, generated)
     # "nothing moves" as this decoder renders it: the clip of x0 repeated, through the AE
     held = x0_t[:, None].expand(-1, model.config.video.clip_length, -1, -1, -1)
@@ -192,8 +203,8 @@ def sample_clips(model, still_rgb: np.ndarray, pokes_px: Sequence[Sequence[float
     return PokeSamples(clips, box, reference)
 
 
-def _motion_samples(model, x0, x0_t, generated, box) -> PokeSamples:
-    from engine.poke.motion import clean_motion, display_frames_64
+def _motion_samples(model, x0, x0_t, generated, box, pokes64, pins64) -> PokeSamples:
+    from engine.poke.motion import clean_motion, display_frames_64, guide_motion
 
     video = model.config.video
     # "nothing moves" as this decoder renders it: zero flows through the autoencoder
@@ -201,7 +212,8 @@ def _motion_samples(model, x0, x0_t, generated, box) -> PokeSamples:
                                device=x0_t.device)
     mu, _ = model.video_ae.encode(still_motion)
     reference = model.video_ae.decode(mu, x0_t)[0].float().cpu().numpy()
-    motions = generated.float().cpu().numpy()
+    motions = np.stack([guide_motion(motion, pokes64, pins64, reference)
+                        for motion in generated.float().cpu().numpy()])
     clips = np.stack([display_frames_64(x0, clean_motion(motion, reference))
                       for motion in motions])
     return PokeSamples(clips, box, reference, motions)
@@ -367,6 +379,21 @@ class PokeClip:
         return clip_frames(*self.args, **self.options)
 
 
+def pin_discs(pins: Sequence[Sequence[float]], width: int, height: int) -> np.ndarray | None:
+    """[H, W] pin map of pins (x, y, radius) in working pixels: 1 inside each disc, a smooth
+    fall-off over as far again outside. Radius 0 (a click drawn with no width) takes
+    PIN_RADIUS_SHARE of the shorter side."""
+    if not pins:
+        return None
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
+    out = np.zeros((height, width), np.float32)
+    for x, y, radius in pins:
+        radius = radius if radius > 0 else PIN_RADIUS_SHARE * min(width, height)
+        t = np.clip(2.0 - np.hypot(xs - x, ys - y) / max(radius, 0.5), 0.0, 1.0)
+        np.maximum(out, t * t * (3.0 - 2.0 * t), out=out)
+    return out
+
+
 def sample_name(index: int) -> str:
     return f"sample_{index:02d}"
 
@@ -382,8 +409,14 @@ def prepare(job, device, progress):
     still, width, height, sx, sy = read_working_still(job)
     work_h, work_w = still.shape[:2]
     pokes = [(p.start[0] * sx, p.start[1] * sy, p.vector[0] * sx, p.vector[1] * sy)
-             for p in job.pokes]
-    pin = None
+             for p in job.pokes if not p.is_pin(width, height)]
+    pins = [(p.start[0] * sx, p.start[1] * sy, p.radius * math.sqrt(sx * sy))
+            for p in job.pokes if p.is_pin(width, height)]
+    if not pokes:
+        raise JobError(f"the job has only pins ({len(pins)} clicks without a drag), so nothing "
+                       "is asked to move; drag at least one arrow from a spot to where it "
+                       "should go")
+    pin = pin_discs(pins, work_w, work_h)
     for index, mask in enumerate(job.masks, 1):
         if mask.label != "static":
             progress.warning(f"mask {index} has label '{mask.label}', which the poke engine "
@@ -396,7 +429,8 @@ def prepare(job, device, progress):
     progress.emit("sample", 0, 1)
     indices = None if settings.thumbnails else [settings.sample]
     result = sample_clips(model, still, pokes, settings.samples, job.seed,
-                          settings.temperature, indices=indices, warn=progress.warning)
+                          settings.temperature, indices=indices, warn=progress.warning,
+                          pins_px=pins, guide=settings.guide)
     progress.emit("sample", 1, 1)
     if settings.thumbnails:
         return NamedImages([(f"{sample_name(i)}.png",
@@ -434,8 +468,11 @@ def run_command(args, progress) -> int:
     still = frames_io.read_image(args.image)
     model = load_model(model_path, resolve_device(args.device))
     progress.emit("sample", 0, args.samples)
+    pins = [(x, y, 0.0) for x, y in args.pin]
     result = sample_clips(model, still, args.poke, args.samples, args.seed, args.temperature,
-                          warn=progress.warning)
+                          warn=progress.warning, pins_px=pins, guide=not args.no_guide)
+    height, width = still.shape[:2]
+    pin = pin_discs(pins, width, height)
     progress.emit("sample", args.samples, args.samples, box=list(result.box))
     bx, by, side = result.box
     rows = []
@@ -446,7 +483,8 @@ def run_command(args, progress) -> int:
             if args.size == 64:
                 pictures = (frames_io.from_float(frame, np.uint8) for frame in clip)
             else:
-                pictures = clip_frames(still, result, index, frames=args.frames or None)
+                pictures = clip_frames(still, result, index, frames=args.frames or None,
+                                       pin=pin)
             row = []
             for number, pixels in enumerate(pictures, 1):
                 frames_io.write_image(folder / f"frame_{number:04d}.png", pixels, "PNG8")

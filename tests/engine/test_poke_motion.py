@@ -7,10 +7,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from conftest import texture
+from conftest import texture, write_job
+
+from engine import job as job_module
+from engine.errors import JobError
 
 from engine.poke import motion as M
 from engine.poke import sample as S
+from engine.poke.sample import prepare as sample_prepare
 from engine.poke.data import DataConfig, PokeClipDataset
 from engine.poke.model import PokeModel, PokeModelConfig, load_model, save_model
 from engine.poke.train import Trainer, TrainConfig, VideoStage
@@ -202,3 +206,81 @@ def test_motion_samples_are_seeded_and_render_at_full_resolution(motion_model):
     assert all(f.shape == still.shape and f.dtype == still.dtype for f in frames)
     thumb = S.thumbnail(still, a, 0)
     assert thumb.shape == (S.THUMB_SIDE, S.THUMB_SIDE, 3)
+
+
+# --- several pokes, pins, guidance ---------------------------------------------------------
+
+def _synthetic_face(size: int = 128) -> np.ndarray:
+    """A textured oval "face" with two eyes and a mouth on a textured wall (uint8 RGB)."""
+    import cv2
+
+    rng = np.random.default_rng(5)
+    wall = cv2.GaussianBlur(rng.random((size, size)).astype(np.float32), (0, 0), 1.5)
+    still = np.stack([wall * 120 + 40] * 3, axis=2)
+    skin = cv2.GaussianBlur(rng.random((size, size)).astype(np.float32), (0, 0), 1.2)
+    face = np.zeros((size, size), np.uint8)
+    cv2.ellipse(face, (size // 2, size // 2), (size // 3, size * 2 // 5), 0, 0, 360, 1, -1)
+    still[face > 0] = (np.stack([skin * 80 + 150, skin * 60 + 110, skin * 50 + 90], 2)
+                       [face > 0])
+    for cx in (size // 2 - size // 8, size // 2 + size // 8):
+        cv2.circle(still, (cx, size * 2 // 5), size // 20, (30, 30, 40), -1)
+    cv2.ellipse(still, (size // 2, size * 2 // 3), (size // 8, size // 24), 0, 0, 360,
+                (120, 40, 50), -1)
+    return np.clip(still, 0, 255).astype(np.uint8)
+
+
+def test_two_opposite_pokes_move_their_sites_in_opposite_directions(motion_model):
+    from engine.flow import dis_flow
+
+    still = _synthetic_face()
+    left, right = (40.0, 51.0, -6.0, 0.0), (88.0, 51.0, 6.0, 0.0)
+    result = S.sample_clips(motion_model, still, [left, right], samples=2, seed=1)
+    for index in range(2):
+        last = list(S.clip_frames(still, result, index))[-1]
+        flow = dis_flow(cv2_grey(still), cv2_grey(last))
+        at_left = flow[47:56, 36:45].reshape(-1, 2).mean(0)
+        at_right = flow[47:56, 84:93].reshape(-1, 2).mean(0)
+        assert at_left[0] < -3.0 and at_right[0] > 3.0, (at_left, at_right)
+    # without the guide the untrained model's own motion does not follow the pokes
+    raw = S.sample_clips(motion_model, still, [left, right], samples=1, seed=1, guide=False)
+    guided = result.motions[0] - result.reference
+    assert not np.allclose(raw.motions[0] - raw.reference, guided, atol=0.5)
+
+
+def cv2_grey(rgb):
+    import cv2
+
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+
+def test_a_pin_holds_its_point_in_every_frame(motion_model):
+    still = _synthetic_face()
+    poke, pin = (40.0, 51.0, 8.0, 4.0), (64.0, 85.0)
+    result = S.sample_clips(motion_model, still, [poke], samples=1, seed=2,
+                            pins_px=[(*pin, 0.0)])
+    motion = M.clean_motion(result.motions[0], result.reference)
+    site = torch.tensor([[pin[0] * 64 / 128 - 0.5], [pin[1] * 64 / 128 - 0.5]])
+    held = M.sample_at(torch.from_numpy(motion),
+                       site[None, :, None, :].expand(10, -1, -1, -1).contiguous())
+    assert float(held.abs().max()) < 0.02
+    pin_map = S.pin_discs([(*pin, 4.0)], 128, 128)
+    for frame in S.clip_frames(still, result, 0, pin=pin_map):
+        assert np.array_equal(frame[82:89, 61:68], still[82:89, 61:68])
+
+
+def test_pin_discs_and_only_pins_refused(tmp_path):
+    discs = S.pin_discs([(10.0, 10.0, 3.0), (40.5, 20.5, 0.0)], 64, 32)
+    assert discs[10, 10] == 1.0 and discs[10, 12] == 1.0 and discs[10, 17] == 0.0
+    # radius 0: PIN_RADIUS_SHARE of the shorter side (0.64 px, at least half a pixel)
+    assert discs[20, 40] == 1.0 and discs[20, 43] == 0.0
+    assert S.pin_discs([], 64, 32) is None
+    # a job whose pokes are all clicks without a drag asks nothing to move
+    model_path = save_model(tmp_path / "motion.safetensors",
+                            PokeModel(PokeModelConfig.preset_named("tiny", space="motion")))
+    path = write_job(tmp_path / "job", texture(90, 120), engine="poke", frames=4,
+                     pokes=[{"start": [60.0, 45.0], "end": [60.0, 45.0], "radius": 0.0}],
+                     poke={"model": str(model_path), "samples": 1, "guide": True})
+    job = job_module.load_job(path)
+    assert job.poke.guide and job.pokes[0].is_pin(120, 90)
+    with pytest.raises(JobError, match="only pins"):
+        sample_prepare(job, torch.device("cpu"), Progress())
