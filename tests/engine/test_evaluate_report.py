@@ -2,6 +2,7 @@
 mean what docs/EVALUATE.md says, on small synthetic stills, the warp engine, a tiny untrained
 poke model and a still-only engine registered here."""
 
+import dataclasses
 import json
 import math
 import signal
@@ -19,6 +20,7 @@ from engine.poke.model import PokeModel, PokeModelConfig, save_model
 from engine.progress import Progress
 from engine.report import cases as cases_module
 from engine.report import engines, evaluate, measures
+from engine.report.stills import read_source, scene_at
 
 POKE = [60.0, 45.0, 10.0, -5.0]  # source pixels of the 120 x 90 still: its centre
 
@@ -201,7 +203,6 @@ def test_case_file_mistakes_name_the_fix(tmp_path, change, message):
     cases = write_cases(tmp_path, ["warp"], **change)
     with pytest.raises(JobError, match=message):
         loaded = cases_module.load_cases(cases)
-        from engine.report.stills import read_source, scene_at
         scene_at(loaded[0], read_source(loaded[0]), loaded[0].resolution)
 
 
@@ -227,9 +228,8 @@ def test_video_frame_is_the_numbered_frame(tmp_path):
     data["cases"][0].update(video="clip.avi", frame=2, pokes=[[32, 24, 4, 0]])
     cases.write_text(json.dumps(data))
     case = cases_module.load_cases(cases)[0]
-    from engine.report.stills import read_source
     assert abs(float(read_source(case).mean()) - 120) < 8
-    late = cases_module.Case(**{**case.__dict__, "frame": 9})
+    late = dataclasses.replace(case, frame=9)
     with pytest.raises(JobError, match="fewer than 9 frames"):
         read_source(late)
 
