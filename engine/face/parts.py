@@ -22,6 +22,9 @@ CURVE_PARTS = frozenset({"jaw"})
 # survive a 64-px raster, narrow enough not to cover the mouth.
 JAW_LINE_WIDTH = 0.04
 
+# part_layout draws each part on a canvas up to this many pixels a side (16 MB of uint8).
+MAX_CANVAS_SIDE = 4096
+
 
 @dataclass
 class FaceParts:
@@ -46,8 +49,10 @@ class FaceParts:
                          height, width)
 
     def size(self) -> float:
-        """Diagonal of the box around all points: the face's scale in pixels."""
-        every = np.concatenate(list(self.points.values()))
+        """Diagonal of the box around all points: the face's scale in pixels (0 without any)."""
+        every = np.concatenate([np.zeros((0, 2), np.float32), *self.points.values()])
+        if len(every) == 0:
+            return 0.0
         return float(np.hypot(*(every.max(0) - every.min(0))))
 
 
@@ -106,7 +111,9 @@ def part_layout(face: FaceParts, height: int, width: int, supersample: int = 4) 
     PART_NAMES order (zero for parts the face lacks), for a raster of height x width covering
     the same picture as the face's image. Drawn at supersample x the size and area-averaged
     down, so parts smaller than a pixel (an eye in a 64-px raster) keep a fractional value
-    instead of vanishing or jumping a whole pixel."""
+    instead of vanishing or jumping a whole pixel. Large rasters get less supersampling, so
+    the drawing canvas stays within MAX_CANVAS_SIDE."""
+    supersample = max(1, min(supersample, MAX_CANVAS_SIDE // max(height, width, 1)))
     scaled = face.scaled(height * supersample, width * supersample)
     jaw_width = max(supersample, int(round(JAW_LINE_WIDTH * scaled.size())))
     layout = np.zeros((len(PART_NAMES), height, width), np.float32)

@@ -31,7 +31,7 @@ def person_mask(image: np.ndarray) -> np.ndarray:
     rgb = to_rgb8(image)
     height, width = rgb.shape[:2]
     small = shrink(rgb, SEGMENT_LONG_SIDE)
-    # A fresh model per still: the graph smooths masks over consecutive calls, as for video.
+    # Built per still (a few ms next to the model's run): no graph outlives the call.
     with selfie_segmentation.SelfieSegmentation(model_selection=0) as model:
         mask = model.process(small).segmentation_mask
     mask = np.asarray(mask, np.float32)
