@@ -161,6 +161,12 @@ def test_landmarks_on_a_real_face(astronaut_face_crop):
     assert 25 < eye_distance < 80  # a face ~100 px wide
     assert snap_to_part(centre["mouth"], face, 2) == "mouth"
     assert snap_to_part(centre["left_eye"], face, 2) == "left_eye"
+    # The part raster a 64-px model would get keeps the layout: eyes above the mouth.
+    layout = part_layout(face, 64, 64)
+    rows = np.arange(64) + 0.5
+    row_of = {name: (layout[i].sum(1) * rows).sum() / layout[i].sum()
+              for i, name in enumerate(PART_NAMES)}
+    assert row_of["left_eye"] < row_of["nose"] < row_of["mouth"]
     # The same still at twice the size and as uint8: the same points, twice as far out.
     import cv2
 
@@ -168,6 +174,13 @@ def test_landmarks_on_a_real_face(astronaut_face_crop):
                      interpolation=cv2.INTER_CUBIC)
     big_face = detect_face(big)
     assert np.abs(big_face.points["mouth"].mean(0) / 2 - centre["mouth"]).max() < 3
+
+
+def test_no_face_in_a_picture_without_one(astronaut_face_crop):
+    from engine.face.landmarks import detect_faces
+
+    wall = np.ascontiguousarray(np.tile(astronaut_face_crop[:20, 200:], (12, 10, 1)))  # wall only
+    assert detect_faces(wall) == []
 
 
 def test_person_mask_on_a_real_face(astronaut_face_crop):
