@@ -11,10 +11,13 @@ PYTEST_ARGS ?=
 
 .PHONY: demo demo-landscape test test-engine test-blender bench extension media media-train clean
 
-.venv/.installed: requirements/engine.txt requirements/test.txt
+# face.txt (MediaPipe's face mesh and person mask) goes in with --no-deps: its metadata asks
+# for a second OpenCV and numpy<2, which the models we use do not need (docs/face_parts.md).
+.venv/.installed: requirements/engine.txt requirements/test.txt requirements/face.txt
 	$(PYTHON) -m venv .venv
 	.venv/bin/python -m pip install --quiet --upgrade pip
 	.venv/bin/python -m pip install --quiet -r requirements/test.txt
+	.venv/bin/python -m pip install --quiet --no-deps -r requirements/face.txt
 	touch $@
 
 .venv-bpy-%/.installed: requirements/bpy-%.txt

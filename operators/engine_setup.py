@@ -17,6 +17,9 @@ from ..bake import process, session
 from ..bake.process import ChildProcess
 
 REQUIREMENTS = process.EXTENSION_ROOT / "requirements" / "engine.txt"
+# Facial parts and the person mask (MediaPipe): its own pip call with --no-deps, because its
+# metadata asks for a second OpenCV and numpy<2 that its models do not need.
+FACE_REQUIREMENTS = process.EXTENSION_ROOT / "requirements" / "face.txt"
 TIMER_STEP = 0.2
 
 OFFLINE_MESSAGE = ("Installing the engine downloads PyTorch: enable Allow Online Access in "
@@ -145,7 +148,8 @@ def _pip_env():
     return env
 
 
-def install_steps(env_dir, requirements=REQUIREMENTS, base_python=None):
+def install_steps(env_dir, requirements=REQUIREMENTS, base_python=None,
+                  face_requirements=FACE_REQUIREMENTS):
     """The commands that build the engine environment: [(label, argv, env, weight)]."""
     env_dir = pathlib.Path(env_dir)
     python = process.venv_python(env_dir)
@@ -157,6 +161,9 @@ def install_steps(env_dir, requirements=REQUIREMENTS, base_python=None):
     steps.append(("Installing PyTorch, NumPy and OpenCV (a large download)",
                   [str(python), "-m", "pip", "install", "--progress-bar", "off",
                    "-r", str(requirements)], _pip_env(), 20))
+    steps.append(("Installing the face models (MediaPipe)",
+                  [str(python), "-m", "pip", "install", "--progress-bar", "off", "--no-deps",
+                   "-r", str(face_requirements)], _pip_env(), 4))
     steps.append(("Checking the engine", process.check_argv(python), process.engine_env(), 1))
     return steps
 

@@ -310,6 +310,8 @@ def test_install_steps_use_blenders_python_then_the_new_environment(modules, tmp
     env_python = str(tmp_path / "env" / "bin" / "python")
     assert steps[1][1][:4] == [env_python, "-m", "pip", "install"]
     assert steps[1][1][-1].endswith("requirements/engine.txt")
-    assert steps[2][1] == [env_python, "-m", "engine", "check"]
+    assert steps[2][1][:4] == [env_python, "-m", "pip", "install"]
+    assert "--no-deps" in steps[2][1] and steps[2][1][-1].endswith("requirements/face.txt")
+    assert steps[3][1] == [env_python, "-m", "engine", "check"]
     # The pip step runs without Blender's PYTHONHOME/PYTHONPATH leaking into the new Python.
     assert "PYTHONPATH" not in steps[1][2] and "PYTHONHOME" not in steps[1][2]
