@@ -91,13 +91,17 @@ class PokeSettings:
     """The "poke" object of a job (engine/poke/sample.py): which model, how many samples K the
     seed spreads over, which one to bake (0-based), the noise temperature, and whether to write
     the K thumbnails for the panel's picker instead of frames, and (motion-space models) whether
-    the sample is corrected to land every poke exactly and keep every pin still (`guide`)."""
+    the sample is corrected to land every poke exactly and keep every pin still (`guide`),
+    whether pokes snap to facial parts (`snap`) and whether the background is held still by a
+    person mask (`background`; both need MediaPipe, engine/poke/parts.py)."""
     model: Path | None = None      # None: the shipped default (DEFAULT_POKE_MODEL)
     samples: int = 4
     sample: int = 0
     temperature: float = 1.0
     thumbnails: bool = False
     guide: bool = True
+    snap: bool = True               # move each poke onto the facial part it starts near
+    background: bool = True         # hold everything but the person still (person mask)
 
     def model_path(self) -> Path:
         return self.model if self.model is not None else DEFAULT_POKE_MODEL
@@ -221,7 +225,8 @@ def _dyntex(data: dict, folder: Path) -> DyntexSettings:
 def _poke_settings(data: dict, folder: Path) -> PokeSettings:
     values = {}
     for key, kind in (("samples", int), ("sample", int), ("temperature", float),
-                      ("thumbnails", bool), ("guide", bool)):
+                      ("thumbnails", bool), ("guide", bool), ("snap", bool),
+                      ("background", bool)):
         if data.get(key) is not None:
             values[key] = _check_type(data[key], kind, f"poke.{key}")
     samples = values.get("samples", PokeSettings.samples)

@@ -406,24 +406,41 @@ def prepare(job, device, progress):
     if not job.pokes:
         raise JobError("the job has no pokes, so the model has nothing to follow; draw at "
                        "least one arrow on the face")
+    from engine.poke import parts as face_parts
+
     still, width, height, sx, sy = read_working_still(job)
     work_h, work_w = still.shape[:2]
-    pokes = [(p.start[0] * sx, p.start[1] * sy, p.vector[0] * sx, p.vector[1] * sy)
-             for p in job.pokes if not p.is_pin(width, height)]
-    pins = [(p.start[0] * sx, p.start[1] * sy, p.radius * math.sqrt(sx * sy))
-            for p in job.pokes if p.is_pin(width, height)]
-    if not pokes:
-        raise JobError(f"the job has only pins ({len(pins)} clicks without a drag), so nothing "
-                       "is asked to move; drag at least one arrow from a spot to where it "
-                       "should go")
-    pin = pin_discs(pins, work_w, work_h)
+    is_pin = [p.is_pin(width, height) for p in job.pokes]
+    if all(is_pin):
+        raise JobError(f"the job has only pins ({len(is_pin)} clicks without a drag), so "
+                       "nothing is asked to move; drag at least one arrow from a spot to where "
+                       "it should go")
+    starts = [(p.start[0] * sx, p.start[1] * sy) for p in job.pokes]
+    rgb = display_rgb(still) if settings.snap or settings.background else None
+    if settings.snap:
+        face = face_parts.find_face(rgb, progress.warning)
+        driven = face_parts.snap_pokes(starts, is_pin, face)
+        starts = [item.start for item in driven]
+        progress.emit("parts", face=face is not None, pokes=[
+            {"index": item.index, "part": item.part, "pin": item.pin,
+             "start": [round(item.start[0] / sx, 2), round(item.start[1] / sy, 2)]}
+            for item in driven])
+    pokes = [(x, y, p.vector[0] * sx, p.vector[1] * sy)
+             for (x, y), p, pinned in zip(starts, job.pokes, is_pin) if not pinned]
+    pins = [(x, y, p.radius * math.sqrt(sx * sy))
+            for (x, y), p, pinned in zip(starts, job.pokes, is_pin) if pinned]
+    statics, moving = [], []
     for index, mask in enumerate(job.masks, 1):
-        if mask.label != "static":
-            progress.warning(f"mask {index} has label '{mask.label}', which the poke engine "
-                             "does not use (only 'static' masks hold pixels still); ignored")
-            continue
         values = frames_io.read_mask(mask.path, width, height, name=f"mask {index}")
         values = cv2.resize(values, (work_w, work_h), interpolation=cv2.INTER_AREA)
+        (statics if mask.label == "static" else moving).append(values)
+    if moving and not settings.background:
+        progress.warning(f"{len(moving)} mask(s) have motion labels, which the poke engine uses "
+                         "only to free the background it holds (poke.background); ignored")
+    pin = pin_discs(pins, work_w, work_h)
+    hold = face_parts.background_hold(rgb, statics, moving, progress.warning) \
+        if settings.background else None
+    for values in ([hold] if hold is not None else statics):
         pin = values if pin is None else np.maximum(pin, values)
     model = load_model(settings.model_path(), device)
     progress.emit("sample", 0, 1)
