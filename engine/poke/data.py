@@ -91,6 +91,7 @@ class DataConfig:
                 "face_scale": self.face_scale if self.face_crop else None,
                 "face_smooth": self.face_smooth if self.face_crop else None,
                 "face_every": self.face_every if self.face_crop else None,
+                **({"detector": faces.detector_name()} if self.face_crop else {}),
                 "flow_preset": self.flow_preset, "version": CACHE_VERSION,
                 **({"motion": True} if self.motion else {})}
 
@@ -176,11 +177,11 @@ def _prepare(path: Path, config: DataConfig) -> PreparedVideo:
         if track.count < config.span + 1:
             raise _too_short(path, track.count, config)
         face_found = track.found
-        if faces.cascade_path() is None:
-            warnings.warn(f"no face detector: {faces.CASCADE_NAME} is not installed (this "
-                          "OpenCV ships none); training on a centre crop of "
-                          f"{path}. Put it (from an OpenCV 4 wheel's cv2/data or Debian's "
-                          "opencv-data) into media/, or set STILLMOTION_FACE_CASCADE to it",
+        if faces.default_detector() is None:
+            warnings.warn(f"no face detector: MediaPipe is not installed (run Install Engine, "
+                          f"or pip install --no-deps -r requirements/face.txt) and neither is "
+                          f"{faces.CASCADE_NAME}; training on a centre crop of {path}. Or put "
+                          "the cascade into media/, or set STILLMOTION_FACE_CASCADE to it",
                           stacklevel=2)
         elif not face_found:
             warnings.warn(f"no face found in {path}: training on a centre crop instead; "

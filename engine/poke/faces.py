@@ -1,6 +1,9 @@
 """A face-centred square crop that follows the face through a video, steadied over time.
 
-Detector: OpenCV's frontal-face Haar cascade (haarcascade_frontalface_default.xml). OpenCV 5
+Detector: MediaPipe's face mesh when the engine has it (requirements/face.txt, part of Install
+Engine; its model ships inside the wheel), its landmarks' box scaled to the box the Haar
+cascade below would give, so one `face_scale` means the same crop with either. Without it:
+OpenCV's frontal-face Haar cascade (haarcascade_frontalface_default.xml). OpenCV 5
 (the pinned opencv-python-headless 5.0) dropped both the CascadeClassifier and the bundled XML
 files (cv2.data holds only __init__.py); its FaceDetectorYN needs a YuNet ONNX file that no
 wheel we install ships. So: OpenCV's CascadeClassifier when the installed OpenCV has one (4.x),
@@ -223,9 +226,52 @@ def _detector_for(path: str) -> FaceDetector:
     return FaceDetector(Path(path))
 
 
-def default_detector() -> FaceDetector | None:
+class MeshFaceDetector:
+    """Faces from MediaPipe's face mesh (engine/face/landmarks.py), as (x, y, w, h) boxes in
+    the Haar cascade's framing: measured on carphone, the cascade's square is 1.35x the
+    landmarks' width and centred 14 % of their height higher (it includes the forehead)."""
+
+    name = "mediapipe-face-mesh"
+    WIDTH_FACTOR = 1.35
+    RAISE = 0.14
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        from engine.face.landmarks import detect_faces
+
+        boxes = []
+        for face in detect_faces(frame, max_faces=4):
+            points = np.concatenate(list(face.points.values()))
+            (x0, y0), (x1, y1) = points.min(0), points.max(0)
+            side = self.WIDTH_FACTOR * (x1 - x0)
+            cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0 - self.RAISE * (y1 - y0)
+            boxes.append((cx - side / 2.0, cy - side / 2.0, side, side))
+        return np.round(np.asarray(boxes, np.float64).reshape(-1, 4)).astype(np.int64)
+
+
+@functools.lru_cache(maxsize=None)
+def _mediapipe_available() -> bool:
+    try:
+        from engine.face.landmarks import import_mediapipe
+        import_mediapipe()
+        return True
+    except Exception:  # noqa: BLE001 - any failure to load it means "use the cascade"
+        return False
+
+
+def default_detector() -> MeshFaceDetector | FaceDetector | None:
+    """MediaPipe's face mesh when installed, else the Haar cascade when its XML is found."""
+    if _mediapipe_available():
+        return MeshFaceDetector()
     path = cascade_path()
     return None if path is None else _detector_for(str(path))
+
+
+def detector_name() -> str | None:
+    """Which detector default_detector() gives (part of the training cache key)."""
+    detector = default_detector()
+    if detector is None:
+        return None
+    return getattr(detector, "name", None) or f"haar:{Path(detector.path).name}"
 
 
 # --------------------------------------------------------------------------------------------

@@ -89,9 +89,9 @@ def input_box(rgb: np.ndarray, face_crop: bool, face_scale: float,
         return centre
     detector = faces.default_detector()
     if detector is None:
-        warn(f"the model was trained on face crops but no face detector is installed "
-             f"({faces.CASCADE_NAME}); using the centred square. Put the file into media/ or "
-             "set STILLMOTION_FACE_CASCADE")
+        warn("the model was trained on face crops but no face detector is installed "
+             "(MediaPipe: run Install Engine; or the Haar cascade "
+             f"{faces.CASCADE_NAME} via STILLMOTION_FACE_CASCADE); using the centred square")
         return centre
     found = detector(rgb)
     if not len(found):

@@ -191,3 +191,22 @@ def test_person_mask_on_a_real_face(astronaut_face_crop):
     assert mask[:30, 180:].mean() < 0.1             # the wall behind her, top right
     pin = segmentation.background_pin_map(mask)
     assert pin[:30, 180:].mean() > 0.9 and pin[100:130, 100:130].mean() < 0.1
+
+
+def test_mesh_detector_frames_a_real_face_like_the_cascade(astronaut_face_crop):
+    """The poke engine's face crop from MediaPipe: one box, around the face, with the Haar
+    cascade's framing (forehead in, a bit wider than the landmarks)."""
+    from engine.face.landmarks import detect_face
+    from engine.poke import faces
+
+    detector = faces.default_detector()
+    assert isinstance(detector, faces.MeshFaceDetector)
+    rgb = (astronaut_face_crop * 255).round().astype(np.uint8)
+    boxes = detector(rgb)
+    assert boxes.shape == (1, 4)
+    x, y, w, h = boxes[0]
+    face = detect_face(astronaut_face_crop)
+    points = np.concatenate(list(face.points.values()))
+    assert w == h and w > np.ptp(points[:, 0]) * 1.2
+    assert x < points[:, 0].min() and x + w > points[:, 0].max()
+    assert y < points[:, 1].min()   # the forehead above the brows is inside

@@ -406,8 +406,8 @@ def test_no_face_falls_back_to_the_centre_with_a_warning(square_video, monkeypat
         dataset = PokeClipDataset([square_video], "train", DataConfig(face_crop=True))
     assert not dataset.videos[0].face_found
     assert dataset.videos[0].boxes[0].tolist() == [CROP_X, 0, HEIGHT]
-    monkeypatch.setattr(faces, "cascade_path", lambda: None)
-    with pytest.warns(UserWarning, match="no face detector.*STILLMOTION_FACE_CASCADE"):
+    monkeypatch.setattr(faces, "default_detector", lambda: None)
+    with pytest.warns(UserWarning, match="no face detector.*Install Engine"):
         PokeClipDataset([square_video], "train", DataConfig(face_crop=True))
 
 
