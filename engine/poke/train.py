@@ -537,7 +537,8 @@ class CinnStage(Stage):
         """z = mu of the clip and the condition, from the frozen first-stage networks."""
         t = self.t
         video_ae, image_ae, poke_ae = (t.video_ae.eval(), t.image_ae.eval(), t.poke_ae.eval())
-        mu, _ = video_ae.encode(batch["video"])
+        motion_space = t.model_config.video.space == "motion"
+        mu, _ = video_ae.encode(batch["motion"] if motion_space else batch["video"])
         x0 = batch["video"][:, 0]
         cond = torch.cat([image_ae.encoder(x0), poke_ae.encoder(batch["poke"])], dim=1)
         return mu, cond

@@ -179,6 +179,19 @@ def test_motion_stage_lowers_its_loss_and_validates_in_pixels(video, tmp_path):
     assert np.isfinite(list(metrics.values())).all()
 
 
+def test_all_three_stages_train_a_motion_model_that_samples(video, tmp_path):
+    torch.manual_seed(0)
+    config = TrainConfig(preset="tiny", space="motion", batch=2,
+                         steps={"video": 2, "codes": 2, "cinn": 2}, epoch_batches=2,
+                         val_batches=1, perceptual_weight=0.0,
+                         data=DataConfig(augment=False, cache_dir=str(tmp_path)))
+    out = Trainer([video], tmp_path / "m.safetensors", config, Progress()).train()
+    model = load_model(out)
+    assert model.config.video.space == "motion"
+    result = S.sample_clips(model, texture(64, 80), [(40.0, 32.0, 4.0, 0.0)], samples=2, seed=0)
+    assert result.motions.shape == (2, 10, 2, 64, 64) and np.isfinite(result.motions).all()
+
+
 # --- sampling ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
