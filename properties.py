@@ -178,6 +178,16 @@ def _set_model(self, value):
             return
 
 
+class StillMotionPokePart(bpy.types.PropertyGroup):
+    """One poke of the last Sample run and the facial part the engine found it drives."""
+
+    number: IntProperty(name="Poke", description="The poke's place on the Pokes layer (1: first)",
+                        min=1)
+    part: StringProperty(name="Part", description="Engine name of the part ('mouth'); empty "
+                                                  "when no part is near")
+    pin: BoolProperty(name="Pin", description="A click without a drag: this spot holds still")
+
+
 class StillMotionPokeSettings(bpy.types.PropertyGroup):
     """Sampled (iPOKE) engine settings (docs/JOB.md, "poke") and the thumbnail strip last made
     for this plane."""
@@ -204,11 +214,36 @@ class StillMotionPokeSettings(bpy.types.PropertyGroup):
         name="Chosen Sample", description="Which sample Bake renders (0 is the first)",
         default=0, min=0, max=15,
     )
+    guide: BoolProperty(
+        name="Land Pokes Exactly",
+        description="Motion-space models only (trained on motion, not pixels): correct each "
+                    "sample so every poke ends exactly where it was dragged and every pin stays "
+                    "put. Off: the model's own motion. Pixel models ignore it",
+        default=True,
+    )
+    snap: BoolProperty(
+        name="Snap to Face Parts",
+        description="Move a poke that starts near an eye, a brow, the nose, the mouth or the "
+                    "jaw onto that part; after Sample the panel lists which part each poke "
+                    "drives (the face is found by MediaPipe, part of Install Engine)",
+        default=True,
+    )
+    background: BoolProperty(
+        name="Hold Background",
+        description="Keep everything but the person still (a person mask found by MediaPipe). "
+                    "Static masks always hold; a mask with a motion label frees what it covers",
+        default=True,
+    )
     # The strip of the last Sample run: where its thumbnails are and what they were made from.
     thumbnails_dir: StringProperty(options={"HIDDEN"})
     thumbnails_count: IntProperty(options={"HIDDEN"})
     thumbnails_key: StringProperty(options={"HIDDEN"})
     thumbnails_made_with: StringProperty(options={"HIDDEN"})
+    # What the engine said about the pokes before it sampled that strip (its "parts" line):
+    # parts_key is bake.poke.parts_key of the strokes they were made from, "" when none came.
+    parts: CollectionProperty(type=StillMotionPokePart, options={"HIDDEN"})
+    parts_face: BoolProperty(options={"HIDDEN"})
+    parts_key: StringProperty(options={"HIDDEN"})
 
 
 class StillMotionTrainSettings(bpy.types.PropertyGroup):
@@ -306,8 +341,9 @@ class StillMotionRuntime(bpy.types.PropertyGroup):
     last_warning: StringProperty()
 
 
-classes = (StillMotionMaskLabel, StillMotionDyntexSettings, StillMotionPokeSettings,
-           StillMotionTrainSettings, StillMotionPlaneSettings, StillMotionRuntime)
+classes = (StillMotionMaskLabel, StillMotionDyntexSettings, StillMotionPokePart,
+           StillMotionPokeSettings, StillMotionTrainSettings, StillMotionPlaneSettings,
+           StillMotionRuntime)
 
 
 def register():

@@ -4,7 +4,10 @@
   samples and writes `sample_NN.png` (docs/JOB.md); the plane then remembers the folder and
   what the strip was made from (`strip_key`), and the panel shows the K thumbnails to pick from.
   Bake afterwards renders only the chosen sample, at full resolution: sample i depends on
-  (seed, i) alone, so it is the clip its thumbnail showed.
+  (seed, i) alone, so it is the clip its thumbnail showed. Before sampling the engine says which
+  facial part each poke drives (its "parts" line); the plane keeps that list with the strip
+  (`parts`, `parts_key`) and the panel lists it under the thumbnails while the pokes are the
+  ones it was made from.
 - `TrainRun` runs `python -m engine train-poke VIDEO --out <models folder>/<name>.safetensors`
   and, when the model is saved, lists the models folder again and selects the new model.
   The engine keeps resumable state in `<name>_run/` beside the model, so a cancelled or
@@ -33,6 +36,11 @@ STAGE_TITLES = {"video": "video autoencoder", "codes": "image and poke encoders"
                 "cinn": "cINN"}
 RESUME_NOTE = ("Training keeps its progress in the models folder: Train again with the same "
                "model name to continue where it stopped")
+
+# engine/poke/parts.py's part names as the panel shows them; left and right are the person's.
+PART_NAMES = {"left_eye": "Left Eye", "right_eye": "Right Eye", "left_brow": "Left Brow",
+              "right_brow": "Right Brow", "nose": "Nose", "mouth": "Mouth", "jaw": "Jaw"}
+NO_FACE_NOTE = "No face found: pokes stay where drawn"  # the engine's warning says why
 
 _icons = None  # bpy.utils.previews collection of the strips' thumbnails
 
@@ -157,25 +165,97 @@ class _EngineRun:
 
 
 def strip_key(plane):
-    """What a strip of thumbnails depends on: the still, seed, model, temperature, K and the
-    strokes. Compared on redraw with the key the strip was made with, so the panel can say
-    when the thumbnails no longer show what Bake would render."""
+    """What a strip of thumbnails depends on: the still, seed, model, temperature, K, the face
+    options and the strokes. Compared on redraw with the key the strip was made with, so the
+    panel can say when the thumbnails no longer show what Bake would render."""
     from ..scene import strokes
 
     settings = plane.stillmotion
     poke = settings.poke
+    return _key(plane, (strokes.POKES, strokes.MASKS),
+                (settings.seed, poke.model_file, round(poke.temperature, 4), poke.samples,
+                 poke.guide, poke.snap, poke.background))
+
+
+def parts_key(plane):
+    """What the facial parts of the pokes depend on: the still, Snap to Face Parts and the
+    pokes (not the seed or model: a new seed does not move a poke to another part)."""
+    from ..scene import strokes
+
+    return _key(plane, (strokes.POKES,), (plane.stillmotion.poke.snap,))
+
+
+def _key(plane, layers, settings):
+    from ..scene import strokes
+
     digest = hashlib.sha1()
-    digest.update(repr((settings.seed, poke.model_file, round(poke.temperature, 4),
-                        poke.samples)).encode())
-    node_image = _plane_image_name(plane)
-    digest.update(node_image.encode())
-    gp_obj = settings.strokes
+    digest.update(repr(settings).encode())
+    digest.update(_plane_image_name(plane).encode())
+    gp_obj = plane.stillmotion.strokes
     if gp_obj is not None and strokes.is_grease_pencil(gp_obj):
-        for layer in (strokes.POKES, strokes.MASKS):
+        for layer in layers:
             for stroke in strokes.read_stroke_data(gp_obj, layer):
                 digest.update(layer.encode())
                 digest.update(stroke.points.round(5).tobytes())
     return digest.hexdigest()[:16]
+
+
+def read_parts(event, poke_strokes):
+    """The engine's "parts" line -> (face found, [(stroke number, part or "", pin)]), in the
+    job's poke order. The engine numbers the job's pokes; poke_strokes (JobPlan.poke_strokes)
+    turns them back into the artist's strokes. None when the line is not what docs/JOB.md says
+    (an engine of another version): the panel then shows no parts rather than wrong ones."""
+    items = event.get("pokes")
+    if not isinstance(items, list):
+        return None
+    rows = []
+    for item in items:
+        index = item.get("index") if isinstance(item, dict) else None
+        if not isinstance(index, int) or isinstance(index, bool) or index < 1:
+            return None
+        part = item.get("part") or ""
+        if not isinstance(part, str):
+            return None
+        number = poke_strokes[index - 1] if index <= len(poke_strokes) else index
+        rows.append((number, part, bool(item.get("pin"))))
+    return bool(event.get("face")), rows
+
+
+def store_parts(poke, parts, key):
+    """Keep a Sample run's parts on the plane (None: the run said nothing about parts)."""
+    poke.parts.clear()
+    if parts is None:
+        poke.parts_face, poke.parts_key = False, ""
+        return
+    face, rows = parts
+    for number, part, pin in rows:
+        item = poke.parts.add()
+        item.number, item.part, item.pin = number, part, pin
+    poke.parts_face, poke.parts_key = face, key
+
+
+def part_name(part):
+    return PART_NAMES.get(part) or part.replace("_", " ").title()
+
+
+def part_rows(plane):
+    """[(text, icon)] the panel lists under the strip: "Poke 1 → Mouth", "Poke 2 (pin)",
+    "Poke 3 → no part", after a note when no face was found. Empty when the last Sample said
+    nothing about parts or the pokes (or the still, or Snap) changed since: parts of other
+    pokes would point the artist at the wrong stroke."""
+    poke = plane.stillmotion.poke
+    if not poke.parts_key or poke.parts_key != parts_key(plane):
+        return []
+    rows = [] if poke.parts_face else [(NO_FACE_NOTE, "INFO")]
+    for item in poke.parts:
+        if item.pin:
+            text = f"Poke {item.number} (pin)"
+            if item.part:
+                text += f" → {part_name(item.part)}"
+        else:
+            text = f"Poke {item.number} → {part_name(item.part) if item.part else 'no part'}"
+        rows.append((text, "PINNED" if item.pin else "FORWARD"))
+    return rows
 
 
 def _plane_image_name(plane):
@@ -205,6 +285,9 @@ class SampleRun(_EngineRun):
         self.key = ""
         self.made_with = ""
         self.samples = 0
+        self.parts_key = ""
+        self.poke_strokes = []
+        self.parts = None  # read_parts of the engine's "parts" line, when it sent one
 
     def start(self, context, plane):
         """Write the thumbnails job and start the engine; StillMotionError when it cannot."""
@@ -229,6 +312,7 @@ class SampleRun(_EngineRun):
                                    "as the plane's Engine first")
         self.plane_name, self.plane_uid = plane.name, plane.session_uid
         self.key, self.made_with = strip_key(plane), made_with(plane)
+        self.parts_key = parts_key(plane)
         self.samples = int(plane.stillmotion.poke.samples)
         try:
             folder = paths.user_folder("poke-samples") / paths.safe_name(plane.name)
@@ -245,13 +329,17 @@ class SampleRun(_EngineRun):
                 f"Cannot write the sample folders ({exc.strerror or exc}): free some disk "
                 "space in your user folder and sample again") from None
         self.warnings = list(plan.warnings or [])
+        self.poke_strokes = list(plan.poke_strokes)
         self.process = _start_engine(context, ["run", plan.job_path])
 
     def _apply(self, runtime, event):
         stage = str(event.get("stage", ""))
         done, total = event.get("done"), event.get("total")
         runtime.stage = stage
-        if stage == "thumbnail" and isinstance(done, int) and isinstance(total, int) and total:
+        if stage == "parts":
+            self.parts = read_parts(event, self.poke_strokes)
+            runtime.message = "Sampling: the pokes found their facial parts"
+        elif stage == "thumbnail" and isinstance(done, int) and isinstance(total, int) and total:
             self.progress = runtime.progress = max(0.0, min(1.0, done / total))
             runtime.message = f"Sampling: {done}/{total} samples"
         elif stage in {"sample", "load"}:
@@ -273,6 +361,7 @@ class SampleRun(_EngineRun):
         poke.thumbnails_count = len(thumbnails)
         poke.thumbnails_key = self.key
         poke.thumbnails_made_with = self.made_with
+        store_parts(poke, self.parts, self.parts_key)
         if poke.sample >= len(thumbnails):
             poke.sample = 0
         return (f"{len(thumbnails)} samples ({self.elapsed:.1f} s): click one to choose it, "

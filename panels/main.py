@@ -122,6 +122,12 @@ class VIEW3D_PT_stillmotion(bpy.types.Panel):
         col.use_property_decorate = False
         col.prop(poke, "samples")
         col.prop(poke, "temperature")
+        col = box.column(align=True)
+        col.prop(poke, "guide")
+        col.prop(poke, "snap")
+        col.prop(poke, "background")
+        _wrapped(box, "A click without a drag on the Pokes layer is a pin: that spot holds "
+                 "still", "PINNED", context)
         row = box.row()
         row.scale_y = 1.3
         row.operator("stillmotion.poke_sample", icon="SEQ_STRIP_DUPLICATE")
@@ -145,6 +151,11 @@ class VIEW3D_PT_stillmotion(bpy.types.Panel):
         if poke.thumbnails_key != poke_runs.strip_key(plane):
             _wrapped(layout, "Strokes or settings changed since these were made: Sample again "
                      "to see what Bake will render", "ERROR", context)
+        rows = poke_runs.part_rows(plane)  # none once the pokes changed
+        if rows:
+            col = layout.column(align=True)
+            for text, icon in rows:
+                _wrapped(col, text, icon, context)
 
     def draw_poke_train(self, context, layout, models, poke_runs):
         header, body = layout.panel("STILLMOTION_PT_poke_train", default_closed=True)

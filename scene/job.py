@@ -20,8 +20,9 @@ What each engine takes:
   A Preview bakes at most DYNTEX_PREVIEW's working size, frames and iterations.
 - Sampled (iPOKE): the pokes (at least one; a poke may be a click without a drag: "hold still
   here") and the `static` masks, as for Warp, plus the "poke" object: the chosen model (null for
-  the shipped default), samples K, the chosen sample, temperature, and `thumbnails` for the
-  Sample button's strip. A missing model file stops before the engine starts.
+  the shipped default), samples K, the chosen sample, temperature, `thumbnails` for the
+  Sample button's strip, and the face options `guide`, `snap`, `background`. A missing model
+  file stops before the engine starts.
 """
 
 import json
@@ -58,6 +59,9 @@ class JobPlan:
     job: dict
     warnings: list = field(default_factory=list)
     image_size: tuple = (0, 0)
+    # job["pokes"][i] was drawn as stroke poke_strokes[i] (1-based) of the Pokes layer: strokes
+    # off the picture are left out, so the engine's poke numbers are not the artist's.
+    poke_strokes: list = field(default_factory=list)
 
 
 def _plural(n, one, many):
@@ -88,11 +92,12 @@ def _read_layer(gp_obj, layer_name, warnings):
 
 
 def _pokes(raw, projector, size, falloff, warnings, allow_still=False):
-    """-> (list of poke dicts, number ignored because they start off the picture).
-    allow_still: a poke without a drag is kept (the poke engine reads it as "hold still")."""
+    """-> (list of poke dicts, their 1-based stroke numbers, number ignored because they start
+    off the picture). allow_still: a poke without a drag is kept (the poke engine reads it as a
+    pin, "hold still here")."""
     w, h = size
     min_length = min(0.5, 0.01 * max(w, h))
-    pokes, outside = [], 0
+    pokes, numbers, outside = [], [], 0
     for stroke in raw:
         _check_finite(stroke, "Poke")
         if len(stroke.points) < 2:
@@ -118,7 +123,8 @@ def _pokes(raw, projector, size, falloff, warnings, allow_still=False):
             "end": [float(pixels[1, 0]), float(pixels[1, 1])],
             "radius": radius,
         })
-    return pokes, outside
+        numbers.append(stroke.index + 1)
+    return pokes, numbers, outside
 
 
 def _clip_label(number, item):
@@ -249,8 +255,8 @@ def write_job(plane, job_dir, output_dir, *, preview=False, device="auto",
         old.unlink()
     projector = strokes.PlaneProjector(plane, size, target.uv_map)
     falloff = float(settings.falloff)
-    pokes, pokes_out = _pokes(raw_pokes, projector, size, falloff, warnings,
-                              allow_still=sampled)
+    pokes, poke_strokes, pokes_out = _pokes(raw_pokes, projector, size, falloff, warnings,
+                                            allow_still=sampled)
     masks, masks_out = _masks(raw_masks, projector, size, settings.mask_labels, settings.engine,
                               job_dir, warnings)
 
@@ -313,7 +319,7 @@ def write_job(plane, job_dir, output_dir, *, preview=False, device="auto",
         job["poke"] = poke_block
     job_path = job_dir / "job.json"
     job_path.write_text(json.dumps(job, indent=2, ensure_ascii=False), encoding="utf-8")
-    return JobPlan(job_path, job, warnings, (w, h))
+    return JobPlan(job_path, job, warnings, (w, h), poke_strokes)
 
 
 def _job_ref(path, job_dir):
@@ -402,4 +408,7 @@ def _poke_block(poke, thumbnails):
         "sample": min(sample, samples - 1),
         "temperature": round(float(poke.temperature), 6),
         "thumbnails": bool(thumbnails),
+        "guide": bool(poke.guide),
+        "snap": bool(poke.snap),
+        "background": bool(poke.background),
     }

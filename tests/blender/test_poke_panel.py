@@ -108,7 +108,8 @@ def test_poke_job_has_pokes_static_masks_and_the_poke_block(sm, tmp_path):
                for w in plan.warnings)
     assert job["poke"] == {"model": str((sm.models_dir / "anna.safetensors").resolve()),
                            "samples": 6, "sample": 2, "temperature": pytest.approx(0.7),
-                           "thumbnails": False}
+                           "thumbnails": False, "guide": True, "snap": True,
+                           "background": True}
     assert "dyntex" not in job
 
     assert write(sm, plane, tmp_path, thumbnails=True).job["poke"]["thumbnails"] is True
@@ -462,12 +463,13 @@ TINY = ["--size", "tiny", "--steps", "video=2", "--steps", "codes=2", "--steps",
 
 def test_tiny_training_then_sample_and_bake_with_the_real_engine(sm, tmp_path):
     """train-poke on a 60-frame synthetic video (2 steps a stage), then Sample draws two
-    thumbnails with that model and Bake renders the second sample at the still's size."""
+    thumbnails with that model for a poke and a pin (the engine's parts line lists both; the
+    checker still has no face) and Bake renders the second sample at the still's size."""
     video = tmp_path / "dot.avi"
     subprocess.run([engine_python(), "-c", VIDEO_SCRIPT, str(video)], check=True)
     train = bpy.context.scene.stillmotion_train
     train.video_path, train.model_name, train.face_crop = str(video), "dot", False
-    plane = poked_plane(sm, tmp_path / "scene")
+    plane = poked_plane(sm, tmp_path / "scene", pokes=(POKE, STILL_POKE))
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene" / "shot.blend"))
     plane = bpy.data.objects[plane.name]
     bpy.context.view_layer.objects.active = plane
@@ -482,6 +484,10 @@ def test_tiny_training_then_sample_and_bake_with_the_real_engine(sm, tmp_path):
     poke.samples = 2
     sm.poke.run_sync(bpy.context, sm.poke.SampleRun(), plane, timeout=300)
     assert poke.thumbnails_count == 2
+    assert [(p.number, p.part, p.pin) for p in poke.parts] == [(1, "", False), (2, "", True)]
+    assert sm.poke.part_rows(plane) == [(sm.poke.NO_FACE_NOTE, "INFO"),
+                                        ("Poke 1 → no part", "FORWARD"),
+                                        ("Poke 2 (pin)", "PINNED")]
     thumb = bpy.data.images.load(str(pathlib.Path(poke.thumbnails_dir) / "sample_01.png"))
     assert tuple(thumb.size) == (128, 128)
 
