@@ -30,6 +30,10 @@ def _add_train(commands) -> None:
                         help="what the video autoencoder encodes: pixels (iPOKE) or the "
                              "clip's motion, rendered by warping the still (sharp at any "
                              "resolution)")
+    parser.add_argument("--parts", action="store_true",
+                        help="facial parts (MediaPipe): the part layout joins the image "
+                             "condition and half the pokes are drawn inside one eye, brow or "
+                             "the mouth, from the frame where it moves most")
     parser.add_argument("--stages", default="all", help="all, or a comma list of "
                         "video,codes,cinn (the others are read from the run folder)")
     parser.add_argument("--max-minutes", type=float, default=None,

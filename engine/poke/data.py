@@ -9,6 +9,12 @@ What one item is (shared/DESIGN.md, "poke" contract; research/ipoke.md 1.1 and 2
           does nothing"); static_fraction of the items
   motion  float32 [frames, 2, 64, 64], DIS flows x0 -> x_t for every frame t of the clip, in
           64-px units; only with DataConfig.motion (the motion-space autoencoder's input)
+  parts   float32 [7, 64, 64], x0's facial-part layout (engine/face/parts.py part_layout: one
+          channel per part); only with DataConfig.parts. Then `part_pokes` of the moving items
+          draw their pokes inside one small part (an eye, a brow, the mouth), taking each
+          pixel's vector from the frame where it moves most (a blink closes and opens within
+          the clip, so the flow to the last frame would miss it; research: the face study's
+          finding (c))
 
 Preparation (decode, crop, resize, flow) runs once per video and is cached; items are cut from
 the prepared arrays. The held-out split is by time: the last `held_out` of every video, so
@@ -65,6 +71,8 @@ class DataConfig:
     translate: float = 0.05     # fraction of the frame side
     flow_preset: str = "medium"
     motion: bool = False        # also the flows x0 -> x_t of every frame (motion space)
+    parts: bool = False         # also x0's facial-part layout, and pokes per part
+    part_pokes: float = 0.5     # with parts: share of moving items poked inside one small part
     cache_dir: str | None = None
 
     @property
@@ -93,7 +101,8 @@ class DataConfig:
                 "face_every": self.face_every if self.face_crop else None,
                 **({"detector": faces.detector_name()} if self.face_crop else {}),
                 "flow_preset": self.flow_preset, "version": CACHE_VERSION,
-                **({"motion": True} if self.motion else {})}
+                **({"motion": True} if self.motion else {}),
+                **({"parts": True, "detector": faces.detector_name()} if self.parts else {})}
 
 
 # --------------------------------------------------------------------------------------------
@@ -108,6 +117,7 @@ class PreparedVideo:
                                 # stride for k = 1..frames (DataConfig.motion), else None
     boxes: np.ndarray       # int32 [n, 3]: crop square (x, y, side) in source pixels
     face_found: bool        # False: centre crop (face_crop off, or no face detected)
+    layouts: np.ndarray | None = None  # uint8 [n, 7, size, size]: part layout per frame x 255
 
 
 def _cache_path(path: Path, config: DataConfig) -> Path | None:
@@ -125,7 +135,8 @@ def _load_cached(cache_file: Path) -> PreparedVideo | None:
         with np.load(cache_file, allow_pickle=False) as data:
             return PreparedVideo(str(data["path"]), data["frames"], data["flows"],
                                  data["motions"] if "motions" in data.files else None,
-                                 data["boxes"], bool(data["face_found"]))
+                                 data["boxes"], bool(data["face_found"]),
+                                 data["layouts"] if "layouts" in data.files else None)
     except (OSError, KeyError, ValueError):
         return None  # unreadable or half-written by an older run: prepare again
 
@@ -135,6 +146,8 @@ def _save_cached(cache_file: Path, prepared: PreparedVideo) -> None:
     # Written beside and renamed, so a killed run or a second process never leaves a torn file.
     partial = cache_file.with_name(f"{cache_file.stem}.{os.getpid()}.partial.npz")
     extra = {} if prepared.motions is None else {"motions": prepared.motions}
+    if prepared.layouts is not None:
+        extra["layouts"] = prepared.layouts
     np.savez(partial, path=np.array(prepared.path), frames=prepared.frames,
              flows=prepared.flows, boxes=prepared.boxes,
              face_found=np.array(prepared.face_found), **extra)
@@ -196,6 +209,7 @@ def _prepare(path: Path, config: DataConfig) -> PreparedVideo:
     small_frames: list[np.ndarray] = []
     flows: list[np.ndarray] = []
     motions: list[np.ndarray] = []
+    layouts: list[np.ndarray] = []
     recent = deque(maxlen=span + 1)  # source-resolution crops of the last span + 1 frames
     used_boxes: list[tuple[int, int, int]] = []
     for index, frame in enumerate(video_io.iter_frames(path)):
@@ -208,6 +222,8 @@ def _prepare(path: Path, config: DataConfig) -> PreparedVideo:
         crop = frame[y:y + side, x:x + side]
         used_boxes.append(box)
         small_frames.append(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA))
+        if config.parts:
+            layouts.append(_part_layout(crop, size))
         # Flow at the crop's own resolution (where DIS sees the real texture), then in 64-px
         # units: the same pixels the model sees move by these vectors.
         recent.append(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY))
@@ -225,7 +241,21 @@ def _prepare(path: Path, config: DataConfig) -> PreparedVideo:
         raise _too_short(path, len(small_frames), config)
     return PreparedVideo(str(path), np.stack(small_frames), np.stack(flows),
                          np.stack(motions) if config.motion else None,
-                         np.asarray(used_boxes, np.int32), face_found)
+                         np.asarray(used_boxes, np.int32), face_found,
+                         np.stack(layouts) if config.parts else None)
+
+
+def _part_layout(crop: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [7, size, size] facial-part layout of an RGB crop (zeros when no face): found at
+    the crop's own resolution, drawn at the model's."""
+    from engine.face.landmarks import detect_face
+    from engine.face.parts import PART_NAMES, part_layout
+
+    face = detect_face(crop)
+    if face is None:
+        return np.zeros((len(PART_NAMES), size, size), np.uint8)
+    layout = part_layout(face, size, size)
+    return np.round(layout * 255).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,11 +303,15 @@ def _fill_patches(shape: tuple[int, int], centres: np.ndarray, vectors: np.ndarr
 
 
 def sample_poke(flow: np.ndarray, rng: np.random.Generator, max_patches: int = 5,
-                patch: int = 5) -> tuple[np.ndarray, np.ndarray]:
+                patch: int = 5, within: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """A poke map [2, H, W] from a flow field [H, W, 2]: 1..min(max_patches, #candidates)
     patches centred on distinct candidate pixels drawn uniformly, each holding the flow vector
-    at its centre. Also the centres, int [k, 2] as (x, y)."""
+    at its centre. Also the centres, int [k, 2] as (x, y). `within` [H, W] bool: only pixels
+    there are candidates (the thresholds are then statistics of that region's motion)."""
     magnitude = np.linalg.norm(flow, axis=2)
+    if within is not None:
+        magnitude = np.where(within, magnitude, 0.0)
     candidates, _ = poke_candidates(magnitude, border=patch)
     ys, xs = np.nonzero(candidates)
     count = int(rng.integers(1, min(max_patches, len(xs)) + 1))
@@ -405,6 +439,48 @@ def augment(clip: np.ndarray, flow: np.ndarray, aug: Augmentation,
     return out, flow, motion
 
 
+# Parts a per-part poke goes to: the small motions (blinks, brows, lips) that a poke drawn on
+# the largest motion would almost never pick; head turns are covered by the other items.
+SMALL_PARTS = ("left_eye", "right_eye", "left_brow", "right_brow", "mouth")
+
+
+def warp_layout(layout: np.ndarray, aug: Augmentation) -> np.ndarray:
+    """A part layout [P, H, W] through the augmentation's affine map, like the frames."""
+    size = layout.shape[-1]
+    matrix = aug.matrix(size)
+    return np.stack([cv2.warpAffine(channel, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_CONSTANT) for channel in layout])
+
+
+def pick_part_region(layout: np.ndarray, config: DataConfig, rng: np.random.Generator,
+                     ) -> np.ndarray | None:
+    """With probability part_pokes, the pixels [H, W] bool of one small part of the layout
+    drawn uniformly (grown by half a patch, so an eye a few pixels tall still has room for a
+    centre), else None."""
+    from engine.face.parts import PART_NAMES
+
+    if rng.random() >= config.part_pokes:
+        return None
+    present = [PART_NAMES.index(name) for name in SMALL_PARTS
+               if layout[PART_NAMES.index(name)].max() > 0.3]
+    if not present:
+        return None
+    region = (layout[present[int(rng.integers(len(present)))]] > 0.3).astype(np.uint8)
+    grow = np.ones((config.patch // 2 * 2 + 1,) * 2, np.uint8)
+    region = cv2.dilate(region, grow) > 0
+    border = config.patch
+    region[:border], region[-border:], region[:, :border], region[:, -border:] = (False,) * 4
+    return region if region.any() else None
+
+
+def peak_flow(motion: np.ndarray) -> np.ndarray:
+    """[T, H, W, 2] flows x0 -> x_t -> [H, W, 2]: per pixel the vector of the frame where
+    that pixel is furthest from x0."""
+    magnitude = np.linalg.norm(motion, axis=3)
+    frame = magnitude.argmax(axis=0)
+    return np.take_along_axis(motion, frame[None, :, :, None], axis=0)[0]
+
+
 # --------------------------------------------------------------------------------------------
 # The dataset
 
@@ -472,12 +548,22 @@ class PokeClipDataset(torch.utils.data.Dataset):
         if config.augment and self.split == "train":
             aug = Augmentation.random(rng, config, config.size)
         clip, flow, motion = augment(clip, flow, aug, motion)
+        layout = None
+        if config.parts:
+            layout = prepared.layouts[start].astype(np.float32) / 255.0
+            if not aug.is_identity_geometry():
+                layout = warp_layout(layout, aug)
         if static:
             poke, _ = sample_background_poke(flow, rng, config.patch)
             flow = np.zeros_like(flow)
             motion = None if motion is None else np.zeros_like(motion)
         else:
-            poke, _ = sample_poke(flow, rng, config.max_patches, config.patch)
+            region = pick_part_region(layout, config, rng) if layout is not None else None
+            if region is not None:
+                peak = flow if motion is None else peak_flow(motion)
+                poke, _ = sample_poke(peak, rng, config.max_patches, config.patch, region)
+            else:
+                poke, _ = sample_poke(flow, rng, config.max_patches, config.patch)
         video = torch.from_numpy(np.ascontiguousarray(clip.transpose(0, 3, 1, 2))) * 2.0 - 1.0
         item = {"video": video.float(),
                 "poke": torch.from_numpy(poke),
@@ -485,6 +571,8 @@ class PokeClipDataset(torch.utils.data.Dataset):
                 "static": static}
         if motion is not None:
             item["motion"] = torch.from_numpy(np.ascontiguousarray(motion.transpose(0, 3, 1, 2)))
+        if layout is not None:
+            item["parts"] = torch.from_numpy(np.ascontiguousarray(layout, np.float32))
         return item
 
 

@@ -82,7 +82,8 @@ def evaluate(model: PokeModel, videos: list[str], samples: int = 8, seed: int = 
     data = DataConfig(size=model.size, frames=config.video.frames, stride=config.stride,
                       face_crop=config.face_crop, face_scale=config.face_scale,
                       held_out=held_out, augment=False, cache_dir=cache_dir,
-                      motion=config.video.space == "motion")
+                      motion=config.video.space == "motion" or config.video.part_channels > 0,
+                      parts=config.video.part_channels > 0)
     motion_space = data.motion
     dataset = PokeClipDataset(videos, "val", data, seed=seed)
     clip_count = len(dataset.clips)  # the items after these are the static ones
@@ -107,7 +108,8 @@ def evaluate(model: PokeModel, videos: list[str], samples: int = 8, seed: int = 
             recon = warp_with_motion(x0, recon)
         psnrs.append(psnr(recon, clip[:, 1:]))
         ssims.append(clip_ssim(recon, clip[:, 1:]))
-        cond = model.condition(x0, poke)
+        parts = item["parts"][None].to(device) if "parts" in item else None
+        cond = model.condition(x0, poke, parts)
         bits.append(float(model.cinn.bits_per_dim(out.mu, cond).mean()))
 
         shape = out.mu.shape[1:]

@@ -39,10 +39,11 @@ class PokeModelConfig:
     face_scale: float = 2.2
 
     @classmethod
-    def preset_named(cls, name: str, space: str = "pixels", **data_fields) -> "PokeModelConfig":
+    def preset_named(cls, name: str, space: str = "pixels", part_channels: int = 0,
+                     **data_fields) -> "PokeModelConfig":
         if name not in PRESETS:
             raise JobError(f"unknown poke model size '{name}'; choose one of {', '.join(PRESETS)}")
-        video = replace(VideoAeConfig.preset(name), space=space)
+        video = replace(VideoAeConfig.preset(name), space=space, part_channels=part_channels)
         cinn = CinnConfig.preset(name)
         cinn.z_channels = video.z_channels
         cinn.z_size = video.latent_size
@@ -85,9 +86,11 @@ class PokeModel(nn.Module):
     def size(self) -> int:
         return self.config.video.resolution
 
-    def condition(self, x0: torch.Tensor, poke: torch.Tensor) -> torch.Tensor:
-        """x0 [B, 3, 64, 64] in [-1, 1], poke [B, 2, 64, 64] -> h [B, 128, 8, 8]."""
-        return torch.cat([self.image_encoder(x0), self.poke_encoder(poke)], dim=1)
+    def condition(self, x0: torch.Tensor, poke: torch.Tensor,
+                  parts: torch.Tensor | None = None) -> torch.Tensor:
+        """x0 [B, 3, 64, 64] in [-1, 1], poke [B, 2, 64, 64] (and for models trained with
+        --parts x0's part layout [B, 7, 64, 64]; None: no face found) -> h [B, 128, 8, 8]."""
+        return condition_codes(self.image_encoder, self.poke_encoder, x0, poke, parts)
 
     @torch.no_grad()
     def sample(self, x0: torch.Tensor, poke: torch.Tensor, samples: int = 1,
@@ -111,6 +114,27 @@ class PokeModel(nn.Module):
                  "cinn": parameter_count(self.cinn)}
         parts["total"] = sum(parts.values())
         return parts
+
+
+def image_input(encoder: nn.Module, x0: torch.Tensor, parts: torch.Tensor | None
+                ) -> torch.Tensor:
+    """What an image encoder reads: x0, with the part layout when it was built for one (zeros
+    stand for "no face found", as for training frames without a face)."""
+    wanted = encoder.stem.in_channels - 3
+    if wanted == 0:
+        return x0
+    if parts is None:
+        parts = x0.new_zeros(x0.shape[0], wanted, *x0.shape[-2:])
+    if parts.shape[1] != wanted:
+        raise ValueError(f"the image encoder reads {wanted} part channels, got {parts.shape[1]}")
+    return torch.cat([x0, parts.to(x0.dtype)], dim=1)
+
+
+def condition_codes(image_encoder: nn.Module, poke_encoder: nn.Module, x0: torch.Tensor,
+                    poke: torch.Tensor, parts: torch.Tensor | None = None) -> torch.Tensor:
+    """The cINN's condition: image code and poke code side by side [B, 128, 8, 8]."""
+    return torch.cat([image_encoder(image_input(image_encoder, x0, parts)),
+                      poke_encoder(poke)], dim=1)
 
 
 def save_model(path: str | os.PathLike, model: PokeModel, metadata: dict | None = None,

@@ -184,7 +184,9 @@ def sample_clips(model, still_rgb: np.ndarray, pokes_px: Sequence[Sequence[float
     noise = torch.cat([torch.randn(shape, generator=sample_generator(seed, i))
                        for i in indices]).to(device)
     count = len(indices)
-    h = model.condition(x0_t, poke_t).expand(count, -1, -1, -1)
+    parts = box_part_layout(rgb, box, size, warn) if config.video.part_channels else None
+    parts = None if parts is None else parts.to(device)
+    h = model.condition(x0_t, poke_t, parts).expand(count, -1, -1, -1)
     z = model.cinn.reverse(noise * temperature, h)
     generated = model.video_ae.decode(z, x0_t.expand(count, -1, -1, -1))
     if model.config.video.space == "motion":
@@ -201,6 +203,25 @@ def sample_clips(model, still_rgb: np.ndarray, pokes_px: Sequence[Sequence[float
     mu, _ = model.video_ae.encode(held)
     reference = _with_x0(x0, model.video_ae.decode(mu, x0_t))[0]
     return PokeSamples(clips, box, reference)
+
+
+def box_part_layout(rgb: np.ndarray, box: tuple[int, int, int], size: int,
+                    warn: Callable[[str], None]) -> torch.Tensor | None:
+    """[1, 7, size, size] facial-part layout of the model's square of the still (as training
+    drew it for its crops), or None (with a warning) when no face is found there."""
+    from engine.face.landmarks import detect_face
+    from engine.face.parts import part_layout
+
+    bx, by, side = box
+    try:
+        face = detect_face(rgb[by:by + side, bx:bx + side])
+    except JobError as error:
+        warn(f"this model reads facial parts, which are off: {error}")
+        return None
+    if face is None:
+        warn("no face found in the model's square: sampling without the part layout")
+        return None
+    return torch.from_numpy(part_layout(face, size, size))[None]
 
 
 def _motion_samples(model, x0, x0_t, generated, box, pokes64, pins64) -> PokeSamples:

@@ -36,7 +36,8 @@ import torch.nn.functional as F
 from engine.errors import Cancelled, JobError
 from engine.poke import losses as L
 from engine.poke.data import DataConfig, PokeClipDataset, config_dict
-from engine.poke.model import PokeModel, PokeModelConfig, save_model
+from engine.poke.model import (PokeModel, PokeModelConfig, condition_codes, image_input,
+                               save_model)
 from engine.poke.motion import warp_with_motion
 from engine.poke.video_ae import (SpatialDiscriminator, TemporalDiscriminator,
                                   VideoAutoencoder, image_autoencoder, poke_autoencoder)
@@ -52,6 +53,7 @@ STAGES = ("video", "codes", "cinn")
 class TrainConfig:
     preset: str = "small"
     space: str = "pixels"           # what the video autoencoder encodes: pixels or motion
+    parts: bool = False             # facial-part layout as a condition, pokes per part
     batch: int = 8
     seed: int = 0
     stages: tuple[str, ...] = STAGES
@@ -121,11 +123,15 @@ class Trainer:
         self._vgg = vgg
         self.budget = Budget(config.max_minutes)
         torch.manual_seed(config.seed + self.dist.rank)
+        from engine.face.parts import PART_NAMES
+
         model_config = PokeModelConfig.preset_named(
-            config.preset, space=config.space, stride=config.data.stride,
+            config.preset, space=config.space,
+            part_channels=len(PART_NAMES) if config.parts else 0, stride=config.data.stride,
             face_crop=config.data.face_crop, face_scale=config.data.face_scale)
-        # the motion-space autoencoder reads every frame's flow
-        config.data.motion = config.space == "motion"
+        # the motion-space autoencoder reads every frame's flow (so do per-part pokes)
+        config.data.motion = config.space == "motion" or config.parts
+        config.data.parts = config.parts
         if config.data.size != model_config.video.resolution:
             raise JobError(f"clips are {config.data.size} px but the '{config.preset}' model "
                            f"works at {model_config.video.resolution} px")
@@ -491,7 +497,8 @@ class CodesStage(Stage):
     def step(self, batch, step, total):
         x0 = batch["video"][:, 0]
         with self.autocast():
-            image_recon = self.image(x0)
+            image_recon = self.image(image_input(unwrap(self.image).encoder, x0,
+                                                 batch.get("parts")))
             image_loss, image_parts = L.code_autoencoder_loss(
                 image_recon, x0, unwrap(self.image).logvar, perceptual=self.perceptual,
                 perceptual_weight=self.perceptual_weight)
@@ -514,7 +521,7 @@ class CodesStage(Stage):
         psnrs, epes = [], []
         for batch in batches:
             x0 = batch["video"][:, 0]
-            psnrs.append(psnr(image(x0), x0))
+            psnrs.append(psnr(image(image_input(image.encoder, x0, batch.get("parts"))), x0))
             error = (poke(batch["poke"]) - batch["flow"]).square().sum(1).sqrt()
             epes.append(error.mean().item())
         return {"image_psnr": float(np.mean(psnrs)), "flow_epe": float(np.mean(epes))}
@@ -540,7 +547,8 @@ class CinnStage(Stage):
         motion_space = t.model_config.video.space == "motion"
         mu, _ = video_ae.encode(batch["motion"] if motion_space else batch["video"])
         x0 = batch["video"][:, 0]
-        cond = torch.cat([image_ae.encoder(x0), poke_ae.encoder(batch["poke"])], dim=1)
+        cond = condition_codes(image_ae.encoder, poke_ae.encoder, x0, batch["poke"],
+                               batch.get("parts"))
         return mu, cond
 
     def start(self, first_batch):
@@ -619,7 +627,8 @@ def run(args, progress: Progress) -> int:
         if name not in STAGES or not count.isdigit():
             raise JobError(f"--steps takes STAGE=N (stages: {', '.join(STAGES)}), got '{item}'")
         steps[name] = int(count)
-    config = TrainConfig(preset=args.size, space=args.space, batch=args.batch, seed=args.seed,
+    config = TrainConfig(preset=args.size, space=args.space, parts=args.parts, batch=args.batch,
+                         seed=args.seed,
                          stages=parse_stages(args.stages), max_minutes=args.max_minutes,
                          steps=steps, perceptual_weight=args.perceptual_weight,
                          workers=args.workers, bf16=args.bf16, data=data,

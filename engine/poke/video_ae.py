@@ -67,6 +67,8 @@ class VideoAeConfig:
     spatial_disc_channels: int = 32          # PatchGAN width (doubles per layer up to x8)
     temporal_disc_channels: tuple = (32, 64, 128, 128)  # 3D ResNet discriminator stem + layers
     space: str = "pixels"                    # what the autoencoder encodes: pixels or motion
+    part_channels: int = 0                   # facial-part layout channels the image encoder
+                                             # reads beside x0 (7 with train-poke --parts)
 
     @classmethod
     def small(cls) -> "VideoAeConfig":
@@ -472,10 +474,12 @@ class CodeDecoder(nn.Module):
 
 
 class ImageEncoder(CodeEncoder):
-    """x0 [B, 3, 64, 64] in [-1, 1] -> [B, 64, 8, 8]."""
+    """x0 [B, 3, 64, 64] in [-1, 1] -> [B, 64, 8, 8]; with `part_channels` the input is x0
+    and its facial-part layout [B, 3 + P, 64, 64] (layout in [0, 1]), so the condition says
+    where the eyes and the mouth are, not only what the face looks like."""
 
     def __init__(self, config: VideoAeConfig = VideoAeConfig()):
-        super().__init__(3, config)
+        super().__init__(3 + config.part_channels, config)
 
 
 class PokeEncoder(CodeEncoder):

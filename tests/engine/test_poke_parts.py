@@ -97,3 +97,80 @@ def test_a_poke_on_the_astronauts_mouth_drives_the_mouth(tmp_path, motion_model_
     path = _job(tmp_path, motion_model_path, still, [((x, y), (x, y + 6.0))], background=False)
     parts = [r for r in _run(path, capsys) if r["stage"] == "parts"][0]
     assert parts["face"] and parts["pokes"][0]["part"] == "mouth"
+
+
+# --- the part layout as a condition, pokes per part ------------------------------------------
+
+def _face_in(image, **_):
+    """The synthetic face (a 200-px cartoon) scaled onto whatever image is searched."""
+    return synthetic_face().scaled(*image.shape[:2])
+
+
+def test_peak_flow_takes_each_pixels_furthest_frame():
+    from engine.poke.data import peak_flow
+
+    motion = np.zeros((10, 4, 4, 2), np.float32)
+    motion[3, 1, 1] = (0.0, 2.0)      # a blink: down at frame 4, back by the end
+    motion[9, 2, 2] = (1.0, 0.0)      # a steady drift
+    peak = peak_flow(motion)
+    assert peak[1, 1].tolist() == [0.0, 2.0] and peak[2, 2].tolist() == [1.0, 0.0]
+    assert not peak[0, 0].any()
+
+
+def test_items_carry_the_part_layout_and_part_pokes(tmp_path, monkeypatch):
+    from engine.face.parts import PART_NAMES
+    from engine.poke.data import DataConfig, PokeClipDataset, pick_part_region
+    from test_poke_train import _video
+
+    monkeypatch.setattr(landmarks, "detect_face", _face_in)
+    video = _video(tmp_path / "clip.avi")
+    config = DataConfig(augment=False, motion=True, parts=True, part_pokes=1.0,
+                        cache_dir=str(tmp_path))
+    dataset = PokeClipDataset([video], "train", config)
+    item = dataset[0]
+    assert item["parts"].shape == (7, 64, 64)
+    mouth = item["parts"][PART_NAMES.index("mouth")]
+    rows = torch.nonzero(mouth > 0.5)[:, 0].float().mean()
+    eyes = torch.nonzero(item["parts"][PART_NAMES.index("left_eye")] > 0.5)[:, 0].float().mean()
+    assert rows > eyes                                   # the mouth is below the eyes
+    # every part poke lies inside one (grown) small part
+    rng = np.random.default_rng(0)
+    layout = item["parts"].numpy()
+    for _ in range(20):
+        region = pick_part_region(layout, config, rng)
+        assert region is not None and region.sum() < 64 * 64 / 4
+    cached = PokeClipDataset([video], "train", config)   # from the cache, same layouts
+    assert np.array_equal(cached.videos[0].layouts, dataset.videos[0].layouts)
+
+
+def test_a_parts_model_trains_and_samples_with_the_layout(tmp_path, monkeypatch):
+    from engine.poke import sample as S
+    from engine.poke.data import DataConfig
+    from engine.poke.model import load_model
+    from engine.poke.train import Trainer, TrainConfig
+    from engine.progress import Progress
+    from test_poke_train import _video
+
+    monkeypatch.setattr(landmarks, "detect_face", _face_in)
+    torch.manual_seed(0)
+    config = TrainConfig(preset="tiny", space="motion", parts=True, batch=2,
+                         steps={"video": 1, "codes": 2, "cinn": 2}, epoch_batches=2,
+                         val_batches=1, perceptual_weight=0.0,
+                         data=DataConfig(augment=False, cache_dir=str(tmp_path)))
+    out = Trainer([_video(tmp_path / "clip.avi")], tmp_path / "m.safetensors", config,
+                  Progress()).train()
+    model = load_model(out)
+    assert model.image_encoder.stem.in_channels == 3 + 7
+    still = texture(96, 96)
+    seen = []
+    real = S.box_part_layout
+    monkeypatch.setattr(S, "box_part_layout",
+                        lambda *args: seen.append(1) or real(*args))
+    with_face = S.sample_clips(model, still, [(48.0, 48.0, 5.0, 0.0)], samples=1, seed=0)
+    assert seen and np.isfinite(with_face.motions).all()
+    # no face: sampled without the layout, with a warning
+    monkeypatch.setattr(landmarks, "detect_face", lambda image, **_: None)
+    warnings = []
+    S.sample_clips(model, still, [(48.0, 48.0, 5.0, 0.0)], samples=1, seed=0,
+                   warn=warnings.append)
+    assert any("without the part layout" in w for w in warnings)
