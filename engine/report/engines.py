@@ -46,14 +46,19 @@ def _warp_section(options: dict, sample: int, samples: int) -> dict:
 def _poke_section(options: dict, sample: int, samples: int) -> dict:
     model = options["model"]
     return {"poke": {"model": None if model is None else str(model), "samples": samples,
-                     "sample": sample, "temperature": options["temperature"]}}
+                     "sample": sample, "temperature": options["temperature"],
+                     "guide": options["guide"], "snap": options["snap"],
+                     "background": options["background"]}}
 
 
 ENGINES: dict[str, Engine] = {
     "warp": Engine("warp", _warp_section, {"falloff": (float, 0.0), "feather": (float, 0.0)},
                    lengths=("falloff", "feather")),
     # model None: the shipped default (engine/job.py DEFAULT_POKE_MODEL)
-    "poke": Engine("poke", _poke_section, {"model": (PATH, None), "temperature": (float, 1.0)},
+    # guide/snap/background (docs/JOB.md) default on, as in the panel; off for iPOKE as published
+    "poke": Engine("poke", _poke_section, {"model": (PATH, None), "temperature": (float, 1.0),
+                                           "guide": (bool, True), "snap": (bool, True),
+                                           "background": (bool, True)},
                    sampling=True),
 }
 
