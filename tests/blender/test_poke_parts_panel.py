@@ -92,7 +92,6 @@ def test_sample_lists_the_part_each_poke_drives(sm, tmp_path):
         [(2, "mouth", False), (3, "", True), (4, "", False)]
     assert poke.parts_face
     assert rows(sm) == ["Poke 2 → Mouth", "Poke 3 (pin)", "Poke 4 → no part"]
-    assert rows(sm) == rows(sm)  # drawing reads, never consumes
 
     # Another stroke: the rows would name the wrong pokes, so they go, and the strip says why.
     gp = plane.stillmotion.strokes
@@ -109,6 +108,11 @@ def test_parts_come_back_when_the_pokes_are_undone(sm, tmp_path):
     assert rows(sm) == expected
     name = plane.name
     bpy.ops.ed.undo_push(message="sampled")
+    for option in ("guide", "background"):  # other samples, the same parts
+        setattr(plane.stillmotion.poke, option, False)
+        assert stale(sm) and rows(sm) == expected
+        setattr(plane.stillmotion.poke, option, True)
+    assert not stale(sm)
     plane.stillmotion.seed = 3  # a new seed makes other clips but moves no poke
     assert stale(sm) and rows(sm) == expected
     plane.stillmotion.poke.snap = False  # without snapping the parts mean nothing
