@@ -29,6 +29,8 @@ LABELS = ("static", "water", "clouds", "grass", "waterfall")
 # tiny still); for the warp engine it is a mistake (a click without a drag), so it is refused
 # rather than silently ignored. The poke engine accepts them (a zero vector on its poke map).
 MIN_POKE_LENGTH = 0.5
+# How a pixel poke model's 64-px frames reach the still's resolution (engine/poke/sample.py).
+COMPOSE_MODES = ("change", "frames")
 MIN_POKE_SHARE = 0.01
 
 
@@ -102,6 +104,8 @@ class PokeSettings:
     guide: bool = True
     snap: bool = True               # move each poke onto the facial part it starts near
     background: bool = True         # hold everything but the person still (person mask)
+    compose: str = "change"         # pixel models: "change" (added to the still) or "frames"
+                                    # (the 64-px frames upsampled: the published baseline)
 
     def model_path(self) -> Path:
         return self.model if self.model is not None else DEFAULT_POKE_MODEL
@@ -243,6 +247,11 @@ def _poke_settings(data: dict, folder: Path) -> PokeSettings:
     if data.get("model") is not None:
         values["model"] = _path(folder, _check_type(data["model"], str, "poke.model"),
                                 "poke.model")
+    if data.get("compose") is not None:
+        values["compose"] = _check_type(data["compose"], str, "poke.compose")
+        if values["compose"] not in COMPOSE_MODES:
+            raise JobError(f"poke.compose must be one of {', '.join(COMPOSE_MODES)} (got "
+                           f"{values['compose']!r})")
     return PokeSettings(**values)
 
 

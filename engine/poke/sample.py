@@ -339,9 +339,14 @@ def full_resolution_frames(still: np.ndarray, clip64: np.ndarray, box: tuple[int
 
 
 def clip_frames(still: np.ndarray, result: PokeSamples, index: int, frames: int | None = None,
-                loop: bool = False, pin: np.ndarray | None = None) -> Iterator[np.ndarray]:
+                loop: bool = False, pin: np.ndarray | None = None,
+                compose: str = "change") -> Iterator[np.ndarray]:
     """Sample `index` of `result` at the still's resolution, frame by frame, in the model's
-    own way: the pixel change added to the still, or (motion space) the still warped."""
+    own way: the pixel change added to the still, or (motion space) the still warped.
+    compose "frames" (pixel models, for comparisons): iPOKE's own output, the generated 64-px
+    frames upsampled over the model's square."""
+    if compose == "frames" and result.motions is None:
+        return upsampled_frames(still, result.clips[index], result.box, frames, loop)
     if result.motions is not None:
         from engine.poke.motion import motion_frames
 
@@ -349,6 +354,29 @@ def clip_frames(still: np.ndarray, result: PokeSamples, index: int, frames: int 
                              loop=loop, pin=pin, reference=result.reference)
     return full_resolution_frames(still, result.clips[index], result.box, frames=frames,
                                   loop=loop, pin=pin, reference=result.reference)
+
+
+def upsampled_frames(still: np.ndarray, clip64: np.ndarray, box: tuple[int, int, int],
+                     frames: int | None = None, loop: bool = False) -> Iterator[np.ndarray]:
+    """The generated frames themselves, bicubic-upsampled into the square (frame 1 stays the
+    still): what the published method hands over, the baseline of the evaluation report."""
+    bx, by, side = box
+    region = still[by:by + side, bx:bx + side]
+    count = frames or len(clip64)
+    for number, position in enumerate(frame_positions(count, len(clip64), loop)):
+        if number == 0:
+            yield still
+            continue
+        low_index = int(math.floor(position))
+        high_index = min(low_index + 1, len(clip64) - 1)
+        weight = np.float32(position - low_index)
+        frame64 = clip64[low_index] * (1 - weight) + clip64[high_index] * weight
+        big = cv2.resize(frame64, (side, side), interpolation=cv2.INTER_CUBIC)
+        if still.shape[2] == 1:
+            big = big.mean(axis=2, keepdims=True)
+        out = still.copy()
+        out[by:by + side, bx:bx + side] = _from_display_float(big, region)
+        yield out
 
 
 def last_frame(still: np.ndarray, result: PokeSamples, index: int,
@@ -388,9 +416,9 @@ class NamedImages:
 class PokeClip:
     """The frames of one sample at full resolution, as the runner iterates them."""
 
-    def __init__(self, still, result: PokeSamples, count, loop, pin):
+    def __init__(self, still, result: PokeSamples, count, loop, pin, compose="change"):
         self.args = (still, result, 0)
-        self.options = {"frames": count, "loop": loop, "pin": pin}
+        self.options = {"frames": count, "loop": loop, "pin": pin, "compose": compose}
         self.count = count
 
     def __len__(self) -> int:
@@ -475,7 +503,7 @@ def prepare(job, device, progress):
                              cv2.cvtColor(thumbnail(still, result, i, pin=pin),
                                           cv2.COLOR_BGR2RGB))
                             for i in range(len(result.clips))])
-    return PokeClip(still, result, job.frames, job.loop, pin)
+    return PokeClip(still, result, job.frames, job.loop, pin, settings.compose)
 
 
 # --------------------------------------------------------------------------------------------

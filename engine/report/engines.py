@@ -48,7 +48,7 @@ def _poke_section(options: dict, sample: int, samples: int) -> dict:
     return {"poke": {"model": None if model is None else str(model), "samples": samples,
                      "sample": sample, "temperature": options["temperature"],
                      "guide": options["guide"], "snap": options["snap"],
-                     "background": options["background"]}}
+                     "background": options["background"], "compose": options["compose"]}}
 
 
 ENGINES: dict[str, Engine] = {
@@ -58,7 +58,8 @@ ENGINES: dict[str, Engine] = {
     # guide/snap/background (docs/JOB.md) default on, as in the panel; off for iPOKE as published
     "poke": Engine("poke", _poke_section, {"model": (PATH, None), "temperature": (float, 1.0),
                                            "guide": (bool, True), "snap": (bool, True),
-                                           "background": (bool, True)},
+                                           "background": (bool, True),
+                                           "compose": (str, "change")},
                    sampling=True),
 }
 

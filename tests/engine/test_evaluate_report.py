@@ -248,7 +248,7 @@ def test_default_case_file_reads(monkeypatch):
     loaded = cases_module.load_cases(REPO / "tools" / "eval_cases.json")
     assert [c.name for c in loaded] == ["carphone_held_out", "carphone_two_pokes",
                                         "astronaut_unseen", "portrait_painting"]
-    assert [r.engine for r in loaded[0].engines] == ["warp", "poke", "poke", "poke"]
+    assert [r.engine for r in loaded[0].engines] == ["warp", "poke", "poke", "poke", "poke"]
     assert [len(c.pokes) for c in loaded] == [1, 2, 1, 1]
     assert loaded[0].frame == 101 and loaded[0].video.name == "carphone.mp4"
     assert evaluate.slug("poke (pixels)") == "poke_pixels"

@@ -3,6 +3,7 @@ sample-poke command, on a tiny random-weight model (engine/poke/sample.py)."""
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -209,7 +210,22 @@ def _poke_job(tmp_path, model_path, still=None, **poke):
                      frames=6, pokes=pokes, poke=settings)
 
 
+def test_compose_frames_gives_the_upsampled_64px_frames_as_published(model, still):
+    result = S.sample_clips(model, still, [POKE], samples=1, seed=0)
+    bx, by, side = result.box
+    frames = list(S.clip_frames(still, result, 0, frames=4, compose="frames"))
+    assert frames[0] is still and len(frames) == 4
+    last = frames[-1]
+    outside = np.ones(still.shape[:2], bool)
+    outside[by:by + side, bx:bx + side] = False
+    assert np.array_equal(last[outside], still[outside])
+    expected = cv2.resize(result.clips[0][-1], (side, side), interpolation=cv2.INTER_CUBIC)
+    got = last[by:by + side, bx:bx + side].astype(np.float32) / 255.0
+    assert np.abs(got - np.clip(expected, 0, 1)).max() <= 1.0 / 255.0 + 1e-6
+
+
 @pytest.mark.parametrize("settings, words", [
+    ({"compose": "blend"}, ["poke.compose", "change, frames"]),
     ({"sample": 3}, ["poke.sample is 3", "3 samples"]),
     ({"samples": 0}, ["poke.samples"]),
     ({"temperature": 0}, ["poke.temperature"]),
