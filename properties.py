@@ -143,7 +143,7 @@ def _model_items(self, context):
     from .bake import models
 
     context = context or bpy.context
-    choices = [""] + [p.name for p in models.cached_models(context)]
+    choices = models.listed_choices(context)
     if self.model_file not in choices:  # a model that was removed or renamed: still shown
         choices.append(self.model_file)
     paths = [models.model_path(context, choice) for choice in choices]
@@ -151,13 +151,16 @@ def _model_items(self, context):
     if key not in _model_items_kept:
         items = []
         for number, (choice, path, exists) in enumerate(key):
+            missing = "" if exists else " (missing)"
             if not choice:
                 note = ("the model shipped with the extension"
                         if exists else "not installed: train a model or pick another")
                 items.append((models.DEFAULT_ID, "Default", f"Shipped default ({note})",
                               "PACKAGE", number))
+            elif models.is_shipped_extra(choice):
+                items.append((choice, models.display_name(choice) + missing, f"{path} (shipped)",
+                              "PACKAGE" if exists else "ERROR", number))
             else:
-                missing = "" if exists else " (missing)"
                 items.append((choice, models.display_name(choice) + missing, path,
                               "FILE_3D" if exists else "ERROR", number))
         _model_items_kept[key] = items
@@ -192,13 +195,15 @@ class StillMotionPokeSettings(bpy.types.PropertyGroup):
     """Sampled (iPOKE) engine settings (docs/JOB.md, "poke") and the thumbnail strip last made
     for this plane."""
 
-    # The choice is stored as a file name ("" = shipped default), not as the enum's number: the
-    # list changes with the models folder, and a number would then point at another model.
+    # The choice is stored as text naming a file (bake/models.py: "" = shipped default,
+    # "shipped/<name>" another shipped model, a bare name the models folder), not as the enum's
+    # number: the list changes with the models folder, and a number would then point at
+    # another model.
     model_file: StringProperty(name="Model File", options={"HIDDEN"})
     model: EnumProperty(
         name="Model",
-        description="Poke model to sample: the shipped default or one trained with Train from "
-                    "Clip (the models folder of the add-on's preferences)",
+        description="Poke model to sample: one shipped with the extension or one trained with "
+                    "Train from Clip (the models folder of the add-on's preferences)",
         items=_model_items, get=_get_model, set=_set_model,
     )
     samples: IntProperty(

@@ -1,4 +1,5 @@
-"""Poke models the artist can pick: the shipped default and the ones in the models folder.
+"""Poke models the artist can pick: the shipped default, the other poke models shipped beside it
+in the extension's `models/` folder, and the ones in the models folder.
 
 No bpy at module level and never torch: a model is recognised by the architecture tag in its
 safetensors header (engine/checkpoints.py writes `stillmotion.architecture`), read as plain
@@ -7,6 +8,11 @@ JSON, so listing a folder of large models costs a few bytes per file.
 The models folder is the add-on preference `models_dir`; when it is empty, the extension's user
 folder `<extensions>/.user/<repo>/stillmotion/models` (Blender keeps it across upgrades, and it
 is always writable), so Train from Clip always has somewhere to put a model.
+
+A choice is stored as text that keeps naming the same file across sessions and a moved models
+folder: "" is the shipped default, `shipped/<file name>` another shipped model, and a bare file
+name a model in the models folder. A file name cannot hold "/", so no model in the models
+folder is ever stored like a shipped one, even when it has a shipped model's file name.
 """
 
 import json
@@ -21,10 +27,12 @@ SUFFIX = ".safetensors"
 # engine/job.py DEFAULT_POKE_MODEL: a job with "model": null samples this one.
 SHIPPED_DEFAULT = EXTENSION_ROOT / "models" / "poke_default.safetensors"
 DEFAULT_ID = "DEFAULT"  # the enum identifier (and stored choice "") of the shipped default
+SHIPPED_PREFIX = "shipped/"  # stored choice of a shipped model other than the default
 
 _HEADER_LIMIT = 16 * 1024 * 1024  # a header bigger than this is not one the engine wrote
 
 _found = None  # (models folder, poke model paths in it) at the last scan
+_shipped_found = None  # (shipped folder, the other shipped poke models) at the last scan
 
 
 def architecture(path):
@@ -74,6 +82,12 @@ def models_folder(context, create=True):
     return paths.user_folder("models", create=create)
 
 
+def shipped_folder():
+    """The extension's own `models/` folder: wherever the default lives (a test that moves the
+    default moves the shipped models with it)."""
+    return SHIPPED_DEFAULT.parent
+
+
 def cached_models(context):
     """The poke models found in the models folder at the last refresh (scanned once, and
     again when the folder in the preferences changes)."""
@@ -84,18 +98,43 @@ def cached_models(context):
     return list(_found[1])
 
 
+def cached_shipped():
+    """The poke models shipped beside the default, without the default, as found at the last
+    refresh."""
+    global _shipped_found
+    folder = shipped_folder()
+    if _shipped_found is None or _shipped_found[0] != folder:
+        extras = [p for p in find_poke_models(folder) if p.name != SHIPPED_DEFAULT.name]
+        _shipped_found = (folder, extras)
+    return list(_shipped_found[1])
+
+
 def refresh(context):
-    """Look at the models folder again; returns how many poke models are there."""
-    global _found
-    _found = None
+    """Look at the models folder (and the shipped models) again; returns how many poke models
+    the models folder holds."""
+    global _found, _shipped_found
+    _found = _shipped_found = None
     return len(cached_models(context))
 
 
+def listed_choices(context):
+    """The stored choices the model picker offers, in its order: the shipped default, the other
+    shipped models (a stripped install without them lists none), then the models folder."""
+    shipped = [SHIPPED_PREFIX + p.name for p in cached_shipped() if p.is_file()]
+    return [""] + shipped + [p.name for p in cached_models(context)]
+
+
+def is_shipped_extra(choice):
+    return choice.startswith(SHIPPED_PREFIX)
+
+
 def model_path(context, choice):
-    """The file a stored choice names: "" is the shipped default, anything else a file name
-    in the models folder (kept as a name, so a moved models folder keeps its choices)."""
+    """The file a stored choice names (see the module docstring). A shipped choice keeps only
+    its file name, so one edited by hand cannot reach outside the extension's folder."""
     if not choice:
         return SHIPPED_DEFAULT
+    if is_shipped_extra(choice):
+        return shipped_folder() / pathlib.PurePath(choice[len(SHIPPED_PREFIX):]).name
     return models_folder(context, create=False) / choice
 
 

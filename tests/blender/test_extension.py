@@ -21,6 +21,11 @@ def test_extension_zip_builds_validates_and_leaves_out_dev_files(tmp_path):
     for needed in ("blender_manifest.toml", "__init__.py", "engine/__main__.py",
                    "requirements/engine.txt", "operators/bake.py", "panels/main.py"):
         assert needed in names, f"{needed} missing from the extension zip"
+    # Every shipped model and its card (the poke model picker lists what models/ holds).
+    shipped = [*(REPO / "models").glob("*.safetensors"), *(REPO / "models").glob("*.md")]
+    assert shipped, "no shipped models in the checkout"
+    for path in shipped:
+        assert f"models/{path.name}" in names, f"models/{path.name} missing from the extension zip"
     for name in names:
         top = name.split("/")[0]
         assert top not in {"tests", "tools", "media", "out", "docs", ".ci", ".git"}, name
