@@ -68,7 +68,7 @@ def _add_train(commands) -> None:
     parser.set_defaults(command=_train)
 
 
-def _poke_argument(text: str) -> tuple[float, float, float, float]:
+def _numbers(text: str, count: int, usage: str) -> tuple[float, ...]:
     import argparse
     import math
 
@@ -76,24 +76,17 @@ def _poke_argument(text: str) -> tuple[float, float, float, float]:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         values = ()
-    if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise argparse.ArgumentTypeError(f"--poke takes X,Y,DX,DY (four numbers, still pixels, "
-                                         f"y down), got '{text}'")
+    if len(values) != count or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"{usage}, got '{text}'")
     return values
+
+
+def _poke_argument(text: str) -> tuple[float, float, float, float]:
+    return _numbers(text, 4, "--poke takes X,Y,DX,DY (four numbers, still pixels, y down)")
 
 
 def _pin_argument(text: str) -> tuple[float, float]:
-    import argparse
-    import math
-
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 2 or not all(math.isfinite(v) for v in values):
-        raise argparse.ArgumentTypeError(f"--pin takes X,Y (two numbers, still pixels, y down), "
-                                         f"got '{text}'")
-    return values
+    return _numbers(text, 2, "--pin takes X,Y (two numbers, still pixels, y down)")
 
 
 def _sample(args, progress) -> int:

@@ -21,7 +21,6 @@ threshold the frame is the still, bit for bit (the renderer copies pixels with z
 
 from __future__ import annotations
 
-import math
 from typing import Iterator, Sequence
 
 import cv2
@@ -197,7 +196,7 @@ def motion_frames(still: np.ndarray, motion64: np.ndarray, box: tuple[int, int, 
     reference: the decoder's flows for a still clip (subtracted). `frames` resamples in time
     (linear between generated flows, frame 1 = the still); `loop` goes out and back. `pin`
     [H, W] in [0, 1] holds pixels still (static masks). fill: inpaint uncovered pixels."""
-    from engine.poke.sample import frame_positions
+    from engine.poke.sample import blend_at, frame_positions
 
     motion = clean_motion(motion64, reference)
     steps = np.concatenate([np.zeros_like(motion[:1]), motion])  # x0: no motion
@@ -208,10 +207,7 @@ def motion_frames(still: np.ndarray, motion64: np.ndarray, box: tuple[int, int, 
                                                          np.float32)
     renderer = FrameRenderer(np.ascontiguousarray(region), gate=gate)
     for position in frame_positions(count, len(steps), loop):
-        low_index = int(math.floor(position))
-        high_index = min(low_index + 1, len(steps) - 1)
-        weight = np.float32(position - low_index)
-        forward = steps[low_index] * (1 - weight) + steps[high_index] * weight
+        forward = blend_at(steps, position)
         if not forward.any():
             yield still
             continue

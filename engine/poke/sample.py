@@ -272,6 +272,14 @@ def frame_positions(count: int, clip_frames: int, loop: bool = False) -> np.ndar
     return last * k / max(count - 1, 1)
 
 
+def blend_at(sequence: np.ndarray, position: float) -> np.ndarray:
+    """The item of a sequence [T, ...] at a fractional position: linear between neighbours."""
+    low_index = int(math.floor(position))
+    high_index = min(low_index + 1, len(sequence) - 1)
+    weight = np.float32(position - low_index)
+    return sequence[low_index] * (1 - weight) + sequence[high_index] * weight
+
+
 def _to_display_float(region: np.ndarray) -> np.ndarray:
     """Colour channels of a still region as sRGB float [0, 1] (the model's colour space)."""
     values = frames_io.to_float(region)
@@ -314,10 +322,7 @@ def full_resolution_frames(still: np.ndarray, clip64: np.ndarray, box: tuple[int
     display = None  # computed once, when some frame first changes something
     pin_region = None if pin is None else 1.0 - pin[by:by + side, bx:bx + side, None]
     for position in frame_positions(count, len(clip64), loop):
-        low_index = int(math.floor(position))
-        high_index = min(low_index + 1, len(clip64) - 1)
-        weight = np.float32(position - low_index)
-        change = changes[low_index] * (1 - weight) + changes[high_index] * weight
+        change = blend_at(changes, position)
         if not change.any():
             yield still
             continue
@@ -367,10 +372,7 @@ def upsampled_frames(still: np.ndarray, clip64: np.ndarray, box: tuple[int, int,
         if number == 0:
             yield still
             continue
-        low_index = int(math.floor(position))
-        high_index = min(low_index + 1, len(clip64) - 1)
-        weight = np.float32(position - low_index)
-        frame64 = clip64[low_index] * (1 - weight) + clip64[high_index] * weight
+        frame64 = blend_at(clip64, position)
         big = cv2.resize(frame64, (side, side), interpolation=cv2.INTER_CUBIC)
         if still.shape[2] == 1:
             big = big.mean(axis=2, keepdims=True)

@@ -24,6 +24,23 @@ if str(REPO) not in sys.path:
 from engine import frames  # noqa: E402
 
 
+def tiny_poke_model(space: str = "pixels"):
+    """An untrained `tiny` poke model whose cINN ActNorms were initialised by one
+    training-mode forward on random data, as training's first batch does."""
+    import torch
+
+    from engine.poke.model import PokeModel, PokeModelConfig
+
+    torch.manual_seed(0)
+    model = PokeModel(PokeModelConfig.preset_named("tiny", space=space))
+    cinn = model.cinn.config
+    model.cinn.train()
+    with torch.no_grad():
+        model.cinn(torch.randn(4, cinn.z_channels, cinn.z_size, cinn.z_size),
+                   torch.randn(4, cinn.cond_channels, cinn.z_size, cinn.z_size))
+    return model.eval()
+
+
 def texture(height: int, width: int, channels: int = 3, dtype=np.uint8, seed: int = 0):
     """A smooth random picture (blurred noise): every pixel differs from its neighbours a little,
     so any motion changes pixel values, and resampling has something to be wrong about."""

@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from conftest import texture, write_job
+from conftest import texture, tiny_poke_model, write_job
 
 from engine import job as job_module
 from engine.errors import JobError
@@ -196,14 +196,7 @@ def test_all_three_stages_train_a_motion_model_that_samples(video, tmp_path):
 
 @pytest.fixture(scope="module")
 def motion_model():
-    torch.manual_seed(0)
-    model = PokeModel(PokeModelConfig.preset_named("tiny", space="motion"))
-    cinn = model.cinn.config
-    model.cinn.train()
-    with torch.no_grad():
-        model.cinn(torch.randn(4, cinn.z_channels, cinn.z_size, cinn.z_size),
-                   torch.randn(4, cinn.cond_channels, cinn.z_size, cinn.z_size))
-    return model.eval()
+    return tiny_poke_model("motion")
 
 
 def test_motion_samples_are_seeded_and_render_at_full_resolution(motion_model):

@@ -8,25 +8,19 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, json_lines, texture, write_job
+from conftest import REPO, json_lines, texture, tiny_poke_model, write_job
 
 from engine import cli, frames
 from engine.errors import JobError
 from engine.face import landmarks, segmentation
-from engine.poke.model import PokeModel, PokeModelConfig, save_model
+from engine.poke.model import save_model
 from test_face_parts import synthetic_face
 
 
 @pytest.fixture(scope="module")
 def motion_model_path(tmp_path_factory):
-    torch.manual_seed(0)
-    model = PokeModel(PokeModelConfig.preset_named("tiny", space="motion"))
-    cinn = model.cinn.config
-    model.cinn.train()
-    with torch.no_grad():
-        model.cinn(torch.randn(4, cinn.z_channels, cinn.z_size, cinn.z_size),
-                   torch.randn(4, cinn.cond_channels, cinn.z_size, cinn.z_size))
-    return save_model(tmp_path_factory.mktemp("motion") / "tiny.safetensors", model)
+    return save_model(tmp_path_factory.mktemp("motion") / "tiny.safetensors",
+                      tiny_poke_model("motion"))
 
 
 def _job(tmp_path, model_path, still, pokes, **settings):

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import json_lines, run_engine, save, texture, write_job
+from conftest import json_lines, run_engine, save, texture, tiny_poke_model, write_job
 
 from engine import cli, frames, job as job_module
 from engine.errors import JobError
@@ -19,15 +19,8 @@ POKE = (60.0, 45.0, 6.0, -3.0)  # centre of a 120 x 90 still
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    torch.manual_seed(0)
-    model = PokeModel(PokeModelConfig.preset_named("tiny"))
-    # one training-mode forward initialises the cINN's ActNorms from data, as training does
-    cinn = model.cinn.config
-    model.cinn.train()
-    with torch.no_grad():
-        model.cinn(torch.randn(4, cinn.z_channels, cinn.z_size, cinn.z_size),
-                   torch.randn(4, cinn.cond_channels, cinn.z_size, cinn.z_size))
-    return save_model(tmp_path_factory.mktemp("poke_model") / "tiny.safetensors", model)
+    return save_model(tmp_path_factory.mktemp("poke_model") / "tiny.safetensors",
+                      tiny_poke_model())
 
 
 @pytest.fixture(scope="module")
