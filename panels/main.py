@@ -115,8 +115,10 @@ class VIEW3D_PT_stillmotion(bpy.types.Panel):
         row.prop(poke, "model", text="")
         row.operator("stillmotion.poke_refresh_models", text="", icon="FILE_REFRESH")
         if not models.model_path(context, poke.model_file).is_file():
-            _wrapped(box, "This model file is not there: pick another model, or train one "
-                     "below (Train from Clip)", "ERROR", context)
+            fix = ("reinstall or update the extension" if models.is_shipped_extra(poke.model_file)
+                   else "train one below (Train from Clip)")
+            _wrapped(box, f"This model file is not there: pick another model, or {fix}",
+                     "ERROR", context)
         col = box.column(align=True)
         col.use_property_split = True
         col.use_property_decorate = False

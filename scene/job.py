@@ -392,6 +392,10 @@ def _poke_block(poke, thumbnails):
             raise StillMotionError(
                 f"The shipped default poke model is not installed ({path}): train a model with "
                 "Train from Clip, or pick one from your models folder in Model")
+        if models.is_shipped_extra(choice):
+            raise StillMotionError(
+                f"The shipped poke model '{models.display_name(choice)}' is missing ({path}): "
+                "reinstall or update the StillMotion extension, or pick another model")
         raise StillMotionError(
             f"The poke model '{models.display_name(choice)}' is missing: {path}. Pick another "
             "model (press the refresh button next to Model to list the models folder again), "

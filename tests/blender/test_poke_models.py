@@ -136,7 +136,8 @@ def test_shipped_models_that_are_gone_are_not_listed(sm, tmp_path):
                                       "shipped/poke_faces.safetensors"]
     assert poke.model == "shipped/poke_faces.safetensors"
     assert _enum(sm, poke)[-1][1:4:2] == ("poke_faces (missing)", "ERROR")
-    with pytest.raises(sm.errors.StillMotionError, match="'poke_faces' is missing"):
+    with pytest.raises(sm.errors.StillMotionError,
+                       match="shipped poke model 'poke_faces' is missing.*reinstall"):
         sm.job.write_job(plane, tmp_path / "job", tmp_path / "out" / "take_001")
 
     # A stripped install without a models/ folder at all: the default entry and the user's.
