@@ -39,6 +39,7 @@ from engine.metrics import poke_following
 from engine.poke.data import DataConfig, PokeClipDataset
 from engine.poke.model import PokeModel, load_model, model_facts
 from engine.poke.motion import warp_with_motion
+from engine.poke.sample import reverse_finite
 from engine.poke.train import clip_ssim, flow_epe, psnr
 
 MOTION_THRESHOLD = 1.0   # 64-px pixels of real motion x0 -> last frame
@@ -115,7 +116,9 @@ def evaluate(model: PokeModel, videos: list[str], samples: int = 8, seed: int = 
         shape = out.mu.shape[1:]
         noise = torch.cat([torch.randn((1, *shape), generator=_generator(seed, index, i))
                            for i in range(samples)]).to(device)
-        z = model.cinn.reverse(noise, cond.expand(samples, -1, -1, -1))
+        z = reverse_finite(model, noise, cond.expand(samples, -1, -1, -1),
+                           lambda row, attempt: torch.randn(shape, generator=_generator(
+                               seed, index, row + 1000 * attempt)))
         generated = model.video_ae.decode(z, x0.expand(samples, -1, -1, -1))
         if motion_space:
             generated = warp_with_motion(x0.expand(samples, -1, -1, -1), generated)

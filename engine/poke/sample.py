@@ -129,10 +129,50 @@ def poke_map(pokes_px: Sequence[Sequence[float]], box: tuple[int, int, int], siz
     return poke, used
 
 
-def sample_generator(seed: int, index: int) -> torch.Generator:
-    """The CPU generator of sample `index`: a function of (seed, index) only."""
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(index)]).generate_state(2)
+def sample_generator(seed: int, index: int, redraw: int = 0) -> torch.Generator:
+    """The CPU generator of sample `index`: a function of (seed, index) only (and of which
+    redraw it is, when an earlier draw of that sample diverged; see reverse_finite)."""
+    key = [int(seed) & 0xFFFFFFFF, int(index)] + ([int(redraw)] if redraw else [])
+    state = np.random.SeedSequence(key).generate_state(2)
     return torch.Generator().manual_seed(int(state[0]) << 31 ^ int(state[1]))
+
+
+# How often a sample whose inverse pass diverged is drawn again before the job gives up, and
+# what counts as diverged: the video latents the cINN models stay within a few units (mu of
+# real clips), a diverged inverse lands orders of magnitude away (1e30 seen) or at inf/NaN.
+REDRAWS = 8
+DIVERGED = 1e3
+
+
+def reverse_finite(model, noise: torch.Tensor, cond: torch.Tensor,
+                   redraw: Callable[[int, int], torch.Tensor], temperature: float = 1.0,
+                   warn: Callable[[str], None] | None = None) -> torch.Tensor:
+    """z = cINN^-1(noise * temperature | cond), with every sample finite. The inverse of a deep
+    flow can overflow for noise far in the tails (each of its transforms may scale by up to
+    e^2): such a sample (non-finite, or beyond DIVERGED) is drawn again from redraw(row, attempt), deterministically, up to
+    REDRAWS times."""
+    def diverged(values: torch.Tensor) -> list[int]:
+        flat = values.flatten(1)
+        bad = ~torch.isfinite(flat).all(1) | (flat.abs().amax(1) > DIVERGED)
+        return bad.nonzero().flatten().tolist()
+
+    z = model.cinn.reverse(noise * temperature, cond)
+    redrawn = set()
+    for attempt in range(1, REDRAWS + 1):
+        bad = diverged(z)
+        if not bad:
+            break
+        redrawn.update(bad)
+        fresh = torch.stack([redraw(row, attempt) for row in bad]).to(noise)
+        z[bad] = model.cinn.reverse(fresh * temperature, cond[bad])
+    else:
+        if diverged(z):
+            raise JobError(f"the poke model's inverse pass diverged {REDRAWS + 1} times for "
+                           "one sample; lower the temperature, or retrain the model longer")
+    if redrawn and warn is not None:
+        warn(f"{len(redrawn)} sample(s) diverged in the model's inverse pass and were drawn "
+             "again (same seed, same result next time)")
+    return z
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
@@ -187,7 +227,8 @@ def sample_clips(model, still_rgb: np.ndarray, pokes_px: Sequence[Sequence[float
     parts = box_part_layout(rgb, box, size, warn) if config.video.part_channels else None
     parts = None if parts is None else parts.to(device)
     h = model.condition(x0_t, poke_t, parts).expand(count, -1, -1, -1)
-    z = model.cinn.reverse(noise * temperature, h)
+    z = reverse_finite(model, noise, h, lambda row, attempt: torch.randn(
+        shape[1:], generator=sample_generator(seed, indices[row], attempt)), temperature, warn)
     generated = model.video_ae.decode(z, x0_t.expand(count, -1, -1, -1))
     if model.config.video.space == "motion":
         scale = size / side

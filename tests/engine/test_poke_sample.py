@@ -301,3 +301,39 @@ def test_sample_poke_command_writes_clips_thumbnails_and_sheet(tmp_path, model_p
                      "--out", str(raw)]) == 0
     assert frames.read_image(raw / "sample_00" / "frame_0011.png").shape == (64, 64, 3)
     json.dumps(json_lines(capsys.readouterr().out))  # progress lines are JSON
+
+
+class _Diverging:
+    """Stands in for a poke model whose cINN inverse overflows for noise rows above 2 in their
+    first value: reverse() returns the noise, with 1e30 where it diverged."""
+
+    class cinn:  # noqa: N801 - the attribute name the real model has
+        calls = 0
+
+        @classmethod
+        def reverse(cls, noise, cond):
+            cls.calls += 1
+            out = noise.clone()
+            out[noise.flatten(1)[:, 0] > 2.0] = 1e30
+            return out
+
+
+def test_samples_whose_inverse_diverges_are_drawn_again_deterministically():
+    noise = torch.zeros(3, 2, 2, 2)
+    noise[1, 0, 0, 0] = 5.0                       # row 1 diverges
+    redraws = []
+
+    def redraw(row, attempt):
+        redraws.append((row, attempt))
+        fresh = torch.zeros(2, 2, 2)
+        fresh[0, 0, 0] = 5.0 if attempt < 3 else 1.0   # diverges twice more, then lands
+        return fresh
+
+    warnings = []
+    z = S.reverse_finite(_Diverging, noise, torch.zeros(3, 1), redraw, warn=warnings.append)
+    assert redraws == [(1, 1), (1, 2), (1, 3)]
+    assert float(z.abs().max()) == 1.0 and torch.equal(z[0], noise[0])
+    assert warnings and "drawn again" in warnings[0]
+    with pytest.raises(JobError, match="diverged 9 times.*lower the temperature"):
+        S.reverse_finite(_Diverging, noise, torch.zeros(3, 1),
+                         lambda row, attempt: torch.full((2, 2, 2), 5.0))
