@@ -47,6 +47,7 @@ class Case:
     seed: int
     frames: int
     engines: tuple[EngineRun, ...]
+    region_person: bool = False  # the moving region is the person (MediaPipe person mask)
 
     @property
     def source(self) -> str:
@@ -130,7 +131,7 @@ def _case(item: object, index: int, defaults: dict, folder: Path) -> Case:
         raise JobError(f"{where}: a pin's radius must be positive (still pixels)")
     masks = tuple(_file(m, folder, f"{where} mask {i}", "static mask PNG")
                   for i, m in enumerate(_list(item.get("masks", []), f"{where} masks"), 1))
-    region_radius, region_mask = _region(item.get("region", {}), folder, where)
+    region_radius, region_mask, region_person = _region(item.get("region", {}), folder, where)
 
     resolution = _integer(settings["resolution"], f"{where} resolution", 16,
                           hint="the still's longer side in pixels as evaluated, e.g. 512")
@@ -150,20 +151,26 @@ def _case(item: object, index: int, defaults: dict, folder: Path) -> Case:
                            "\"label\" of its own")
     return Case(name=name, still=still, video=video, frame=frame, pokes=pokes, pins=pins,
                 masks=masks, region_radius=region_radius, region_mask=region_mask,
+                region_person=region_person,
                 resolution=resolution, samples=samples, seed=seed, frames=frames,
                 engines=tuple(runs))
 
 
-def _region(value: object, folder: Path, where: str) -> tuple[float, Path | None]:
-    if not isinstance(value, dict) or set(value) - {"radius", "mask"} or len(value) > 1:
+def _region(value: object, folder: Path, where: str) -> tuple[float, Path | None, bool]:
+    if not isinstance(value, dict) or set(value) - {"radius", "mask", "person"} \
+            or len(value) > 1 or value.get("person", True) is not True:
         raise JobError(f"{where} region must be {{}} (discs of the default radius around the "
-                       "pokes), {\"radius\": R} (still pixels) or {\"mask\": \"region.png\"}")
+                       "pokes), {\"radius\": R} (still pixels), {\"mask\": \"region.png\"} or "
+                       "{\"person\": true} (the person, found by MediaPipe)")
+    if "person" in value:
+        return 0.0, None, True
     if "mask" in value:
-        return 0.0, _file(value["mask"], folder, f"{where} region mask", "region mask PNG")
+        return 0.0, _file(value["mask"], folder, f"{where} region mask", "region mask PNG"), \
+            False
     radius = _numbers([value.get("radius", 0.0)], 1, f"{where} region radius", "still pixels")[0]
     if radius < 0:
         raise JobError(f"{where} region radius must not be negative (0: the default)")
-    return radius, None
+    return radius, None, False
 
 
 def _engine_run(entry: object, number: int, folder: Path, where: str) -> EngineRun:

@@ -86,7 +86,8 @@ def evaluate_case(case: Case, report: Path, work: Path, device, counter) -> dict
         "frames": case.frames, "pokes": [list(p) for p in scene.pokes],
         "pokes_in_source": [list(p) for p in case.pokes], "pins": [list(p) for p in scene.pins],
         "patches": [list(p) for p in scene.patches],
-        "region": (f"mask {case.region_mask}" if case.region_mask else
+        "region": ("the person (MediaPipe person mask)" if case.region_person else
+                   f"mask {case.region_mask}" if case.region_mask else
                    "discs around the pokes"), "region_share": float(scene.region.mean()),
         "picture": f"{name}/case.png", "engines": []}
     for run in case.engines:

@@ -79,7 +79,12 @@ def scene_at(case: Case, source: np.ndarray, resolution: int) -> Scene:
             cv2.circle(discs, _point(x, y), max(1, round(radius)), 1.0, -1, cv2.LINE_AA)
         static = discs if static is None else np.maximum(static, discs)
 
-    if case.region_mask is not None:
+    if case.region_person:
+        from engine.face.segmentation import person_mask
+
+        region = person_mask(cv2.cvtColor(frames_io.to_display(still),
+                                          cv2.COLOR_BGR2RGB)) > 0.5
+    elif case.region_mask is not None:
         region = _mask_at(case.region_mask, width, height, new_w, new_h,
                           f"case {case.name!r} region mask") > 0.5
     else:

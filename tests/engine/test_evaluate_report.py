@@ -196,6 +196,7 @@ def test_bad_still_path_is_a_clear_error(tmp_path, capsys):
     ({"pokes": [[10, 10, 0, 0]]}, "zero length"),
     ({"pokes": [[10, 10, 1]]}, r"must be \[x, y, dx, dy\]"),
     ({"region": {"radius": 1000}}, "covers the whole still"),
+    ({"region": {"person": False}}, r"\{\"person\": true\}"),
     ({"video": "clip.mp4"}, "either \"still\""),
     ({"frames": 1}, "frames must be a whole number, at least 2"),
 ])
@@ -204,6 +205,22 @@ def test_case_file_mistakes_name_the_fix(tmp_path, change, message):
     with pytest.raises(JobError, match=message):
         loaded = cases_module.load_cases(cases)
         scene_at(loaded[0], read_source(loaded[0]), loaded[0].resolution)
+
+
+def test_person_region_is_the_person_mask(tmp_path, monkeypatch):
+    from engine.face import segmentation
+
+    def left_half(image):
+        mask = np.zeros(image.shape[:2], np.float32)
+        mask[:, : image.shape[1] // 2] = 1.0
+        return mask
+
+    monkeypatch.setattr(segmentation, "person_mask", left_half)
+    loaded = cases_module.load_cases(write_cases(tmp_path, ["warp"], region={"person": True}))
+    assert loaded[0].region_person
+    scene = scene_at(loaded[0], read_source(loaded[0]), loaded[0].resolution)
+    width = scene.region.shape[1]
+    assert scene.region[:, : width // 2].all() and not scene.region[:, width // 2:].any()
 
 
 def test_unknown_case_and_existing_output_are_refused(tmp_path):
