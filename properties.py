@@ -282,6 +282,18 @@ class StillMotionTrainSettings(bpy.types.PropertyGroup):
         description="Use every n-th frame inside a training clip: 2 or 3 for slow motion",
         default=1, min=1, max=8,
     )
+    motion_space: BoolProperty(
+        name="Motion Space",
+        description="Learn the clip's motion instead of its pixels: samples warp the still "
+                    "itself, so faces stay sharp at any resolution (off: iPOKE's pixel model)",
+        default=True,
+    )
+    face_parts: BoolProperty(
+        name="Face Parts",
+        description="Give the model the eyes, brows and mouth (MediaPipe) and train half its "
+                    "pokes on them, so blinks and lips are learned, not only head turns",
+        default=True,
+    )
 
 
 class StillMotionPlaneSettings(bpy.types.PropertyGroup):

@@ -451,6 +451,10 @@ def train_arguments(train, video, out, device="auto", extra=()):
             "--device", device]
     if train.face_crop:
         args.append("--face-crop")
+    if train.motion_space:
+        args += ["--space", "motion"]
+    if train.face_parts:
+        args.append("--parts")
     return args + [str(a) for a in extra]
 
 

@@ -177,6 +177,8 @@ class VIEW3D_PT_stillmotion(bpy.types.Panel):
         col.prop(train, "minutes")
         col.prop(train, "stride")
         col.prop(train, "face_crop")
+        col.prop(train, "motion_space")
+        col.prop(train, "face_parts")
         body.operator("stillmotion.poke_train", icon="EXPERIMENTAL")
         folder = models.models_folder(context, create=False)
         _wrapped(body, f"Models go to {folder}. {poke_runs.RESUME_NOTE}.", "INFO", context)

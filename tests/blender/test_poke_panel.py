@@ -340,6 +340,7 @@ def test_train_from_clip_runs_train_poke_and_adds_the_model(sm, tmp_path):
     video.write_bytes(b"decoded by the engine, not here")
     train = bpy.context.scene.stillmotion_train
     assert (train.minutes, train.face_crop, train.stride) == (30.0, True, 1)
+    assert train.motion_space and train.face_parts
     train.video_path = str(video)
     train.model_name, train.minutes, train.stride = "Anna", 5.0, 2
     use_engine(tmp_path, TRAIN_ENGINE)
@@ -348,7 +349,8 @@ def test_train_from_clip_runs_train_poke_and_adds_the_model(sm, tmp_path):
     argv = json.loads((tmp_path / "train-argv.json").read_text())
     out = sm.models_dir / "Anna.safetensors"
     assert argv == ["-m", "engine", "train-poke", str(video.resolve()), "--out", str(out),
-                    "--max-minutes", "5", "--stride", "2", "--device", "auto", "--face-crop"]
+                    "--max-minutes", "5", "--stride", "2", "--device", "auto", "--face-crop",
+                    "--space", "motion", "--parts"]
     assert out.is_file()
     assert "Anna.safetensors" in _items(plane.stillmotion.poke)  # listed without a Refresh
     assert plane.stillmotion.poke.model == "Anna.safetensors"  # and chosen for the plane
@@ -357,10 +359,11 @@ def test_train_from_clip_runs_train_poke_and_adds_the_model(sm, tmp_path):
 
     # Without a model name the video's name is used.
     train.model_name, train.face_crop = "", False
+    train.motion_space, train.face_parts = False, False
     assert bpy.ops.stillmotion.poke_train() == {"FINISHED"}
     argv = json.loads((tmp_path / "train-argv.json").read_text())
     assert argv[5] == str(sm.models_dir / "anna talking.safetensors")
-    assert "--face-crop" not in argv
+    assert not {"--face-crop", "--space", "--parts"} & set(argv)
 
 
 def test_train_progress_reads_stage_losses_and_held_out_numbers(sm, tmp_path):
@@ -432,6 +435,7 @@ def test_panel_draws_the_poke_engine(sm, tmp_path):
     assert {"engine", "seed", "frames", "loop", "model", "stillmotion.poke_refresh_models",
             "samples", "temperature", "stillmotion.poke_sample", "STILLMOTION_PT_poke_train",
             "clip", "clip.open", "video_path", "model_name", "minutes", "stride", "face_crop",
+            "motion_space", "face_parts",
             "stillmotion.poke_train", "stillmotion.bake"} <= drawn
     assert not {"falloff", "feather", "easing", "style_image", "lambda_dyn"} & drawn
     texts = [e[1] for e in log if e[0] == "label"]
