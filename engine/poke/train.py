@@ -538,6 +538,7 @@ class CinnStage(Stage):
         self.optimisers = {"cinn": _adam(t.cinn.parameters(), c.lr_cinn, weight_decay=1e-5,
                                          amsgrad=True)}
         self.wrapped = None
+        self.skipped = 0  # steps left out because their loss or gradient was not finite
 
     @torch.no_grad()
     def inputs(self, batch):
@@ -574,10 +575,19 @@ class CinnStage(Stage):
         loss = nll.mean() / dims  # nats per dimension: the same scale at any latent size
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.flow.parameters(), c.grad_clip)
-        optimiser.step()
+        norm = torch.nn.utils.clip_grad_norm_(self.flow.parameters(), c.grad_clip)
+        # A batch whose likelihood or gradient overflows (a rare clip far from the rest: seen
+        # on Megamind's large motions) is skipped: one such step would write NaN into every
+        # weight, and the rest of the run would train nothing.
+        finite = bool(torch.isfinite(loss)) and bool(torch.isfinite(norm))
+        if finite:
+            optimiser.step()
+        else:
+            optimiser.zero_grad(set_to_none=True)
+            self.skipped += 1
         bits = (loss.item() + 0.5 * math.log(2 * math.pi)) / math.log(2.0)
-        return {"bits_per_dim": bits, "lr": c.lr_cinn * factor}
+        return {"bits_per_dim": bits if finite else float("nan"), "lr": c.lr_cinn * factor,
+                "skipped": float(self.skipped)}
 
     @torch.no_grad()
     def validate(self, batches):

@@ -115,6 +115,32 @@ def test_each_stage_lowers_its_loss_on_a_fixed_batch(video, tmp_path, stage_type
     assert losses[-1] < losses[0], losses
 
 
+def test_cinn_step_with_an_overflowing_batch_is_skipped(video, tmp_path, make_config,
+                                                         monkeypatch):
+    torch.manual_seed(0)
+    trainer = Trainer([video], tmp_path / "m.safetensors", make_config(), Records())
+    stage = CinnStage(trainer)
+    batch = trainer.to_device(next(iter(trainer.loader(trainer.train_set, True))))
+    stage.start(batch)
+    stage.step(batch, 0, 10)
+    before = {k: v.clone() for k, v in trainer.cinn.state_dict().items()}
+    good = stage.inputs
+
+    def overflowing(batch):
+        z, cond = good(batch)
+        z = z.clone()
+        z[0, 0, 0, 0] = float("inf")
+        return z, cond
+
+    monkeypatch.setattr(stage, "inputs", overflowing)
+    values = stage.step(batch, 1, 10)
+    assert values["skipped"] == 1.0
+    after = trainer.cinn.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)   # no weight was touched
+    monkeypatch.setattr(stage, "inputs", good)
+    assert np.isfinite(stage.step(batch, 2, 10)["bits_per_dim"])
+
+
 def test_stage_that_never_ran_is_refused(video, tmp_path, make_config):
     with pytest.raises(JobError, match="stage 'video' has never run"):
         Trainer([video], tmp_path / "m.safetensors", make_config(stages=("cinn",)),
