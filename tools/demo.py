@@ -6,7 +6,11 @@
    as grass, baked with the Dynamic Texture engine at a small working size (LANDSCAPE below);
 3. face: a held-out frame of the carphone clip, one poke that turns the head, sampled with the
    shipped poke model (models/poke_default.safetensors, Sampled (iPOKE) engine): the contact
-   sheet of FACE["samples"] samples, then the chosen one baked at the still's resolution.
+   sheet of FACE["samples"] samples, then the chosen one baked at the still's resolution;
+4. faces: the same frame with the shipped motion-space model (models/poke_faces.safetensors,
+   trained on two people): the lower lip pulled down, the brow raised, the nose pinned (a click
+   without a drag); the panel's parts rows (which part each poke drives) are printed, and the
+   sample is baked by warping the still itself at full resolution.
 
     .venv-bpy-5.0.1/bin/python tools/demo.py --engine-python .venv/bin/python --out out
 
@@ -57,6 +61,11 @@ LANDSCAPE = {"frames": 6, "size": 96, "iterations": 6, "lambda_l2": 0.1}
 # centred square and the bake composes the generated change at full resolution.
 FACE_POKE = ((120.0, 95.0), (136.0, 92.0))
 FACE = {"frames": 11, "samples": 4, "sample": 0, "seed": 3}
+# The same picture for the motion-space model (face.png pixels, from MediaPipe's landmarks):
+# the lower lip down and the person's left brow up; the tip of the nose pinned.
+FACES_MODEL = "shipped/poke_faces.safetensors"
+FACES_STROKES = [((150.0, 166.0), (150.0, 176.0)), ((143.0, 95.0), (143.0, 87.0)),
+                 ((138.0, 140.0), (138.0, 140.0))]
 
 
 def enable_extension():
@@ -129,7 +138,7 @@ def build_landscape(still: pathlib.Path):
     return plane
 
 
-def build_face(still: pathlib.Path):
+def build_face(still: pathlib.Path, model: str = "", strokes_px=(FACE_POKE,)):
     plane = import_plane(still, FACE["frames"])
     settings = plane.stillmotion
     settings.engine = "POKE"
@@ -137,12 +146,15 @@ def build_face(still: pathlib.Path):
     settings.seed = FACE["seed"]
     settings.poke.samples = FACE["samples"]
     settings.poke.sample = FACE["sample"]
+    if model:
+        settings.poke.model = model
 
     from bl_ext.user_default.stillmotion.scene import strokes
 
     gp = strokes.ensure_strokes_object(bpy.context, plane)
     size = tuple(bpy.data.images[still.name].size)
-    strokes.add_stroke(gp, "Pokes", [pixel_to_world(plane, size, p) for p in FACE_POKE])
+    for stroke in strokes_px:
+        strokes.add_stroke(gp, "Pokes", [pixel_to_world(plane, size, p) for p in stroke])
     return plane
 
 
@@ -154,6 +166,9 @@ def sample_face(plane, out: pathlib.Path):
     target = out / "samples"
     shutil.copytree(plane.stillmotion.poke.thumbnails_dir, target)
     print(f"sampled {FACE['samples']} clips: thumbnails in {target}")
+    for row in plane.stillmotion.poke.parts:
+        pin = " (pin)" if row.pin else ""
+        print(f"  poke {row.number}{pin} -> {row.part or 'no part'}")
 
 
 def add_camera(plane):
@@ -218,7 +233,7 @@ def main():
     parser.add_argument("--still", default=str(REPO / "media" / "astronaut.png"))
     parser.add_argument("--landscape", default=str(REPO / "media" / "meadow.png"))
     parser.add_argument("--face", default=str(REPO / "media" / "face.png"))
-    parser.add_argument("--only", choices=["portrait", "landscape", "face"],
+    parser.add_argument("--only", choices=["portrait", "landscape", "face", "faces"],
                         help="run one part of the demo (default: both)")
     args = parser.parse_args()
 
@@ -229,7 +244,8 @@ def main():
     stills = {"portrait": pathlib.Path(args.still).resolve(),
               "landscape": pathlib.Path(args.landscape).resolve(),
               "face": pathlib.Path(args.face).resolve()}
-    parts = [args.only] if args.only else ["portrait", "landscape", "face"]
+    stills["faces"] = stills["face"]
+    parts = [args.only] if args.only else ["portrait", "landscape", "face", "faces"]
     for part in parts:
         if not stills[part].exists():
             sys.exit(f"error: {stills[part]} not found; run `make media` first")
@@ -256,6 +272,13 @@ def main():
         sample_face(plane, out / "face")
         bake_and_show(plane, out / "face.blend", out / "face", engine_python)
         print(f"face: open {out / 'face.blend'}; contact sheet {out / 'face' / 'contact_sheet.png'}")
+    if "faces" in parts:
+        plane = build_face(stills["faces"], FACES_MODEL, FACES_STROKES)
+        (out / "faces").mkdir(parents=True, exist_ok=True)
+        sample_face(plane, out / "faces")
+        bake_and_show(plane, out / "faces.blend", out / "faces", engine_python)
+        print(f"faces: open {out / 'faces.blend'}; contact sheet "
+              f"{out / 'faces' / 'contact_sheet.png'}")
 
 
 if __name__ == "__main__":
