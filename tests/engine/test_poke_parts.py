@@ -168,3 +168,15 @@ def test_a_parts_model_trains_and_samples_with_the_layout(tmp_path, monkeypatch)
     S.sample_clips(model, still, [(48.0, 48.0, 5.0, 0.0)], samples=1, seed=0,
                    warn=warnings.append)
     assert any("without the part layout" in w for w in warnings)
+
+
+def test_the_person_masks_unsure_fringe_is_held(monkeypatch):
+    from engine.poke.parts import PERSON_SURE, background_hold
+
+    ramp = np.tile(np.linspace(0.0, 1.0, 101, dtype=np.float32), (4, 1))
+    monkeypatch.setattr(segmentation, "person_mask", lambda image: ramp.copy())
+    pin = background_hold(np.zeros((4, 101, 3), np.uint8), [], [], lambda message: None)
+    low, high = PERSON_SURE
+    assert (pin[:, : int(low * 100) + 1] == 1.0).all()     # unsure: held
+    assert (pin[:, int(high * 100):] == 0.0).all()         # sure: free
+    assert np.all(np.diff(pin[0]) <= 0)                    # one smooth fall-off between
