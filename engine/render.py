@@ -36,6 +36,14 @@ BAND_PIXELS = 2 ** 21
 SUPPORT = 3
 
 
+def smoothstep(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """0 at or below `low`, 1 at or above `high`, 3t^2 - 2t^3 between (float32): the soft edge
+    of every gate, ramp and mask fall-off the engines make. (engine/warp/pins.py computes the
+    same in place, to keep an 8K pin map to one buffer.)"""
+    t = np.clip((np.asarray(values, np.float32) - low) / max(high - low, 1e-12), 0.0, 1.0)
+    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+
+
 def sample(source: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
            mode: str = DEFAULT_MODE) -> torch.Tensor:
     """Sample `source` [C, h, w] at continuous pixel coordinates `x`, `y` (any equal shape

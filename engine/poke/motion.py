@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.render import FrameRenderer
+from engine.render import FrameRenderer, smoothstep
 
 # Flow magnitudes (64-px units) below LOW are dropped, above HIGH kept whole: the decoder's
 # residual motion on still regions is a few hundredths of a pixel, and rounding it to zero is
@@ -125,18 +125,15 @@ def uncovered(forward: torch.Tensor) -> torch.Tensor:
 
 def edge_taper(size: int, cells: int = TAPER_CELLS) -> np.ndarray:
     """[size, size] window: 1 inside, falling smoothly (smoothstep) to 0 at the border."""
-    ramp = np.clip((np.arange(size) + 0.5) / max(cells, 1e-6), 0.0, 1.0)
-    ramp = np.minimum(ramp, ramp[::-1])
-    ramp = ramp * ramp * (3.0 - 2.0 * ramp)
+    inward = np.arange(size) + 0.5                    # distance of each pixel centre from
+    ramp = smoothstep(np.minimum(inward, inward[::-1]), 0.0, cells)   # the nearer border
     return np.outer(ramp, ramp).astype(np.float32)
 
 
 def motion_gate(forward: np.ndarray, low: float = MOTION_LOW, high: float = MOTION_HIGH
                 ) -> np.ndarray:
     """[..., 2, H, W] -> [..., H, W] weight: 0 where |F| < low, 1 above high, smooth between."""
-    magnitude = np.linalg.norm(forward, axis=-3)
-    t = np.clip((magnitude - low) / max(high - low, 1e-12), 0.0, 1.0)
-    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+    return smoothstep(np.linalg.norm(forward, axis=-3), low, high)
 
 
 def clean_motion(motion64: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:

@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from engine.errors import JobError
+from engine.render import smoothstep
 
 # The person mask's soft fringe (0.3-0.8 over the car seat beside the man's shoulder in
 # media/face.png) is held still: motion fades in from PERSON_SURE[0] to PERSON_SURE[1], so only
@@ -82,7 +83,4 @@ def background_hold(rgb: np.ndarray, static_masks: Sequence[np.ndarray],
         warn("no person found in the still, so the background is not held automatically; "
              "draw a static mask over what must not move")
         return None
-    low, high = PERSON_SURE
-    t = np.clip((person - low) / (high - low), 0.0, 1.0)
-    person = (t * t * (3.0 - 2.0 * t)).astype(np.float32)
-    return background_pin_map(person, static_masks, motion_masks)
+    return background_pin_map(smoothstep(person, *PERSON_SURE), static_masks, motion_masks)

@@ -45,6 +45,7 @@ from engine import frames as frames_io
 from engine.errors import JobError
 from engine.poke import faces
 from engine.poke.data import _fill_patches
+from engine.render import smoothstep
 
 # The same patch as training (DataConfig.patch) and the same border: training never centred a
 # patch closer than `patch` pixels to the edge, so sampling keeps whole patches on the map.
@@ -297,9 +298,7 @@ def change_gate(change: np.ndarray, low: float = CHANGE_LOW, high: float = CHANG
                 ) -> np.ndarray:
     """Per-pixel weight in [0, 1] of a change [..., H, W, 3]: 0 below `low` (max over the
     colour channels), 1 above `high`, smoothstep between."""
-    strength = np.abs(change).max(axis=-1)
-    t = np.clip((strength - low) / max(high - low, 1e-12), 0.0, 1.0)
-    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+    return smoothstep(np.abs(change).max(axis=-1), low, high)
 
 
 def frame_positions(count: int, clip_frames: int, loop: bool = False) -> np.ndarray:
@@ -481,8 +480,8 @@ def pin_discs(pins: Sequence[Sequence[float]], width: int, height: int) -> np.nd
     out = np.zeros((height, width), np.float32)
     for x, y, radius in pins:
         radius = radius if radius > 0 else PIN_RADIUS_SHARE * min(width, height)
-        t = np.clip(2.0 - np.hypot(xs - x, ys - y) / max(radius, 0.5), 0.0, 1.0)
-        np.maximum(out, t * t * (3.0 - 2.0 * t), out=out)
+        distance = np.hypot(xs - x, ys - y) / max(radius, 0.5)
+        np.maximum(out, 1.0 - smoothstep(distance, 1.0, 2.0), out=out)
     return out
 
 
