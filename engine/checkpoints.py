@@ -98,3 +98,25 @@ def load_weights(path: str | os.PathLike, model: torch.nn.Module, *,
     if CONFIG_KEY in meta:
         meta[CONFIG_KEY] = json.loads(meta[CONFIG_KEY])
     return meta
+
+
+def load_matching(path: str | os.PathLike, model: torch.nn.Module, *,
+                  architecture: str | None = None) -> list[str]:
+    """Warm start: copy every tensor of the file whose name and shape the model has, keep the
+    model's own values for the rest, and return those names (the parts that start afresh).
+    Refuses another architecture and a file sharing no tensor with the model; for loading
+    finished weights use `load_weights`, which refuses any difference."""
+    path = Path(path)
+    expected = model.state_dict()
+    with _open(path) as handle:
+        found_arch = (handle.metadata() or {}).get(ARCHITECTURE_KEY)
+        if architecture is not None and found_arch is not None and found_arch != architecture:
+            raise JobError(f"{path.name} holds weights for '{found_arch}', not '{architecture}'")
+        state = {name: handle.get_tensor(name).to(target.dtype)
+                 for name, target in expected.items() if name in handle.keys()
+                 and tuple(handle.get_slice(name).get_shape()) == tuple(target.shape)}
+    if not state:
+        raise JobError(f"{path.name} shares no tensor with the {architecture or 'model'} "
+                       "architecture; start without it")
+    model.load_state_dict(state, strict=False)
+    return sorted(set(expected) - set(state))

@@ -120,6 +120,13 @@ def _parser() -> argparse.ArgumentParser:
                       help="fixed step count (instead of the --minutes estimate; repeats a run)")
     msoe.add_argument("--seed", type=int, default=0)
     msoe.add_argument("--threads", type=int, default=0, help="torch CPU threads")
+    msoe.add_argument("--lr", type=float, default=2e-3,
+                      help="Adam learning rate (cosine to 1/50 of it)")
+    msoe.add_argument("--patch", type=int, default=96, help="training crop side (pixels)")
+    msoe.add_argument("--init", metavar="WEIGHTS",
+                      help="warm start: begin from these weights (tensors that fit)")
+    msoe.add_argument("--context", type=int, default=4,
+                      help="dilated context convs in the flow decoder (dilations 1, 2, 4, ...)")
     msoe.add_argument("--evaluate", metavar="WEIGHTS", help="only report held-out EPE")
     msoe.set_defaults(command=_train_msoe)
     exemplar = commands.add_parser("exemplar", help="a motion-library exemplar clip: frames, "

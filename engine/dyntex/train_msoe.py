@@ -37,7 +37,9 @@ import cv2
 import numpy as np
 import torch
 
-from engine.dyntex.msoe import MsoeNet, MsoeConfig, load_msoe, parameter_count, save_msoe
+from engine.checkpoints import load_matching
+from engine.dyntex.msoe import (ARCHITECTURE, MsoeConfig, MsoeNet, load_msoe, parameter_count,
+                               save_msoe)
 from engine.errors import JobError
 from engine.flow import dis_flow, to_grey
 from engine.progress import Progress
@@ -64,6 +66,8 @@ class TrainConfig:
     seed: int = 0
     batch: int = 4
     patch: int = 96            # coarsest level 6 px: large enough for the 11x11 filters
+    init: str = ""             # warm start from these weights (tensors of equal name and shape)
+    context: int = 4           # the decoder's dilated context convs (MsoeConfig.decoder_context)
     lr: float = 2e-3           # Adam, cosine decay to lr/50
     synthetic_share: float = 0.7
     max_shift: float = 7.5     # translations uniform in magnitude: 4-6 px are ~40 % of them
@@ -166,6 +170,8 @@ class Sampler:
         # larger apparent texture scales too: each source also at 71% and 50%
         self.sources += [_scaled(s, f) for s in list(self.sources) for f in (0.71, 0.5)
                          if min(s.shape) * f > config.patch + 40]
+        # a crop needs a 12 px margin on each side (carphone's 144 rows are too few for 128)
+        self.sources = [s for s in self.sources if min(s.shape) >= config.patch + 24]
 
     def _synthetic(self, size: int):
         rng, cfg = self.rng, self.config
@@ -384,11 +390,26 @@ def _learning_rate(config: TrainConfig, step: int, progress_fraction: float) -> 
     return config.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(progress_fraction, 1.0))))
 
 
+def warm_start(model: MsoeNet, path: str | Path) -> list[str]:
+    """Load the tensors of `path` that fit and return the names that start afresh. A context
+    conv the file lacks starts at zero: its residual branch then adds nothing, so the warm
+    model's flow is the file's flow at step 0 and the new layer only learns what helps."""
+    fresh = load_matching(path, model, architecture=ARCHITECTURE)
+    with torch.no_grad():
+        for name, tensor in model.named_parameters():
+            if name in fresh and name.startswith("decoder.context."):
+                tensor.zero_()
+    return fresh
+
+
 def train(out: str | Path, config: TrainConfig, progress: Progress) -> dict:
     torch.manual_seed(config.seed)
     started = time.time()
-    model = MsoeNet(MsoeConfig())
+    model = MsoeNet(MsoeConfig(decoder_context=config.context))
     velocity_tuned_init(model)
+    if config.init:
+        fresh = warm_start(model, config.init)
+        progress.emit("warm_start", weights=config.init, fresh=fresh)
     sampler = Sampler(config, progress)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
     step, trained_s, running = 0, 0.0, None
@@ -458,7 +479,8 @@ def run(args, progress: Progress) -> int:
         return 0
     if not args.out:
         raise JobError("train-msoe needs --out FILE.safetensors (or --evaluate FILE)")
-    config = TrainConfig(minutes=args.minutes, steps=args.steps, seed=args.seed)
+    config = TrainConfig(minutes=args.minutes, steps=args.steps, seed=args.seed, lr=args.lr,
+                         patch=args.patch, init=args.init or "", context=args.context)
     train(args.out, config, progress)
     model = load_msoe(args.out, decoder=True)
     progress.emit("evaluate", weights=str(args.out), **evaluate(model))

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from engine.checkpoints import load_weights, read_metadata, save_weights
+from engine.checkpoints import load_matching, load_weights, read_metadata, save_weights
 from engine.errors import JobError
 
 
@@ -50,3 +50,20 @@ def test_corrupt_header_and_pickles_are_refused(tmp_path):
         load_weights(pickled, _net())
     with pytest.raises(JobError, match="not found"):
         load_weights(tmp_path / "nope.safetensors", _net())
+
+
+def test_warm_start_loads_what_fits_and_names_the_rest(tmp_path):
+    torch.manual_seed(0)
+    small = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Conv2d(4, 2, 1))
+    path = save_weights(tmp_path / "m.safetensors", small, architecture="tiny")
+    grown = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Conv2d(4, 3, 1),
+                                torch.nn.Conv2d(3, 1, 1))
+    kept = grown[1].weight.clone()
+    fresh = load_matching(path, grown, architecture="tiny")
+    assert fresh == ["1.bias", "1.weight", "2.bias", "2.weight"]
+    assert torch.equal(grown[0].weight, small[0].weight)
+    assert torch.equal(grown[1].weight, kept)  # another shape: left as it was
+    with pytest.raises(JobError, match="holds weights for 'tiny', not 'msoe'"):
+        load_matching(path, grown, architecture="msoe")
+    with pytest.raises(JobError, match="shares no tensor"):
+        load_matching(path, torch.nn.Sequential(torch.nn.Linear(2, 2)), architecture="tiny")

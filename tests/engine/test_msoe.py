@@ -218,3 +218,16 @@ def test_training_state_resumes_exactly_and_refuses_other_settings(tmp_path):
     with pytest.raises(JobError, match="other settings"):
         train_msoe._load_resume(path, fresh, fresh_opt, fresh_sampler,
                                 train_msoe.TrainConfig(minutes=1.0, seed=4))
+
+
+def test_warm_start_with_a_deeper_decoder_keeps_the_shipped_flow(shipped):
+    """train-msoe --init: a context conv the file lacks starts at zero, so training begins
+    from the shipped network's flow, not from a perturbed one."""
+    from engine.dyntex.train_msoe import warm_start
+
+    deeper = MsoeNet(MsoeConfig(decoder_context=shipped.config.decoder_context + 1))
+    fresh = warm_start(deeper, SHIPPED)
+    assert fresh and all(name.startswith("decoder.context.") for name in fresh)
+    pair = torch.rand(1, 2, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(deeper.eval().flow(pair), shipped.flow(pair), atol=1e-6)
