@@ -299,6 +299,36 @@ def shift_cases():
     return cases
 
 
+@torch.no_grad()
+def library_separation(model: MsoeNet, size: int = 128, frames: int = 8) -> dict:
+    """What the dynamics loss can tell apart, per built-in exemplar: the mean over pairs of the
+    squared distance between a clip's MSOE Gram and the exemplar's (seed 0) mean Gram, for the
+    same motion in another draw (seed 1, "same"), and for that draw reversed in time, with its
+    frames shuffled (flicker) and frozen at its first frame. Reported as ratios to "same": the
+    synthesis can only find the exemplar's motion where every ratio is well above 1."""
+    from engine.dyntex.exemplars import EXEMPLARS, make_exemplar
+    from engine.dyntex.losses import flat_grey
+    from engine.dyntex.msoe import clip_pairs
+    from engine.vgg import gram
+
+    def grams(clip: np.ndarray) -> torch.Tensor:
+        grey = flat_grey(torch.from_numpy(clip).permute(0, 3, 1, 2))
+        return torch.cat([gram(model.features(pair[None])) for pair in clip_pairs(grey)])
+
+    order = np.random.default_rng(0).permutation(frames)
+    out = {}
+    for name in EXEMPLARS:
+        target = grams(make_exemplar(name, frames, size, seed=0)).mean(0, keepdim=True)
+        other = make_exemplar(name, frames, size, seed=1)
+        cases = {"same": other, "reversed": other[::-1].copy(), "shuffled": other[order],
+                 "frozen": np.repeat(other[:1], frames, axis=0)}
+        distance = {k: float(((grams(c) - target) ** 2).sum((1, 2)).mean())
+                    for k, c in cases.items()}
+        out[name] = {k: round(v / max(distance["same"], 1e-20), 2)
+                     for k, v in distance.items() if k != "same"}
+    return out
+
+
 def evaluate(model: MsoeNet, video: bool = True, with_dis: bool = True) -> dict:
     """Held-out EPE (px, mean over pixels more than 16 px from the border): known shifts per
     magnitude and rotations for MSOE (and DIS on the same pairs), and MSOE vs DIS on
@@ -331,6 +361,7 @@ def evaluate(model: MsoeNet, video: bool = True, with_dis: bool = True) -> dict:
         report["video_vs_dis"] = {"video": name, "scale": scale, "pairs": len(errs),
                                   "epe": round(float(np.mean(errs)), 3),
                                   "dis_mean_magnitude": round(float(np.mean(mags)), 3)}
+    report["library_separation"] = library_separation(model)
     return report
 
 
