@@ -101,10 +101,9 @@ def load_weights(path: str | os.PathLike, model: torch.nn.Module, *,
 
 
 def load_matching(path: str | os.PathLike, model: torch.nn.Module, *,
-                  architecture: str | None = None, skip: tuple[str, ...] = ()) -> list[str]:
-    """Warm start: copy every tensor of the file whose name and shape the model has (except
-    names starting with one of `skip`), keep the model's own values for the rest, and return
-    those names (the parts that start afresh).
+                  architecture: str | None = None) -> list[str]:
+    """Warm start: copy every tensor of the file whose name and shape the model has, keep the
+    model's own values for the rest, and return those names (the parts that start afresh).
     Refuses another architecture and a file sharing no tensor with the model; for loading
     finished weights use `load_weights`, which refuses any difference."""
     path = Path(path)
@@ -115,7 +114,7 @@ def load_matching(path: str | os.PathLike, model: torch.nn.Module, *,
             raise JobError(f"{path.name} holds weights for '{found_arch}', not '{architecture}'")
         state = {name: handle.get_tensor(name).to(target.dtype)
                  for name, target in expected.items() if name in handle.keys()
-                 and not name.startswith(skip) and tuple(handle.get_slice(name).get_shape()) == tuple(target.shape)}
+                 and tuple(handle.get_slice(name).get_shape()) == tuple(target.shape)}
     if not state:
         raise JobError(f"{path.name} shares no tensor with the {architecture or 'model'} "
                        "architecture; start without it")

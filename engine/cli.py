@@ -127,9 +127,6 @@ def _parser() -> argparse.ArgumentParser:
                       help="warm start: begin from these weights (tensors that fit)")
     msoe.add_argument("--context", type=int, default=4,
                       help="dilated context convs in the flow decoder (dilations 1, 2, 4, ...)")
-    msoe.add_argument("--decoder", choices=["dense", "pyramid"], default="dense",
-                      help="flow decoder for training: on the 320 channels, or coarse to fine "
-                      "over the levels with a loss per level")
     msoe.add_argument("--evaluate", metavar="WEIGHTS", help="only report held-out EPE")
     msoe.set_defaults(command=_train_msoe)
     exemplar = commands.add_parser("exemplar", help="a motion-library exemplar clip: frames, "

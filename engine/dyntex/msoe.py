@@ -49,8 +49,6 @@ class MsoeConfig:
     decoder_context: int = 4   # dilated 3x3 convs at half resolution (dilation 1, 2, 4, ...)
     decoder_bins: int = 0      # 0: regress (dx, dy); n*n: softmax over an n x n velocity grid
     decoder_range: float = 8.0  # the grid spans +/- this many pixels per frame
-    decoder: str = "dense"     # "dense": FlowDecoder on the 320 channels; "pyramid":
-    #                            PyramidFlowDecoder, coarse to fine over the levels
     eps: float = 1e-12         # contrast and L1 normalisation
 
     @property
@@ -211,51 +209,6 @@ class FlowDecoder(nn.Module):
         return torch.einsum("nkhw,kc->nchw", weights, self.velocities)
 
 
-class PyramidFlowDecoder(nn.Module):
-    """Coarse to fine over the pyramid's own levels, one set of weights for every level.
-
-    Each level's 64 energies share conv1 across scales, so a velocity of v level-pixels looks
-    the same at every level; a decoder shared across levels can read it as such. From the
-    coarsest level down, the estimate so far (doubled, upsampled) and a 32-channel state join
-    the level's energies and three 3x3 convs add a correction. A 6 px shift is 1.5 px at the
-    third level, well inside the 11x11 filters, and the finer levels only refine it. With a
-    loss at every level (`flow_levels`) the shared filters learn every scale's velocities."""
-
-    def __init__(self, config: MsoeConfig):
-        super().__init__()
-        mid = config.decoder_mid
-        self.state = mid
-        self.conv1 = nn.Conv2d(config.channels + 2 + mid, config.decoder_hidden, 3,
-                               padding=1, padding_mode="replicate")
-        self.conv2 = nn.Conv2d(config.decoder_hidden, mid, 3, padding=1, padding_mode="replicate")
-        self.conv3 = nn.Conv2d(mid, mid, 3, padding=2, dilation=2, padding_mode="replicate")
-        self.out = nn.Conv2d(mid, 2, 1)
-        self.input_scale = float(config.channels)  # see FlowDecoder: L1-normalised inputs
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-
-    def forward(self, levels: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Flow at every level's resolution, finest first, in that level's pixels."""
-        flows: list[torch.Tensor] = []
-        flow = state = None
-        for y in reversed(levels):
-            size = y.shape[-2:]
-            if flow is None:
-                flow = y.new_zeros(y.shape[0], 2, *size)
-                state = y.new_zeros(y.shape[0], self.state, *size)
-            else:
-                scale = torch.tensor([size[1] / flow.shape[-1], size[0] / flow.shape[-2]],
-                                     dtype=y.dtype, device=y.device)[None, :, None, None]
-                flow = upsample_bilinear(flow, size) * scale
-                state = upsample_bilinear(state, size)
-            x = _leaky(self.conv1(torch.cat([y * self.input_scale, flow, state], dim=1)))
-            state = _leaky(self.conv2(x))
-            state = state + _leaky(self.conv3(state))
-            flow = flow + self.out(state)
-            flows.append(flow)
-        return flows[::-1]
-
-
 class MsoeNet(nn.Module):
     """features(pair) -> [N, 320, H, W]; flow(pair) -> [N, 2, H, W] (needs the decoder)."""
 
@@ -264,11 +217,7 @@ class MsoeNet(nn.Module):
         self.config = config or MsoeConfig()
         self.pyramid = GaussianPyramid(self.config)
         self.level = MsoeLevel(self.config)  # one module: every scale shares its weights
-        decoders = {"dense": FlowDecoder, "pyramid": PyramidFlowDecoder}
-        if self.config.decoder not in decoders:
-            raise JobError(f"MSOE decoder must be one of {sorted(decoders)}, "
-                           f"not {self.config.decoder!r}")
-        self.decoder = decoders[self.config.decoder](self.config) if decoder else None
+        self.decoder = FlowDecoder(self.config) if decoder else None
 
     def check_input(self, pair: torch.Tensor) -> None:
         if pair.ndim != 4 or pair.shape[1] != 2:
@@ -293,21 +242,12 @@ class MsoeNet(nn.Module):
         return torch.cat(out, dim=1)
 
     def flow(self, pair: torch.Tensor) -> torch.Tensor:
-        """[N, 2, H, W] flow in pixels of the input."""
-        return self.flow_levels(pair)[0]
-
-    def flow_levels(self, pair: torch.Tensor) -> list[torch.Tensor]:
-        """The decoder's flow, finest first: [flow] from the dense decoder (computed without
-        building the 320-channel map, see FlowDecoder.hidden_from_levels), one per pyramid
-        level from the pyramid decoder, each in its own level's pixels (training puts a loss
-        on every one)."""
+        """decoder(features(pair)), without building the 320-channel map (see
+        FlowDecoder.hidden_from_levels)."""
         if self.decoder is None:
             raise JobError("this MSOE was loaded without its flow decoder")
         levels = self.level_outputs(pair)
-        if isinstance(self.decoder, PyramidFlowDecoder):
-            return self.decoder(levels)
-        return [self.decoder.from_hidden(self.decoder.hidden_from_levels(levels,
-                                                                         pair.shape[-2:]))]
+        return self.decoder.from_hidden(self.decoder.hidden_from_levels(levels, pair.shape[-2:]))
 
     forward = features
 
@@ -366,6 +306,5 @@ def save_msoe(path: str | os.PathLike, model: MsoeNet, metadata: dict | None = N
 
 
 __all__ = ["MsoeConfig", "MsoeNet", "GaussianPyramid", "MsoeLevel", "FlowDecoder",
-           "PyramidFlowDecoder",
            "contrast_normalise", "rgb_to_grey", "clip_pairs", "load_msoe", "save_msoe",
            "parameter_count", "ARCHITECTURE", "SHIPPED"]

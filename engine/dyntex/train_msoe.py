@@ -36,9 +36,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from engine.checkpoints import load_matching, read_metadata
+from engine.checkpoints import load_matching
 from engine.dyntex.msoe import (ARCHITECTURE, MsoeConfig, MsoeNet, load_msoe, parameter_count,
                                save_msoe)
 from engine.errors import JobError
@@ -69,7 +68,6 @@ class TrainConfig:
     patch: int = 96            # coarsest level 6 px: large enough for the 11x11 filters
     init: str = ""             # warm start from these weights (tensors of equal name and shape)
     context: int = 4           # the decoder's dilated context convs (MsoeConfig.decoder_context)
-    decoder: str = "dense"     # MsoeConfig.decoder: "dense" or "pyramid" (a loss per level)
     lr: float = 2e-3           # Adam, cosine decay to lr/50
     synthetic_share: float = 0.7
     max_shift: float = 7.5     # translations uniform in magnitude: 4-6 px are ~40 % of them
@@ -245,21 +243,6 @@ def epe_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, borde
     err = torch.linalg.vector_norm(pred - target, dim=1)[inner]
     m = mask[inner]
     return (err * m).sum() / m.sum().clamp_min(1.0)
-
-
-COARSE_WEIGHT = 0.5  # each coarser level's EPE (in its own pixels) next to the finest one's
-
-
-def levels_loss(preds: list[torch.Tensor], target: torch.Tensor, mask: torch.Tensor):
-    """EPE of the finest flow plus COARSE_WEIGHT x each coarser level's EPE, the target
-    averaged down 2x2 per level and measured in that level's pixels; a coarse pixel counts
-    only where all of its full-resolution pixels are valid."""
-    loss = epe_loss(preds[0], target, mask)
-    for k, pred in enumerate(preds[1:], start=1):
-        target = F.avg_pool2d(target, 2, ceil_mode=True) / 2
-        mask = (F.avg_pool2d(mask[:, None], 2, ceil_mode=True)[:, 0] > 0.999).float()
-        loss = loss + COARSE_WEIGHT * epe_loss(pred, target, mask, border=max(1, 4 >> k))
-    return loss
 
 
 # --- held-out evaluation ---------------------------------------------------------------------
@@ -442,10 +425,7 @@ def warm_start(model: MsoeNet, path: str | Path) -> list[str]:
     """Load the tensors of `path` that fit and return the names that start afresh. A context
     conv the file lacks starts at zero: its residual branch then adds nothing, so the warm
     model's flow is the file's flow at step 0 and the new layer only learns what helps."""
-    stored = (read_metadata(path).get("stillmotion.config") or {}).get("decoder", "dense")
-    # another kind of decoder: only the features carry over (equal shapes would be a coincidence)
-    skip = ("decoder.",) if stored != model.config.decoder else ()
-    fresh = load_matching(path, model, architecture=ARCHITECTURE, skip=skip)
+    fresh = load_matching(path, model, architecture=ARCHITECTURE)
     with torch.no_grad():
         for name, tensor in model.named_parameters():
             if name in fresh and name.startswith("decoder.context."):
@@ -456,7 +436,7 @@ def warm_start(model: MsoeNet, path: str | Path) -> list[str]:
 def train(out: str | Path, config: TrainConfig, progress: Progress) -> dict:
     torch.manual_seed(config.seed)
     started = time.time()
-    model = MsoeNet(MsoeConfig(decoder_context=config.context, decoder=config.decoder))
+    model = MsoeNet(MsoeConfig(decoder_context=config.context))
     velocity_tuned_init(model)
     if config.init:
         fresh = warm_start(model, config.init)
@@ -487,9 +467,8 @@ def train(out: str | Path, config: TrainConfig, progress: Progress) -> dict:
             group["lr"] = lr
         pairs, flows, masks = sampler.batch()
         model.train()
-        preds = model.flow_levels(pairs)
-        pred = preds[0]
-        loss = levels_loss(preds, flows, masks)
+        pred = model.flow(pairs)
+        loss = epe_loss(pred, flows, masks)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -532,8 +511,7 @@ def run(args, progress: Progress) -> int:
     if not args.out:
         raise JobError("train-msoe needs --out FILE.safetensors (or --evaluate FILE)")
     config = TrainConfig(minutes=args.minutes, steps=args.steps, seed=args.seed, lr=args.lr,
-                         patch=args.patch, init=args.init or "", context=args.context,
-                         decoder=args.decoder)
+                         patch=args.patch, init=args.init or "", context=args.context)
     train(args.out, config, progress)
     model = load_msoe(args.out, decoder=True)
     progress.emit("evaluate", weights=str(args.out), **evaluate(model))

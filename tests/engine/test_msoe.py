@@ -231,24 +231,3 @@ def test_warm_start_with_a_deeper_decoder_keeps_the_shipped_flow(shipped):
     pair = torch.rand(1, 2, 64, 64)
     with torch.no_grad():
         assert torch.allclose(deeper.eval().flow(pair), shipped.flow(pair), atol=1e-6)
-
-
-def test_pyramid_decoder_gives_a_flow_per_level_and_the_loss_reads_them_in_level_pixels():
-    from engine.dyntex.train_msoe import levels_loss
-
-    torch.manual_seed(2)
-    model = MsoeNet(MsoeConfig(decoder="pyramid")).eval()
-    pair = torch.rand(2, 2, 67, 45)
-    with torch.no_grad():
-        flows = model.flow_levels(pair)
-        assert [tuple(f.shape[-2:]) for f in flows] == [(67, 45), (34, 23), (17, 12), (9, 6),
-                                                         (5, 3)]
-        assert torch.equal(model.flow(pair), flows[0])
-    target = torch.tensor([3.0, -2.0])[None, :, None, None].expand(2, 2, 64, 64)
-    mask = torch.ones(2, 64, 64)
-    exact = [target[:, :, :64 >> k, :64 >> k] / 2 ** k for k in range(5)]
-    assert float(levels_loss(exact, target, mask)) < 1e-6
-    full_res_units = [target[:, :, :64 >> k, :64 >> k] for k in range(5)]
-    assert float(levels_loss(full_res_units, target, mask)) > 1.0
-    with pytest.raises(JobError, match="decoder must be one of"):
-        MsoeNet(MsoeConfig(decoder="unet"))
