@@ -193,6 +193,10 @@ def _parser() -> argparse.ArgumentParser:
             ("--lambda-paint", "painting", 0.1, "λ7, style stream (with --style)")):
         dyntex.add_argument(flag, dest=f"lambda_{field}", type=float, default=default,
                             help=f"{meaning} (default {default})")
+    dyntex.add_argument("--motion-contrast", type=float, default=0.0, metavar="SHARE",
+                        help="share (0-1) of the dynamics stream compared as motion contrast "
+                             "(pair Gram minus held-frame Gram): for small regions moving along "
+                             "their own streaks, e.g. a narrow waterfall (default 0)")
     dyntex.add_argument("--vgg-weights", help="VGG-19 .safetensors (default: the user cache, "
                                               "converted on first use)")
     dyntex.add_argument("--msoe-weights", help="MSOE .safetensors (default: "
@@ -362,7 +366,8 @@ def _dyntex(args, progress: Progress) -> int:
         torch.set_num_threads(args.threads)
     weights = LossWeights(style=args.lambda_style, l2=args.lambda_l2,
                           appearance=args.lambda_appearance, dynamics=args.lambda_dynamics,
-                          painting=args.lambda_painting)
+                          painting=args.lambda_painting,
+                          dynamics_contrast=args.motion_contrast)
     config = SynthesisConfig(frames=args.frames, size=args.size, loop=args.loop,
                              iterations=args.iterations, levels=args.levels,
                              optimizer=args.optimizer, lr=args.lr, seed=args.seed,

@@ -5,13 +5,31 @@ For one masked region r of a clip x (T frames, working resolution), with m_r its
     L_app   = λ3 · L_style + λ4 · L2                 appearance: keep the still's look
     L_style = Gram(VGG(x_t), m_r) vs Gram(VGG(still), m_r)      per layer, mean over frames
     L2      = masked mean |VGG(x_t) − VGG(still)|² inside m_r   per layer, mean over frames
-    L_dyn   = Gram(MSOE(x_t, x_t+1), m_r) vs the exemplar's mean pair Gram; mean over pairs,
+    L_dyn   = (1 − c) · L_pairs + c · L_contrast                   c = dynamics_contrast
+    L_pairs = Gram(MSOE(x_t, x_t+1), m_r) vs the exemplar's mean pair Gram; mean over pairs,
               plus the wrap-around pair (x_T, x_1) when the clip loops (grey = mean of RGB)
+    L_contrast = the same with each pair's Gram minus the Gram of its first frame held still,
+              Gram(MSOE(x_t, x_t+1)) − Gram(MSOE(x_t, x_t)), on both sides
     L_paint = Gram(VGG(x_t), m_r) vs Gram(VGG(painting))       the optional style stream
     L       = Σ_r  λ5 · L_app + λ6 · L_dyn + λ7 · L_paint
 
 Grams are `engine.vgg.gram` (mean of f fᵀ over the mask's positions), so a region's
 statistics ignore everything outside it and do not depend on its size.
+
+Why the motion contrast. MSOE's energies respond to spatial structure as much as to motion, so a
+pair's Gram is mostly the texture's appearance: between two draws of the clouds exemplar the
+appearance difference swamps the motion, and the plain pair Gram of the clouds or the waterfall
+moving backwards, shuffled (flicker) or frozen is as close to the exemplar's as the right
+motion (ratios 1.0-1.5 at 64-128 px, `train-msoe --evaluate`, library_separation). Subtracting
+the Gram of the same frame held still removes most of that appearance part: the clouds'
+reversed and shuffled ratios rise to 11 at 128 px, the waterfall's to 3.5 and 6.6
+(docs/dyntex.md). But a still clip has no contrast at all (each pair is its own held frame),
+and where the contrast of two draws differs more than it agrees, freezing is the nearest
+answer: in synthesis (motion-stats --library) the share 0.5 turned the 64 px waterfall's
+direction from wrong to right (direction intersection 0.28 -> 0.81) but froze the 64 px clouds
+(speed ratio 0.82 -> 0.18), and at 128 px, where the plain pair Gram already finds both motions
+(waterfall direction 0.96, clouds 0.91), it made both slightly worse. So it is off by default
+and offered for small regions whose motion runs along their own streaks.
 
 Normalisation. The VGG here is not Gatys-normalised: per-layer Gram magnitudes differ by
 ~500x, and every magnitude changes with resolution. So each layer's term of each stream is
@@ -60,6 +78,9 @@ class LossWeights:
     erode: int = 1           # feature cells a region's mask is eroded by for the VGG Grams
     dynamics_erode: int = 4  # pixels it is eroded by for the MSOE Gram (the finest level sees
     #                          7 px around a pixel: 11x11 filters, 5x5 max-pool)
+    dynamics_contrast: float = 0.0  # share of L_dyn taken by the motion contrast (module doc:
+    #                          helps small streaky regions, freezes small soft ones); > 0 costs
+    #                          a second MSOE pass over the frames held still
 
     def check(self) -> None:
         for name in ("style", "l2", "appearance", "dynamics", "painting"):
@@ -73,6 +94,9 @@ class LossWeights:
                            f"{self.border}")
         if self.erode < 0 or self.dynamics_erode < 0:
             raise JobError("mask erosion must be >= 0")
+        if not 0 <= self.dynamics_contrast <= 1:
+            raise JobError(f"dynamics_contrast is a share between 0 and 1, got "
+                           f"{self.dynamics_contrast}")
 
 
 @dataclass
@@ -82,6 +106,7 @@ class RegionTarget:
     appearance: dict[str, torch.Tensor]       # layer -> [1, C, C] Gram of the still in the mask
     still_features: dict[str, torch.Tensor]   # layer -> [1, C, h', w'] (for L2)
     dynamics: torch.Tensor                    # [1, 320, 320] mean pair Gram of the exemplar
+    contrast: torch.Tensor | None             # [1, 320, 320] mean of pair minus held Grams
     scales: dict[str, torch.Tensor] = field(default_factory=dict)  # "term/layer" -> reference
     statistics: dict[str, torch.Tensor] = field(default_factory=dict)  # layer (or "dynamics")
     #                                   -> [1, 1, h', w'] the eroded mask its Gram is taken over
@@ -189,6 +214,11 @@ class DyntexLoss:
                 pairs = clip_pairs(flat_grey(exemplar.float().to(still.device)), wrap=False)
                 # pair by pair: 320 feature channels per pixel add up fast at 256 px
                 dyn = torch.cat([gram(self.msoe.features(pair[None])) for pair in pairs])
+                contrast = None
+                if w.dynamics_contrast:
+                    held = torch.cat([gram(self.msoe.features(pair[None, :1].expand(1, 2, -1, -1)))
+                                      for pair in pairs])
+                    contrast = (dyn - held).mean(0, keepdim=True)
                 dyn = dyn.mean(0, keepdim=True)
                 statistics = {n: eroded_mask(mask, tuple(f.shape[-2:]), w.erode)
                               for n, f in still_features.items()}
@@ -199,7 +229,7 @@ class DyntexLoss:
                                 for n in w.appearance_layers if n in still_features},
                     still_features={n: still_features[n] for n in w.l2_layers
                                     if n in still_features},
-                    dynamics=dyn, statistics=statistics)
+                    dynamics=dyn, contrast=contrast, statistics=statistics)
                 self.regions.append(target)
             # Reference scales: the terms of a featureless, motionless clip (module docstring).
             flat = still.clone()
@@ -232,14 +262,20 @@ class DyntexLoss:
             out[name] = f[..., top // s:top // s + h // s, left // s:left // s + w // s]
         return out
 
-    def _motion(self, clip: torch.Tensor) -> torch.Tensor | None:
+    def _motion(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """MSOE features of the clip's pairs and, for the motion contrast, of each pair's first
+        frame held still (one batch: the same network pass for both)."""
         if not self.weights.dynamics:
             return None
         pairs = clip_pairs(flat_grey(clip), wrap=self.loop and clip.shape[0] > 2)
-        return self.msoe.features(pairs)
+        if not self.weights.dynamics_contrast:
+            return self.msoe.features(pairs), None
+        held = pairs[:, :1].expand(-1, 2, -1, -1)
+        features = self.msoe.features(torch.cat([pairs, held]))
+        return features[:len(pairs)], features[len(pairs):]
 
     def _raw_terms(self, clip: torch.Tensor, index: int, features: dict[str, torch.Tensor],
-                   motion: torch.Tensor | None) -> dict[str, torch.Tensor]:
+                   motion) -> dict[str, torch.Tensor]:
         """Unnormalised per-layer terms of region `index`, each averaged over frames/pairs
         (features: VGG of the clip; motion: MSOE of its pairs, shared by all regions)."""
         w, target = self.weights, self.regions[index]
@@ -257,8 +293,13 @@ class DyntexLoss:
                 raw[f"painting/{name}"] = gram_distance(features[name], g,
                                                         statistics[name]).mean()
         if motion is not None:
-            raw["dynamics"] = gram_distance(motion, target.dynamics,
-                                            statistics["dynamics"]).mean()
+            moving, held = motion
+            where = statistics["dynamics"]
+            moving_gram = gram(moving, where)
+            raw["dynamics/pairs"] = ((moving_gram - target.dynamics) ** 2).sum((1, 2)).mean()
+            if held is not None:
+                contrast = moving_gram - gram(held, where)
+                raw["dynamics/contrast"] = ((contrast - target.contrast) ** 2).sum((1, 2)).mean()
         return raw
 
     def terms(self, clip: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -273,9 +314,14 @@ class DyntexLoss:
         sums = {"style": zero, "l2": zero, "dynamics": zero, "painting": zero}
         for index, target in enumerate(self.regions):
             raw = self._raw_terms(clip, index, features, motion)
+            share = {"dynamics/pairs": 1 - self.weights.dynamics_contrast,
+                     "dynamics/contrast": self.weights.dynamics_contrast}
             for kind in sums:
                 keys = [k for k in raw if k.split("/")[0] == kind]
-                if keys:
+                if kind == "dynamics" and keys:  # a weighted pair, not a mean over layers
+                    sums[kind] = sums[kind] + sum(share[k] * raw[k] / target.scales[k]
+                                                  for k in keys) / sum(share[k] for k in keys)
+                elif keys:
                     sums[kind] = sums[kind] + sum(raw[k] / target.scales[k] for k in keys) \
                         / len(keys)
         w = self.weights

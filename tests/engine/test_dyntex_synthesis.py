@@ -154,6 +154,38 @@ def test_the_region_statistics_ignore_the_rest_of_the_still(nets):
                               rtol=1e-4, atol=1e-3)
 
 
+def test_motion_contrast_tells_a_falling_waterfall_from_a_rising_one(nets):
+    """With the shipped MSOE, the plain pair Gram of the waterfall exemplar barely changes when
+    the water runs upwards (the streaks' appearance dominates it); the motion contrast (each
+    pair's Gram minus its first frame's held still) does change (losses.py, module doc)."""
+    from engine.dyntex.exemplars import make_exemplar
+    from engine.dyntex.msoe import load_msoe
+
+    msoe = load_msoe()
+    exemplar = torch.from_numpy(make_exemplar("waterfall", 8, 96, seed=0)).permute(0, 3, 1, 2)
+    other = torch.from_numpy(make_exemplar("waterfall", 8, 96, seed=1)).permute(0, 3, 1, 2)
+    mask = torch.ones(96, 96)
+    ratio = {}
+    for share in (0.0, 1.0):
+        weights = LossWeights(appearance=0.0, dynamics=1.0, dynamics_contrast=share, border=0)
+        loss = DyntexLoss(nets[0], msoe, other[0], [mask], [exemplar], weights)
+        with torch.no_grad():
+            falling = float(loss.terms(other)["dynamics"])
+            rising = float(loss.terms(other.flip(0))["dynamics"])
+        ratio[share] = rising / falling
+    assert ratio[0.0] < 1.5, ratio
+    assert ratio[1.0] > 2.0 and ratio[1.0] > 1.5 * ratio[0.0], ratio
+
+
+def test_bad_loss_weights_say_what_is_wrong():
+    for weights, message in ((dict(dynamics=-1.0), "dynamics must be >= 0"),
+                             (dict(dynamics_contrast=1.5), "share between 0 and 1"),
+                             (dict(appearance=0.0, dynamics=0.0, painting=0.0), "all loss "),
+                             (dict(border=8), "multiple of 16")):
+        with pytest.raises(JobError, match=message):
+            LossWeights(**weights).check()
+
+
 def test_l2_term_keeps_frame_0_closer_to_the_still(nets):
     """Same seed, same iterations, λ4 = 0 against λ4 > 0. In 8 iterations the frames are still
     near the start (still + noise), where the L2 term is small against the dynamics term (all
