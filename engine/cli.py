@@ -127,6 +127,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="warm start: begin from these weights (tensors that fit)")
     msoe.add_argument("--context", type=int, default=4,
                       help="dilated context convs in the flow decoder (dilations 1, 2, 4, ...)")
+    msoe.add_argument("--scales", type=float, nargs="+", default=[0.71, 0.5],
+                      help="each training still also at these fractions of its size")
     msoe.add_argument("--evaluate", metavar="WEIGHTS", help="only report held-out EPE")
     msoe.set_defaults(command=_train_msoe)
     exemplar = commands.add_parser("exemplar", help="a motion-library exemplar clip: frames, "

@@ -68,6 +68,7 @@ class TrainConfig:
     patch: int = 96            # coarsest level 6 px: large enough for the 11x11 filters
     init: str = ""             # warm start from these weights (tensors of equal name and shape)
     context: int = 4           # the decoder's dilated context convs (MsoeConfig.decoder_context)
+    scales: tuple[float, ...] = (0.71, 0.5)  # each still also at these sizes (finer textures)
     lr: float = 2e-3           # Adam, cosine decay to lr/50
     synthetic_share: float = 0.7
     max_shift: float = 7.5     # translations uniform in magnitude: 4-6 px are ~40 % of them
@@ -167,8 +168,8 @@ class Sampler:
             self.pairs += pairs
             self.sources += [p[0] for p in pairs[:: max(1, len(pairs) // 6)]]
             progress.emit("data", video=name, pairs=len(pairs))
-        # larger apparent texture scales too: each source also at 71% and 50%
-        self.sources += [_scaled(s, f) for s in list(self.sources) for f in (0.71, 0.5)
+        # finer apparent textures too: each source also at config.scales of its size
+        self.sources += [_scaled(s, f) for s in list(self.sources) for f in config.scales
                          if min(s.shape) * f > config.patch + 40]
         # a crop needs a 12 px margin on each side (carphone's 144 rows are too few for 128)
         self.sources = [s for s in self.sources if min(s.shape) >= config.patch + 24]
@@ -511,7 +512,8 @@ def run(args, progress: Progress) -> int:
     if not args.out:
         raise JobError("train-msoe needs --out FILE.safetensors (or --evaluate FILE)")
     config = TrainConfig(minutes=args.minutes, steps=args.steps, seed=args.seed, lr=args.lr,
-                         patch=args.patch, init=args.init or "", context=args.context)
+                         patch=args.patch, init=args.init or "", context=args.context,
+                         scales=tuple(args.scales))
     train(args.out, config, progress)
     model = load_msoe(args.out, decoder=True)
     progress.emit("evaluate", weights=str(args.out), **evaluate(model))
