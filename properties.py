@@ -127,6 +127,13 @@ class StillMotionDyntexSettings(bpy.types.PropertyGroup):
                                           "(docs/dyntex.md)",
         default=1.0, min=0.0, soft_max=100.0,
     )
+    motion_contrast: FloatProperty(
+        name="Motion Contrast", description="Share of the motion term that compares motion "
+                                            "with the frame held still: keeps a flat sky from "
+                                            "flickering; 0 gives the research report's loss, "
+                                            "which can freeze less (docs/dyntex.md)",
+        default=0.5, min=0.0, max=1.0, subtype="FACTOR",
+    )
     lambda_paint: FloatProperty(
         name="Painting (λ7)", description="Weight of the style image's statistics (needs a "
                                           "Style image)",

@@ -195,10 +195,10 @@ def _parser() -> argparse.ArgumentParser:
             ("--lambda-paint", "painting", 0.1, "λ7, style stream (with --style)")):
         dyntex.add_argument(flag, dest=f"lambda_{field}", type=float, default=default,
                             help=f"{meaning} (default {default})")
-    dyntex.add_argument("--motion-contrast", type=float, default=0.0, metavar="SHARE",
+    dyntex.add_argument("--motion-contrast", type=float, default=0.5, metavar="SHARE",
                         help="share (0-1) of the dynamics stream compared as motion contrast "
-                             "(pair Gram minus held-frame Gram): for small regions moving along "
-                             "their own streaks, e.g. a narrow waterfall (default 0)")
+                             "(pair Gram minus held-frame Gram): keeps flat skies from "
+                             "flickering; 0 = the paper's loss (default 0.5)")
     dyntex.add_argument("--vgg-weights", help="VGG-19 .safetensors (default: the user cache, "
                                               "converted on first use)")
     dyntex.add_argument("--msoe-weights", help="MSOE .safetensors (default: "

@@ -80,6 +80,7 @@ class DyntexSettings:
     # the appearance (grey blobs jumping between frames; docs/dyntex.md)
     lambda_dyn: float = 1.0
     lambda_paint: float = 0.1
+    motion_contrast: float = 0.5  # share of λ6's term compared as motion contrast (losses.py)
     style: Path | None = None
 
 
@@ -215,11 +216,14 @@ def _dyntex(data: dict, folder: Path) -> DyntexSettings:
     values = {}
     for key, kind in (("size", int), ("iterations", int), ("levels", int), ("optimizer", str),
                       ("lambda_style", float), ("lambda_l2", float), ("lambda_app", float),
-                      ("lambda_dyn", float), ("lambda_paint", float)):
+                      ("lambda_dyn", float), ("lambda_paint", float), ("motion_contrast", float)):
         if data.get(key) is not None:
             values[key] = _check_type(data[key], kind, f"dyntex.{key}")
             if kind is not str and values[key] < 0:
                 raise JobError(f"dyntex.{key} must not be negative (got {values[key]})")
+    if values.get("motion_contrast", 0.0) > 1:
+        raise JobError(f"dyntex.motion_contrast is a share from 0 to 1 (got "
+                       f"{values['motion_contrast']})")
     style = data.get("style")
     if style is not None:
         values["style"] = _path(folder, _check_type(style, str, "dyntex.style"), "dyntex.style")

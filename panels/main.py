@@ -204,6 +204,7 @@ class VIEW3D_PT_stillmotion(bpy.types.Panel):
         col.prop(dyntex, "lambda_l2", slider=True)
         col.prop(dyntex, "lambda_app", slider=True)
         col.prop(dyntex, "lambda_dyn", slider=True)
+        col.prop(dyntex, "motion_contrast", slider=True)
         sub = col.column(align=True)
         sub.active = dyntex.style_image is not None  # without a painting λ7 does nothing
         sub.prop(dyntex, "lambda_paint", slider=True)

@@ -368,6 +368,7 @@ def _dyntex_block(dyn, job_dir, size_wh, preview, warnings):
         "lambda_app": float(dyn.lambda_app),
         "lambda_dyn": float(dyn.lambda_dyn),
         "lambda_paint": float(dyn.lambda_paint),
+        "motion_contrast": float(dyn.motion_contrast),
         "style": None,
     }
     if dyn.style_image is not None:

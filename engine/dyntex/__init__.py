@@ -31,7 +31,8 @@ def prepare(job, device, progress):
     settings = job.dyntex
     weights = LossWeights(style=settings.lambda_style, l2=settings.lambda_l2,
                           appearance=settings.lambda_app, dynamics=settings.lambda_dyn,
-                          painting=settings.lambda_paint)
+                          painting=settings.lambda_paint,
+                          dynamics_contrast=settings.motion_contrast)
     size = min(job.max_size, settings.size) if job.max_size else settings.size
     config = synthesis.SynthesisConfig(frames=job.frames, size=size, loop=job.loop,
                                        iterations=settings.iterations, levels=settings.levels,

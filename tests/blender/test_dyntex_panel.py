@@ -78,7 +78,7 @@ def test_dyntex_job_has_labels_clip_style_and_lambdas(sm, tmp_path):
     dyn = settings.dyntex
     dyn.size, dyn.iterations, dyn.levels, dyn.optimizer = 128, 40, 2, "ADAM"
     dyn.lambda_style, dyn.lambda_l2, dyn.lambda_app = 0.5, 0.1, 2.0
-    dyn.lambda_dyn, dyn.lambda_paint = 20.0, 0.3
+    dyn.lambda_dyn, dyn.lambda_paint, dyn.motion_contrast = 20.0, 0.3, 0.25
     painting = bpy.data.images.new("painting", 8, 8)  # generated: exported into the job
     painting.generated_color = (0.9, 0.5, 0.1, 1.0)
     dyn.style_image = painting
@@ -94,7 +94,8 @@ def test_dyntex_job_has_labels_clip_style_and_lambdas(sm, tmp_path):
     assert job["dyntex"] == {
         "size": 128, "iterations": 40, "levels": 2, "optimizer": "adam",
         "lambda_style": 0.5, "lambda_l2": pytest.approx(0.1), "lambda_app": 2.0,
-        "lambda_dyn": 20.0, "lambda_paint": pytest.approx(0.3), "style": "style.png"}
+        "lambda_dyn": 20.0, "lambda_paint": pytest.approx(0.3), "motion_contrast": 0.25,
+        "style": "style.png"}
     style = bpy.data.images.load(str(plan.job_path.parent / "style.png"))
     assert tuple(style.size) == (8, 8)
     px = np.empty(8 * 8 * style.channels, np.float32)
@@ -220,7 +221,8 @@ def test_panel_draws_both_engines(sm, tmp_path):
     drawn = {entry[1] for entry in log}
     assert {"engine", "frames", "loop", "style_image", "image.open",
             "STILLMOTION_PT_dyntex_advanced", "size", "iterations", "levels", "optimizer",
-            "lambda_style", "lambda_l2", "lambda_app", "lambda_dyn", "lambda_paint"} <= drawn
+            "lambda_style", "lambda_l2", "lambda_app", "lambda_dyn", "motion_contrast",
+            "lambda_paint"} <= drawn
     assert not {"falloff", "feather", "easing", "preview_size"} & drawn
     assert "Advanced" in [e[1] for e in log if e[0] == "label"]
     assert any(e[0] == "label" and e[1].startswith("Preview: ≤96 px, 6 frames") for e in log)

@@ -83,7 +83,7 @@ def two_regions(nets):
     clip = np.random.default_rng(1).random((4, 32, 32, 3)).astype(np.float32)
     calls = []
     result = synthesize(still, [Region(_top_mask(), "water"), Region(bottom, clip)],
-                        _config(iterations=8), vgg=nets[0], msoe=nets[1],
+                        _config(iterations=14), vgg=nets[0], msoe=nets[1],
                         callback=lambda *a: calls.append(a))
     return still, _top_mask() + bottom, result, calls
 
@@ -104,7 +104,7 @@ def test_loss_falls_and_progress_is_reported(two_regions):
     _, _, result, calls = two_regions
     assert result.losses[-1] < 0.5 * result.losses[0]
     done = [call[0] for call in calls]
-    assert done == sorted(done) and done[-1] <= 8 and all(call[1] == 8 for call in calls)
+    assert done == sorted(done) and done[-1] <= 14 and all(call[1] == 14 for call in calls)
 
 
 def test_composition_keeps_native_type_alpha_and_grey():
@@ -212,7 +212,8 @@ def test_painting_moves_colour_statistics_towards_the_painting(nets):
     for use in (False, True):
         # Few iterations, so the painting gets the weight the still's own Gram (λ3) and the
         # motion (λ6) have at full length; with λ3 = 1 the still's statistics hold the colours.
-        weights = dict(style=0.0, dynamics=1.0, painting=1.0)
+        # The motion contrast is off: with these tests' untrained MSOE it takes most of 8 steps.
+        weights = dict(style=0.0, dynamics=1.0, painting=1.0, dynamics_contrast=0.0)
         result = _run(nets, [Region(mask, "water")], _config(iterations=8, **weights),
                       painting=painting if use else None)
         region = result.work_frames()[:, mask > 0.5]
@@ -352,12 +353,18 @@ def test_job_file_with_dyntex_engine(nets, tmp_path, monkeypatch, keep_sigterm):
         save(clip / f"frame_{index + 1:04d}.png", texture(32, 32, seed=index))
     mask = (_top_mask() * 255).astype(np.uint8)
     job_path = write_job(tmp_path / "job", _still(), [mask], engine="dyntex", loop=True,
-                         dyntex={"size": 48, "iterations": 2, "lambda_l2": 0.1})
+                         dyntex={"size": 48, "iterations": 2, "lambda_l2": 0.1,
+                                 "motion_contrast": 0.25})
     data = json.loads(job_path.read_text())
     data["masks"][0]["label"] = "frames"  # a frames folder, relative to the job
     job_path.write_text(json.dumps(data))
     job = load_job(job_path)
     assert job.engine == "dyntex" and job.dyntex.lambda_l2 == 0.1
+    assert job.dyntex.motion_contrast == 0.25
+    data["dyntex"]["motion_contrast"] = 1.5
+    job_path.with_name("bad.json").write_text(json.dumps(data))
+    with pytest.raises(JobError, match="motion_contrast is a share from 0 to 1"):
+        load_job(job_path.with_name("bad.json"))
     out = run_job(job, Silent())
     written = sorted(out.glob("frame_*.png"))
     assert len(written) == 4
