@@ -129,6 +129,10 @@ def _parser() -> argparse.ArgumentParser:
                       help="dilated context convs in the flow decoder (dilations 1, 2, 4, ...)")
     msoe.add_argument("--scales", type=float, nargs="+", default=[0.71, 0.5],
                       help="each training still also at these fractions of its size")
+    msoe.add_argument("--max-shift", type=float, default=7.5,
+                      help="known translations are uniform in magnitude up to this (pixels)")
+    msoe.add_argument("--synthetic-share", type=float, default=0.7,
+                      help="share of each batch with known flow (the rest: DIS-labelled video)")
     msoe.add_argument("--evaluate", metavar="WEIGHTS", help="only report held-out EPE")
     msoe.set_defaults(command=_train_msoe)
     exemplar = commands.add_parser("exemplar", help="a motion-library exemplar clip: frames, "

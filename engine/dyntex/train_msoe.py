@@ -511,9 +511,15 @@ def run(args, progress: Progress) -> int:
         return 0
     if not args.out:
         raise JobError("train-msoe needs --out FILE.safetensors (or --evaluate FILE)")
+    if not 0.0 <= args.synthetic_share <= 1.0:
+        raise JobError(f"--synthetic-share {args.synthetic_share} is a share of each batch: "
+                       "give a number from 0 to 1")
+    if args.max_shift <= 0:
+        raise JobError(f"--max-shift {args.max_shift}: give a positive number of pixels")
     config = TrainConfig(minutes=args.minutes, steps=args.steps, seed=args.seed, lr=args.lr,
                          patch=args.patch, init=args.init or "", context=args.context,
-                         scales=tuple(args.scales))
+                         scales=tuple(args.scales), max_shift=args.max_shift,
+                         synthetic_share=args.synthetic_share)
     train(args.out, config, progress)
     model = load_msoe(args.out, decoder=True)
     progress.emit("evaluate", weights=str(args.out), **evaluate(model))

@@ -230,3 +230,14 @@ def test_warm_start_with_a_deeper_decoder_keeps_the_shipped_flow(shipped):
     pair = torch.rand(1, 2, 64, 64)
     with torch.no_grad():
         assert torch.allclose(deeper.eval().flow(pair), shipped.flow(pair), atol=1e-6)
+
+
+@pytest.mark.parametrize("flags, says", [(["--synthetic-share", "1.5"], "from 0 to 1"),
+                                         (["--max-shift", "0"], "positive number of pixels")])
+def test_train_msoe_refuses_bad_sampling_settings_before_loading_data(tmp_path, capsys, flags,
+                                                                      says):
+    from engine import cli
+
+    code = cli.main(["train-msoe", "--out", str(tmp_path / "m.safetensors"), *flags])
+    assert code == 2 and says in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
