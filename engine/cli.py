@@ -131,6 +131,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="each training still also at these fractions of its size")
     msoe.add_argument("--max-shift", type=float, default=7.5,
                       help="known translations are uniform in magnitude up to this (pixels)")
+    msoe.add_argument("--freeze-features", action="store_true",
+                      help="train only the flow decoder (needs --init): the features, and so "
+                      "every Gram synthesis uses, stay those of --init")
     msoe.add_argument("--synthetic-share", type=float, default=0.7,
                       help="share of each batch with known flow (the rest: DIS-labelled video)")
     msoe.add_argument("--evaluate", metavar="WEIGHTS", help="only report held-out EPE")

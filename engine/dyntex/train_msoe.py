@@ -68,6 +68,7 @@ class TrainConfig:
     patch: int = 96            # coarsest level 6 px: large enough for the 11x11 filters
     init: str = ""             # warm start from these weights (tensors of equal name and shape)
     context: int = 4           # the decoder's dilated context convs (MsoeConfig.decoder_context)
+    freeze_features: bool = False  # train only the flow decoder: the Grams synthesis uses stay
     scales: tuple[float, ...] = (0.71, 0.5)  # each still also at these sizes (finer textures)
     lr: float = 2e-3           # Adam, cosine decay to lr/50
     synthetic_share: float = 0.7
@@ -443,7 +444,9 @@ def train(out: str | Path, config: TrainConfig, progress: Progress) -> dict:
         fresh = warm_start(model, config.init)
         progress.emit("warm_start", weights=config.init, fresh=fresh)
     sampler = Sampler(config, progress)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    if config.freeze_features:
+        model.level.requires_grad_(False)
+    optimiser = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     step, trained_s, running = 0, 0.0, None
     resume = _resume_path(out)
     if resume.is_file():
@@ -516,10 +519,14 @@ def run(args, progress: Progress) -> int:
                        "give a number from 0 to 1")
     if args.max_shift <= 0:
         raise JobError(f"--max-shift {args.max_shift}: give a positive number of pixels")
+    if args.freeze_features and not args.init:
+        raise JobError("--freeze-features trains only the flow decoder on features that are "
+                       "already trained: give them with --init WEIGHTS")
     config = TrainConfig(minutes=args.minutes, steps=args.steps, seed=args.seed, lr=args.lr,
                          patch=args.patch, init=args.init or "", context=args.context,
                          scales=tuple(args.scales), max_shift=args.max_shift,
-                         synthetic_share=args.synthetic_share)
+                         synthetic_share=args.synthetic_share,
+                         freeze_features=args.freeze_features)
     train(args.out, config, progress)
     model = load_msoe(args.out, decoder=True)
     progress.emit("evaluate", weights=str(args.out), **evaluate(model))

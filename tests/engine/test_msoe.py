@@ -233,7 +233,8 @@ def test_warm_start_with_a_deeper_decoder_keeps_the_shipped_flow(shipped):
 
 
 @pytest.mark.parametrize("flags, says", [(["--synthetic-share", "1.5"], "from 0 to 1"),
-                                         (["--max-shift", "0"], "positive number of pixels")])
+                                         (["--max-shift", "0"], "positive number of pixels"),
+                                         (["--freeze-features"], "give them with --init")])
 def test_train_msoe_refuses_bad_sampling_settings_before_loading_data(tmp_path, capsys, flags,
                                                                       says):
     from engine import cli
@@ -241,3 +242,29 @@ def test_train_msoe_refuses_bad_sampling_settings_before_loading_data(tmp_path, 
     code = cli.main(["train-msoe", "--out", str(tmp_path / "m.safetensors"), *flags])
     assert code == 2 and says in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_freeze_features_trains_only_the_decoder(tmp_path, monkeypatch):
+    """--freeze-features: the saved features (and so every Gram) are --init's, bit for bit,
+    while the decoder learns."""
+    from engine.dyntex import train_msoe
+    from engine.progress import Progress
+
+    class RandomBatches:  # the real Sampler needs the training media
+        synthetic_count = 2
+
+        def __init__(self, config, progress):
+            self.rng = np.random.default_rng(0)
+
+        def batch(self):
+            return torch.rand(4, 2, 48, 48), torch.randn(4, 2, 48, 48), torch.ones(4, 48, 48)
+
+    monkeypatch.setattr(train_msoe, "Sampler", RandomBatches)
+    out = tmp_path / "decoder_only.safetensors"
+    config = train_msoe.TrainConfig(steps=3, init=str(SHIPPED), context=5, freeze_features=True,
+                                    lr=1e-2)
+    train_msoe.train(out, config, Progress())
+    before, after = load_msoe(SHIPPED, decoder=True), load_msoe(out, decoder=True)
+    for name, tensor in before.level.state_dict().items():
+        assert torch.equal(tensor, after.level.state_dict()[name]), name
+    assert not torch.equal(before.decoder.conv3.weight, after.decoder.conv3.weight)
