@@ -131,6 +131,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="each training still also at these fractions of its size")
     msoe.add_argument("--max-shift", type=float, default=7.5,
                       help="known translations are uniform in magnitude up to this (pixels)")
+    msoe.add_argument("--noise-stills", type=int, default=0,
+                      help="add this many generated 1/k^slope stills to the training pictures")
     msoe.add_argument("--freeze-features", action="store_true",
                       help="train only the flow decoder (needs --init): the features, and so "
                       "every Gram synthesis uses, stay those of --init")

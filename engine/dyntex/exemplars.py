@@ -27,6 +27,7 @@ Clips travel as float32 arrays [T, H, W, 3] in [0, 1] (display-referred RGB).
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Callable
@@ -191,6 +192,22 @@ def _gaussian_spectrum(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def _normalise(field: np.ndarray) -> np.ndarray:
     return (field - field.mean()) / max(float(field.std()), 1e-8)
+
+
+def power_law_still(rng: np.random.Generator, size: int, slope: float,
+                    stretch: float = 1.0, angle: float = 0.0) -> np.ndarray:
+    """A periodic grey still in [0, 1] whose power spectrum falls as 1/k^slope (natural pictures
+    are near 2), optionally stretched `stretch` times along `angle` (radians) for oriented
+    grain. Training MSOE on a spread of slopes teaches it speeds that do not depend on how much
+    fine detail a texture has."""
+    kx, ky = _wavenumbers(size, real=True)
+    along = kx * math.cos(angle) + ky * math.sin(angle)
+    across = -kx * math.sin(angle) + ky * math.cos(angle)
+    k = np.hypot(along * stretch, across)
+    k0 = 2 * np.pi / size
+    field = np.fft.irfft2(_gaussian_spectrum(rng, size) * np.maximum(k, k0) ** (-slope / 2),
+                          s=(size, size))
+    return np.clip(0.5 + 0.18 * _normalise(field), 0.0, 1.0).astype(np.float32)
 
 
 def _two_phase(field: Callable[[float], np.ndarray], t: int, count: int,

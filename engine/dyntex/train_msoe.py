@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from engine.checkpoints import load_matching
+from engine.dyntex.exemplars import power_law_still
 from engine.dyntex.msoe import (ARCHITECTURE, MsoeConfig, MsoeNet, load_msoe, parameter_count,
                                save_msoe)
 from engine.errors import JobError
@@ -68,6 +69,7 @@ class TrainConfig:
     patch: int = 96            # coarsest level 6 px: large enough for the 11x11 filters
     init: str = ""             # warm start from these weights (tensors of equal name and shape)
     context: int = 4           # the decoder's dilated context convs (MsoeConfig.decoder_context)
+    noise_stills: int = 0      # generated 1/k^slope stills added to the pictures (0: none)
     freeze_features: bool = False  # train only the flow decoder: the Grams synthesis uses stay
     scales: tuple[float, ...] = (0.71, 0.5)  # each still also at these sizes (finer textures)
     lr: float = 2e-3           # Adam, cosine decay to lr/50
@@ -172,6 +174,11 @@ class Sampler:
         # finer apparent textures too: each source also at config.scales of its size
         self.sources += [_scaled(s, f) for s in list(self.sources) for f in config.scales
                          if min(s.shape) * f > config.patch + 40]
+        # spectra pictures do not cover: slopes 1.2-3.2, half of them with oriented grain
+        for _ in range(config.noise_stills):
+            stretch = 1.0 if self.rng.random() < 0.5 else self.rng.uniform(1.5, 3.0)
+            self.sources.append(power_law_still(self.rng, 384, self.rng.uniform(1.2, 3.2),
+                                                stretch, self.rng.uniform(0, math.pi)))
         # a crop needs a 12 px margin on each side (carphone's 144 rows are too few for 128)
         self.sources = [s for s in self.sources if min(s.shape) >= config.patch + 24]
 
@@ -517,6 +524,8 @@ def run(args, progress: Progress) -> int:
     if not 0.0 <= args.synthetic_share <= 1.0:
         raise JobError(f"--synthetic-share {args.synthetic_share} is a share of each batch: "
                        "give a number from 0 to 1")
+    if args.noise_stills < 0:
+        raise JobError(f"--noise-stills {args.noise_stills}: give a count, 0 or more")
     if args.max_shift <= 0:
         raise JobError(f"--max-shift {args.max_shift}: give a positive number of pixels")
     if args.freeze_features and not args.init:
@@ -526,7 +535,7 @@ def run(args, progress: Progress) -> int:
                          patch=args.patch, init=args.init or "", context=args.context,
                          scales=tuple(args.scales), max_shift=args.max_shift,
                          synthetic_share=args.synthetic_share,
-                         freeze_features=args.freeze_features)
+                         freeze_features=args.freeze_features, noise_stills=args.noise_stills)
     train(args.out, config, progress)
     model = load_msoe(args.out, decoder=True)
     progress.emit("evaluate", weights=str(args.out), **evaluate(model))

@@ -9,6 +9,7 @@ import pytest
 from conftest import json_lines, run_engine, save, texture
 
 from engine.dyntex.exemplars import (EXEMPLARS, exemplar_from_video, load_exemplar,
+                                     power_law_still,
                                      make_exemplar, write_thumbnail)
 from engine.errors import JobError
 from engine.metrics import clip_flows, flow_histograms, loop_seam_error
@@ -161,3 +162,27 @@ def test_cli_exemplar_and_motion_stats(tmp_path):
     assert result.returncode == 2 and "empty" in result.stderr
     result = run_engine("exemplar", "lava", "--out", str(tmp_path / "lava"))
     assert result.returncode == 2 and "neither a built-in" in result.stderr
+
+
+def _radial_log_slope(still: np.ndarray) -> float:
+    """Least-squares slope of log power against log wavenumber over the middle octaves."""
+    power = np.abs(np.fft.fft2(still - still.mean())) ** 2
+    ky, kx = np.meshgrid(np.fft.fftfreq(still.shape[0]), np.fft.fftfreq(still.shape[1]),
+                         indexing="ij")
+    k = np.hypot(kx, ky)
+    band = (k > 4 / still.shape[0]) & (k < 0.25)
+    return float(np.polyfit(np.log(k[band]), np.log(power[band]), 1)[0])
+
+
+def test_power_law_stills_have_the_asked_spectrum_and_grain():
+    """MSOE's training stills: 1/k^slope power (the slope an artist's photo has is near 2) and,
+    stretched, grain along the given angle."""
+    rng = np.random.default_rng(0)
+    for slope in (1.5, 3.0):
+        still = power_law_still(rng, 256, slope)
+        assert still.dtype == np.float32 and 0.0 <= still.min() and still.max() <= 1.0
+        assert abs(_radial_log_slope(still) + slope) < 0.35, (slope, _radial_log_slope(still))
+    grain = power_law_still(rng, 256, 2.0, stretch=3.0, angle=0.0)  # wavefronts along x
+    along_x = np.abs(np.diff(grain, axis=1)).mean()
+    along_y = np.abs(np.diff(grain, axis=0)).mean()
+    assert along_y > 1.5 * along_x, (along_x, along_y)

@@ -234,7 +234,8 @@ def test_warm_start_with_a_deeper_decoder_keeps_the_shipped_flow(shipped):
 
 @pytest.mark.parametrize("flags, says", [(["--synthetic-share", "1.5"], "from 0 to 1"),
                                          (["--max-shift", "0"], "positive number of pixels"),
-                                         (["--freeze-features"], "give them with --init")])
+                                         (["--freeze-features"], "give them with --init"),
+                                         (["--noise-stills", "-1"], "give a count")])
 def test_train_msoe_refuses_bad_sampling_settings_before_loading_data(tmp_path, capsys, flags,
                                                                       says):
     from engine import cli
