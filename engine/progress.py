@@ -35,3 +35,14 @@ class Silent(Progress):
 
     def emit(self, stage, done=None, total=None, **extra) -> None:
         pass
+
+
+class Recorded(Progress):
+    """For library use and tests: keeps every record, as the dicts the JSON lines would hold."""
+
+    def __init__(self):
+        super().__init__()
+        self.records: list[dict] = []
+
+    def emit(self, stage, done=None, total=None, **extra) -> None:
+        self.records.append({"stage": stage, "done": done, "total": total, **extra})

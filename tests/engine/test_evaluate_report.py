@@ -17,21 +17,12 @@ from engine import cli
 from engine.errors import JobError
 from engine.job import read_working_still
 from engine.poke.model import PokeModel, PokeModelConfig, save_model
-from engine.progress import Progress
+from engine.progress import Recorded
 from engine.report import cases as cases_module
 from engine.report import engines, evaluate, measures
 from engine.report.stills import read_source, scene_at
 
 POKE = [60.0, 45.0, 10.0, -5.0]  # source pixels of the 120 x 90 still: its centre
-
-
-class Recorder(Progress):
-    def __init__(self):
-        super().__init__()
-        self.events = []
-
-    def emit(self, stage, done=None, total=None, **extra):
-        self.events.append({"stage": stage, "done": done, "total": total, **extra})
 
 
 def hold_still(job, device, progress):
@@ -90,14 +81,14 @@ def report(tmp_path_factory, model_path):
                                                              "temperature": 0.5}},
         {"engine": "still", "label": "still only"}],
         pins=[[15, 15, 6]])
-    progress = Recorder()
+    progress = Recorded()
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(engines.ENGINES, "still", STILL_ONLY)
         assert evaluate_command(["--cases", str(cases), "--out", str(folder / "report")],
                                 progress) == 0
     results = json.loads((folder / "report" / "results.json").read_text(encoding="utf-8"))
     rows = {run["label"]: run for run in results["cases"][0]["engines"]}
-    return folder / "report", results, rows, progress.events
+    return folder / "report", results, rows, progress.records
 
 
 def test_report_files_are_written(report):
@@ -230,7 +221,7 @@ def test_unknown_case_and_existing_output_are_refused(tmp_path):
     (tmp_path / "report").mkdir()
     with pytest.raises(JobError, match="already exists"):
         evaluate_command(["--cases", str(cases), "--out", str(tmp_path / "report")],
-                         Recorder())
+                         Recorded())
 
 
 def test_video_frame_is_the_numbered_frame(tmp_path):

@@ -12,16 +12,7 @@ from engine.poke.model import load_model, model_facts
 from engine.poke.train import (CinnStage, CodesStage, Trainer, TrainConfig, VideoStage,
                                parse_stage_share, parse_stages)
 from engine.poke.data import DataConfig
-from engine.progress import Progress
-
-
-class Records(Progress):
-    def __init__(self):
-        super().__init__()
-        self.records = []
-
-    def emit(self, stage, done=None, total=None, **extra):
-        self.records.append({"stage": stage, "done": done, "total": total, **extra})
+from engine.progress import Recorded
 
 
 def _video(path, count=72, size=80):
@@ -62,7 +53,7 @@ def make_config(tmp_path_factory):
 
 
 def test_train_writes_a_model_that_samples(video, tmp_path, make_config):
-    progress = Records()
+    progress = Recorded()
     out = tmp_path / "person.safetensors"
     Trainer([video], out, make_config(), progress).train()
     model = load_model(out)
@@ -91,10 +82,10 @@ def test_stopped_run_resumes_at_its_last_epoch(video, tmp_path, monkeypatch, mak
 
     monkeypatch.setattr(VideoStage, "step", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        Trainer([video], out, make_config(), Records()).train()
+        Trainer([video], out, make_config(), Recorded()).train()
     assert not out.exists()
     monkeypatch.setattr(VideoStage, "step", original)
-    progress = Records()
+    progress = Recorded()
     Trainer([video], out, make_config(), progress).train()
     resumed = [r for r in progress.records if "resumed_at" in r]
     assert resumed and resumed[0]["resumed_at"] == 2 and resumed[0]["stage_name"] == "video"
@@ -107,7 +98,7 @@ def test_each_stage_lowers_its_loss_on_a_fixed_batch(video, tmp_path, stage_type
                                                      make_config):
     torch.manual_seed(0)
     trainer = Trainer([video], tmp_path / "m.safetensors",
-                      make_config(adversarial_after=1.0, lr_cinn=3e-3), Records())
+                      make_config(adversarial_after=1.0, lr_cinn=3e-3), Recorded())
     stage = stage_type(trainer)
     batch = trainer.to_device(next(iter(trainer.loader(trainer.train_set, True))))
     stage.start(batch)
@@ -118,7 +109,7 @@ def test_each_stage_lowers_its_loss_on_a_fixed_batch(video, tmp_path, stage_type
 def test_cinn_step_with_an_overflowing_batch_is_skipped(video, tmp_path, make_config,
                                                          monkeypatch):
     torch.manual_seed(0)
-    trainer = Trainer([video], tmp_path / "m.safetensors", make_config(), Records())
+    trainer = Trainer([video], tmp_path / "m.safetensors", make_config(), Recorded())
     stage = CinnStage(trainer)
     batch = trainer.to_device(next(iter(trainer.loader(trainer.train_set, True))))
     stage.start(batch)
@@ -144,7 +135,7 @@ def test_cinn_step_with_an_overflowing_batch_is_skipped(video, tmp_path, make_co
 def test_stage_that_never_ran_is_refused(video, tmp_path, make_config):
     with pytest.raises(JobError, match="stage 'video' has never run"):
         Trainer([video], tmp_path / "m.safetensors", make_config(stages=("cinn",)),
-                Records()).train()
+                Recorded()).train()
 
 
 def test_stage_list_parsing():
@@ -159,7 +150,7 @@ def test_stage_list_parsing():
 
 
 def test_time_budget_ends_every_stage(video, tmp_path, make_config):
-    progress = Records()
+    progress = Recorded()
     out = tmp_path / "m.safetensors"
     Trainer([video], out, make_config(steps={}, max_minutes=0.25), progress).train()
     steps = {r["stage_name"]: r["step"] for r in progress.records if "val" in r}
@@ -169,7 +160,7 @@ def test_time_budget_ends_every_stage(video, tmp_path, make_config):
 
 def test_bf16_autocast_trains_with_the_discriminators(video, tmp_path, make_config):
     trainer = Trainer([video], tmp_path / "m.safetensors",
-                      make_config(bf16=True, adversarial_after=0.0), Records())
+                      make_config(bf16=True, adversarial_after=0.0), Recorded())
     stage = VideoStage(trainer)
     batch = trainer.to_device(next(iter(trainer.loader(trainer.train_set, True))))
     parts = stage.step(batch, 0, 10)
