@@ -163,19 +163,10 @@ def shift_errors(shipped) -> dict[int, float]:
     return {m: round(float(np.mean(e)), 3) for m, e in errors.items()}
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped weights (about 24,000 CPU steps) reach 0.5 px "
-                   "EPE for 1-5 px shifts; 6 px reads 0.52 px here (0.48 on the "
-                   "held-out pictures); see models/msoe.md. Remove this mark when a "
-                   "better-trained model passes.")
 def test_trained_msoe_recovers_known_shifts_within_half_a_pixel(shift_errors):
+    """The shipped weights, on a texture they never saw: every shift of 1-6 px in any of 8
+    directions within 0.5 px mean end-point error (models/msoe.md has the held-out numbers)."""
     assert all(e < 0.5 for e in shift_errors.values()), shift_errors
-
-
-def test_trained_msoe_follows_known_shifts(shift_errors):
-    """What the shipped weights do reach (a guard against regressions, not the goal above):
-    1-5 px shifts within 0.5 px, 6 px under an eighth of the error of predicting no motion."""
-    assert all(shift_errors[m] < 0.5 for m in (1, 2, 3, 4, 5)), shift_errors
-    assert shift_errors[6] < 6 / 8, shift_errors
 
 
 def test_a_mismatched_weights_file_is_refused_by_tensor_name(tmp_path):
