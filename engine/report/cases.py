@@ -48,10 +48,25 @@ class Case:
     frames: int
     engines: tuple[EngineRun, ...]
     region_person: bool = False  # the moving region is the person (MediaPipe person mask)
+    folder: Path | None = None   # the case file's folder: what the report's paths are relative to
 
     @property
     def source(self) -> str:
-        return str(self.still) if self.still else f"{self.video} frame {self.frame}"
+        """The picture as the report names it: relative to the case file, never a machine path."""
+        if self.still:
+            return relative_path(self.still, self.folder)
+        return f"{relative_path(self.video, self.folder)} frame {self.frame}"
+
+
+def relative_path(path: Path, start: Path | None) -> str:
+    """`path` relative to `start` (forward slashes), so a committed report names no machine
+    folder; the bare file name where no relative path exists (another drive on Windows)."""
+    if start is None:
+        return Path(path).name
+    try:
+        return Path(os.path.relpath(path, start)).as_posix()
+    except ValueError:
+        return Path(path).name
 
 
 def load_cases(path, only: tuple[str, ...] = ()) -> list[Case]:
@@ -151,7 +166,7 @@ def _case(item: object, index: int, defaults: dict, folder: Path) -> Case:
                            "\"label\" of its own")
     return Case(name=name, still=still, video=video, frame=frame, pokes=pokes, pins=pins,
                 masks=masks, region_radius=region_radius, region_mask=region_mask,
-                region_person=region_person,
+                region_person=region_person, folder=folder,
                 resolution=resolution, samples=samples, seed=seed, frames=frames,
                 engines=tuple(runs))
 

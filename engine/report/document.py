@@ -29,7 +29,7 @@ def write_results(results: dict, path: Path) -> None:
 
 def write_index(results: dict, path: Path) -> None:
     lines = ["# StillMotion evaluation report", "",
-             f"`{results['command']}`", "",
+             f"`{results['command']}` (in the folder that holds this report)", "",
              f"{results['started']}, {results['device']}, torch threads {results['threads']}; "
              f"{results['seconds']:.0f} s wall in all. Every number is in `results.json`; the "
              "measures are defined in docs/EVALUATE.md.", "",

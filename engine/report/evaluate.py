@@ -28,7 +28,7 @@ import numpy as np
 from engine.errors import JobError
 from engine.progress import Progress
 from engine.report import document, measures, pictures
-from engine.report.cases import MAX_SAMPLES, Case, load_cases
+from engine.report.cases import MAX_SAMPLES, Case, load_cases, relative_path
 from engine.report.engines import ENGINES, make_clip
 from engine.report.stills import read_source, scene_at, write_inputs
 
@@ -125,7 +125,8 @@ def evaluate_case(case: Case, report: Path, work: Path, device, counter) -> dict
         _write_png(report / files["histograms"], pictures.histogram_picture(histograms))
         result["engines"].append({
             "label": run.label, "engine": run.engine, "sampling": engine.sampling,
-            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in run.options.items()},
+            "options": {k: (relative_path(v, case.folder) if isinstance(v, Path) else v)
+                        for k, v in run.options.items()},
             "summary": summary, "samples": numbers, "histograms": histograms,
             "pictures": files})
     return result
@@ -160,7 +161,11 @@ def _override(case: Case, args) -> Case:
 
 
 def _command(args) -> str:
-    words = ["python -m engine evaluate", "--cases", str(args.cases), "--out", str(args.out)]
+    """The command as run in the folder that holds the report, its paths relative to there:
+    the report is committed and read on other machines, so it names no machine folder."""
+    out = Path(args.out).absolute()
+    words = ["python -m engine evaluate", "--cases",
+             relative_path(Path(args.cases).absolute(), out.parent), "--out", out.name]
     for flag in ("resolution", "samples", "frames"):
         if getattr(args, flag):
             words += [f"--{flag}", str(getattr(args, flag))]

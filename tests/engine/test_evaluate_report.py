@@ -112,6 +112,20 @@ def test_report_files_are_written(report):
     assert events[-1]["stage"] == "done" and events[-1]["report"] == str(out / "index.md")
 
 
+def test_report_names_no_machine_path(report, tmp_path_factory):
+    """The report is committed and read elsewhere: its paths are relative to the case file
+    (sources, models) and the working folder (the command), even when given absolute."""
+    out, results, rows, _ = report
+    machine = str(tmp_path_factory.getbasetemp())
+    for name in ("index.md", "results.json"):
+        text = (out / name).read_text(encoding="utf-8")
+        assert machine not in text, name
+    assert results["cases"][0]["source"] == "still.png"
+    model = rows["poke"]["options"]["model"]
+    assert not model.startswith("/") and model.endswith("/tiny.safetensors")
+    assert (out.parent / model).is_file()  # relative to the case file's folder
+
+
 def test_numbers_are_finite_and_in_range(report):
     _, results, rows, _ = report
     case = results["cases"][0]
