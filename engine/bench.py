@@ -8,6 +8,10 @@ static mask, `frames` frames. Three timings, each the median of `repeat` runs:
 Peak memory is the process's peak resident set (getrusage) above the level before the first run:
 torch allocates outside Python's heap, so tracemalloc would not see it.
 Last, a probe of bfloat16 resampling (faster on CPUs with AMX?) and its error.
+
+Every bench prints, in this order: readable tables, one JSON line with everything measured, and
+last one summary line (`summary_line`): a JSON object of the headline figures and ratios, so a
+script reads `tail -n 1`.
 """
 
 from __future__ import annotations
@@ -73,7 +77,30 @@ def bench_warp(size: int = 1024, frames_count: int = 48, repeat: int = 3,
             f"per {size}x{size} frame, max error {probe['max_error_8bit']} 8-bit levels: "
             f"{probe['verdict']}")
     out(json.dumps(results))
+    full = results["full"]["seconds"]
+    out(summary_line("warp", size=size, frames=frames_count, full_s=full,
+                     ms_per_frame=results["full"]["ms_per_frame"],
+                     field_share=_ratio(results["field"]["seconds"], full),
+                     png_share=_ratio(full - results["field+render"]["seconds"], full),
+                     peak_rss_mb=results["peak_rss_mb"],
+                     bf16_over_fp32=_ratio(probe["bf16_ms"], probe["fp32_ms"])))
     return results
+
+
+def summary_line(bench: str, **figures) -> str:
+    """The last line of every bench: its headline figures and ratios, rounded to what a noisy
+    shared machine can tell apart (3 significant digits), None where a figure was not measured."""
+    def rounded(value):
+        if isinstance(value, float):
+            return float(f"{value:.3g}") if math.isfinite(value) else None
+        return value
+    return json.dumps({"summary": bench, **{key: rounded(v) for key, v in figures.items()}})
+
+
+def _ratio(numerator, denominator):
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
 
 
 def _make_job(folder: Path, size: int, frames_count: int, device: str) -> Path:
@@ -348,7 +375,24 @@ def bench_dyntex(sizes: tuple[int, ...] = (128, 256), frames_count: int = 12,
                 f"({case['iterations']} iterations counted over all levels, "
                 f"peak {case['peak_rss_mb']:.0f} MB)")
     out(json.dumps(results))
+    out(_dyntex_summary(results))
     return results
+
+
+def _dyntex_summary(results: dict) -> str:
+    per = {(c["size"], c["dtype"]): c["s_per_iteration"] for c in results["per_iteration"]}
+    figures = {}
+    for size in results["sizes"]:
+        fp32, bf16 = per.get((size, "fp32")), per.get((size, "bf16"))
+        figures[f"s_per_iteration_{size}"] = fp32
+        figures[f"bf16_over_fp32_{size}"] = _ratio(bf16, fp32)
+    ttl = results["time_to_loss"]
+    single = ttl["single_scale"]["seconds_to_target"]
+    c2f = ttl["coarse_to_fine"]["seconds_to_target"]
+    figures["seconds_to_loss_single"] = single
+    figures["seconds_to_loss_coarse_to_fine"] = c2f  # None: not reached
+    figures["coarse_to_fine_over_single"] = _ratio(c2f, single)
+    return summary_line("dyntex", frames=results["frames"], **figures)
 
 
 # --- `python -m engine motion-stats --library` --------------------------------------------------

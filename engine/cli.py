@@ -8,6 +8,7 @@
     bench dyntex [--quick]             dyntex: s/iteration, peak memory, time to a fixed loss
     bench poke [--quick]               poke: sampling and train-step times, memory, parameters
                                        next to the original 1 B-parameter cINN
+                                       (every bench ends with a JSON summary line)
     train-msoe --out FILE              train the MSOE dynamics network (--evaluate FILE: EPE)
     train-poke VIDEO... --out M        train a poke model (iPOKE) from clips of one person
     dyntex --image I --mask M.png:water --out DIR   animate masked regions (two-stream synthesis)

@@ -30,7 +30,7 @@ import types
 
 import torch
 
-from engine.bench import _peak_rss_mb, run_forked
+from engine.bench import _peak_rss_mb, _ratio, run_forked, summary_line
 from engine.poke.cinn import CinnConfig, count_parameters
 from engine.poke.model import PokeModel, PokeModelConfig
 
@@ -305,7 +305,27 @@ def run_bench(args, out=print) -> dict:
     for line in headline.values():
         out(line)
     out(json.dumps(results))
+    out(_summary(results))
     return results
+
+
+def _summary(results: dict) -> str:
+    small, original = results["small"], results["original"]
+    counts = results["parameters"]
+
+    def figure(rows, key, field="seconds"):  # None where the row did not run
+        return rows.get(key, {}).get(field)
+
+    return summary_line(
+        "poke", small_sample_1_s=figure(small, "sample_1"),
+        small_sample_8_s=figure(small, "sample_8"),
+        small_train_cinn_s=figure(small, "train_cinn"),
+        cinn_parameters_original_over_small=_ratio(counts["original_cinn"],
+                                                   counts["small"]["cinn"]),
+        cinn_sampling_original_over_small=_ratio(figure(original, "sample_1", "cinn_seconds"),
+                                                 figure(small, "sample_1", "cinn_seconds")),
+        peak_memory_original_over_small=_ratio(figure(original, "sample_1", "peak_rss_mb"),
+                                               figure(small, "sample_1", "peak_rss_mb")))
 
 
 def _headline(results: dict) -> dict:

@@ -1,8 +1,9 @@
-"""`python -m engine bench dyntex`: the report has every configuration with positive numbers."""
+"""`python -m engine bench dyntex` and `bench warp`: the report has every configuration with
+positive numbers, and the last line is the summary a script reads."""
 
 import json
 
-from engine.bench import bench_dyntex
+from engine.bench import bench_dyntex, bench_warp
 
 
 def test_bench_dyntex_reports_every_configuration():
@@ -19,8 +20,11 @@ def test_bench_dyntex_reports_every_configuration():
     for name in ("single_scale", "coarse_to_fine"):
         assert ttl[name]["seconds"] > 0 and ttl[name]["peak_rss_mb"] > 0
     assert ttl["single_scale"]["seconds_to_target"] > 0
-    assert json.loads(lines[-1]) == report  # the last printed line is the JSON report
+    assert json.loads(lines[-2]) == report  # the JSON report, then the summary line
     assert any("coarse-to-fine" in line for line in lines)
+    summary = json.loads(lines[-1])
+    assert summary["summary"] == "dyntex" and summary["s_per_iteration_32"] > 0
+    assert summary["bf16_over_fp32_32"] > 0 and summary["seconds_to_loss_single"] > 0
 
 
 def test_library_motion_statistics_has_a_row_per_exemplar():
@@ -51,3 +55,13 @@ def test_library_motion_statistics_has_a_row_per_exemplar():
     assert json.loads(lines[-1]) == report
     assert all(any(line.strip().startswith(name) for line in lines) for name in names)
     assert set(names) <= set(EXEMPLARS)
+
+
+def test_bench_warp_ends_with_its_summary_line():
+    lines = []
+    report = bench_warp(size=64, frames_count=3, repeat=1, device="cpu", out=lines.append)
+    assert json.loads(lines[-2]) == report
+    summary = json.loads(lines[-1])
+    assert summary["summary"] == "warp" and (summary["size"], summary["frames"]) == (64, 3)
+    assert summary["full_s"] > 0 and summary["peak_rss_mb"] > 0
+    assert 0 < summary["field_share"] < 1 and summary["bf16_over_fp32"] > 0

@@ -2,6 +2,7 @@
 train-step rows on the small model, and the headline ratios (the 1 B-parameter original cINN
 itself is only built by the real bench)."""
 
+import json
 import types
 
 import torch
@@ -55,3 +56,6 @@ def test_bench_poke_size_option_reaches_the_full_resolution_rows(monkeypatch):
     assert seen == [256, 256]
     assert results["small"]["full_resolution_motion"] == {"error": "not run in this test"}
     assert any("256px motion" in line for line in lines)
+    summary = json.loads(lines[-1])  # no row ran: the summary says so with nulls
+    assert summary["summary"] == "poke" and summary["small_sample_1_s"] is None
+    assert summary["cinn_parameters_original_over_small"] > 1
