@@ -397,7 +397,7 @@ def _dyntex_summary(results: dict) -> str:
 
 # --- `python -m engine motion-stats --library` --------------------------------------------------
 #
-# DESIGN.md's motion statistics of a synthesized region against its exemplar, for every built-in
+# The motion statistics (docs/ARCHITECTURE.md, quality measures) of a synthesized region against its exemplar, for every built-in
 # exemplar, in one table. Per exemplar: the still is a frame of the same kind of texture drawn
 # with another seed (so appearance is in reach and the table measures motion), the region is its
 # central 3/4 box, and the clip is synthesized as `python -m engine dyntex --loop` would. Inside

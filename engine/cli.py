@@ -13,7 +13,7 @@
     train-poke VIDEO... --out M        train a poke model (iPOKE) from clips of one person
     dyntex --image I --mask M.png:water --out DIR   animate masked regions (two-stream synthesis)
     exemplar NAME|VIDEO --out DIR      a motion-library clip with preview and thumbnail
-    motion-stats A B | --library [--quick]   motion statistics (DESIGN.md quality measures)
+    motion-stats A B | --library [--quick]   motion statistics (docs/ARCHITECTURE.md measures)
 
 Exit status: 0 done, 2 a problem the artist can fix (bad job or input, disk full; the message
 says what to do), 1 an unexpected crash, 143 stopped by SIGTERM, 130 by Ctrl-C. Failures print
@@ -154,7 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     exemplar.set_defaults(command=_exemplar)
 
     stats = commands.add_parser("motion-stats", help="motion statistics of clip A against "
-                                "exemplar B (DESIGN.md quality measures) as one JSON line; "
+                                "exemplar B (docs/ARCHITECTURE.md, quality measures) as one JSON line; "
                                 "--library: of a synthesized region for every built-in exemplar")
     stats.add_argument("a", nargs="?", help="frames folder, video file or built-in exemplar name")
     stats.add_argument("b", nargs="?", help="frames folder, video file or built-in exemplar name")

@@ -1,4 +1,4 @@
-"""Quality measures (shared/DESIGN.md, "Quality measures"): one implementation for tests,
+"""Quality measures (docs/ARCHITECTURE.md, "Quality measures"): one implementation for tests,
 benchmarks and model cards.
 
 Clips are arrays [T, H, W, C] (uint8, or float in [0, 1]); flows are H x W x 2 (dx, dy) in

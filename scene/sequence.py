@@ -5,7 +5,7 @@ around it (mapping, colour ramps, the shader) keeps working. The still is rememb
 (`plane.stillmotion.original_image`, a counted reference, so it survives while unused) for
 "Revert to Still".
 
-Frame mapping (research/blender.md §4.1, checked with Cycles renders): file number =
+Frame mapping (docs/ARCHITECTURE.md, Blender notes; checked with Cycles renders): file number =
 clamp(scene_frame - frame_start + 1, <= frame_duration) + frame_offset. With frame_start = the
 scene's first frame and frame_offset = 0, the first scene frame shows frame_0001; after the last
 file the texture holds it, or starts over when cyclic.

@@ -1,7 +1,7 @@
 """Grease-pencil strokes over the image plane: create the strokes object, read and write
 strokes, and project world points into image pixels.
 
-Grease pencil changed under us twice (see shared/research/blender.md §3):
+Grease pencil changed under us twice (docs/ARCHITECTURE.md, Blender notes):
 - 4.2: object type GPENCIL (legacy): layer.frames[..].strokes[..].points[..].co, layer
   transform layer.matrix_layer, stroke width = line_width × pressure / 2000 (world units × the
   object's scale).

@@ -1,7 +1,7 @@
 """MSOE: the dynamics stream of two-stream dynamic texture synthesis (Tesfaldet et al. 2018).
 
 Multi-scale spacetime-oriented energy of a greyscale frame pair, read top to bottom in the
-order data flows (shared/research/dst.md, section 1):
+order data flows (Tesfaldet et al. 2018; docs/ARCHITECTURE.md, dyntex):
 
     pair [N, 2, H, W] in [0, 1]
       -> contrast normalisation over the pair

@@ -7,6 +7,6 @@ Modules, each owning one idea:
   cinn.py       conditional invertible network z <-> r ~ N(0, I) (ActNorm, shuffle, masked
                 convolutions, affine couplings, multi-scale split)
 
-Shapes follow shared/DESIGN.md ("poke" contract): frames in [-1, 1], poke maps [2, 64, 64] in
+Shapes follow docs/ARCHITECTURE.md (the poke engine's contract): frames in [-1, 1], poke maps [2, 64, 64] in
 64-px units.
 """

@@ -5,7 +5,7 @@ h = cat(phi_x0(x0), phi_c(poke)) [128, 8, 8]. This network is a bijection z <-> 
 Training maximises log p(z | h) = log N(r; 0, I) + log|det dr/dz|; sampling draws r and inverts.
 
 Layout follows the original (CompVis/ipoke `MultiScaleInternal(MaCowStep)`, after MaCow, Ma et al.
-2019; shared/research/ipoke.md section 1.6). Everything stays at 8x8; there is no spatial squeeze:
+2019; the iPOKE paper's cINN). Everything stays at 8x8; there is no spatial squeeze:
 
     z -> [level 0] -> [level 1] -> ... -> r        level = flow steps, then factor channels out
     level:  MaCowStep x n  ->  prior (shuffle, coupling on the channels to leave, ActNorm on them)

@@ -1,6 +1,6 @@
 """Training data for the poke engine: video files -> 64x64 clips, DIS flow and simulated pokes.
 
-What one item is (shared/DESIGN.md, "poke" contract; research/ipoke.md 1.1 and 2):
+What one item is (docs/ARCHITECTURE.md, the poke engine's contract and training pokes):
   video   float32 [frames + 1, 3, 64, 64] in [-1, 1], x0 first, frames `stride` apart
   flow    float32 [2, 64, 64], DIS flow x0 -> last frame, in 64-px units (dx, dy)
   poke    float32 [2, 64, 64], zero except 1..max_patches patches of patch x patch pixels, each

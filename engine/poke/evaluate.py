@@ -3,7 +3,7 @@ VIDEO ...` prints one JSON object.
 
 The held-out clips are the model's own validation split (engine/poke/data.py, split "val": the
 last `held_out` of every video by time, with the stride, crop and held-out fraction the model
-was trained with), each with its deterministic poke. Measures (shared/DESIGN.md):
+was trained with), each with its deterministic poke. Measures (docs/ARCHITECTURE.md):
 
   video_ae          PSNR (dB, frames in [-1, 1]) and SSIM of the reconstruction from mu
   cinn_bits_per_dim -log2 p(mu | x0, poke) per latent dimension

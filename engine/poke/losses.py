@@ -1,5 +1,5 @@
 """Losses of iPOKE's first stage: the video autoencoder, the image/poke autoencoders and the
-patch discriminators (shared/research/ipoke.md, section 1.7).
+patch discriminators (as in the iPOKE paper's first stage).
 
 Video AE (generator side):  10 * L1 + 10 * VGG-19 perceptual + 1e-7 * KL
                             + hinge adversarial (both discriminators) + feature matching (temporal)

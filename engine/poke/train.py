@@ -1,6 +1,6 @@
 """Training a poke model from video files: `python -m engine train-poke VIDEO ... --out M`.
 
-Three stages, as the original (shared/research/ipoke.md section 2), each resumable:
+Three stages, as the original iPOKE (docs/ARCHITECTURE.md), each resumable:
 
   video   video autoencoder: 10 L1 + 10 VGG-19 perceptual + 1e-7 KL, plus a temporal (3D) and a
           spatial (2D) patch discriminator: hinge, feature matching on the temporal one, R1 on

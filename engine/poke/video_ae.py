@@ -1,7 +1,7 @@
 """iPOKE's non-invertible networks: the video autoencoder, the image and poke encoders, and the
 two patch discriminators that train the video decoder.
 
-Data flows through them in this order (shared/research/ipoke.md, section 1):
+Data flows through them in this order (iPOKE's first stage; docs/ARCHITECTURE.md):
 
     clip [B, 11, 3, 64, 64] (x0 first, [-1, 1])
       -> VideoEncoder (3D ResNet, GroupNorm)             -> mu, logvar [B, 32, 8, 8]
