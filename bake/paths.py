@@ -4,6 +4,7 @@ Takes go beside the saved .blend, in `//stillmotion/<plane>/take_NNN/`, so a pro
 carries its bakes with it; an unsaved file bakes into the extension's user folder instead. A take
 folder is never reused: numbering continues after the highest existing take, counting leftovers
 of interrupted runs (`take_004.partial-123`) so a half-written folder is never overwritten either.
+While a bake runs, `take_NNN.partial-reserved` holds its number (reserve_take) against other bakes.
 Previews get their own series (`preview_NNN`) so a preview never takes a real take's place.
 """
 
@@ -94,6 +95,26 @@ def remove_partial_leftovers(output_dir):
     """Remove the engine's temporary folders for this one take (never a finished take)."""
     for leftover in partial_leftovers(output_dir):
         shutil.rmtree(leftover, ignore_errors=True)
+
+
+def reservation(output_dir):
+    output_dir = pathlib.Path(output_dir)
+    return output_dir.with_name(f"{output_dir.name}.partial-reserved")
+
+
+def reserve_take(output_dir):
+    """Claim the take folder output_dir (from next_take) for one bake: `<take>.partial-reserved`
+    is counted by next_take in every Blender, so no other bake - another Blender on the same
+    .blend, two unsaved files with a plane of the same name - picks this number while the
+    engine loads. Whatever then appears at output_dir is this bake's own, and may be removed
+    when the bake is not installed. FileExistsError when another bake got there first."""
+    marker = reservation(output_dir)
+    marker.mkdir()
+    others = [p for p in partial_leftovers(output_dir) if p != marker]
+    if os.path.lexists(output_dir) or others:
+        shutil.rmtree(marker, ignore_errors=True)
+        raise FileExistsError(17, "another bake is writing it", str(output_dir))
+    return marker
 
 
 # -- bpy-dependent locations -----------------------------------------------------------------

@@ -7,7 +7,7 @@ so what the tests exercise is what the Bake button runs.
 Across the run the session holds datablock NAMES (and session ids), never references: the artist
 keeps working while the engine runs, and an undo in the meantime frees and reloads datablocks.
 Nothing on the material changes until the engine has finished every frame; a failed or cancelled
-bake only reports, in `wm.stillmotion.last_error`.
+bake only reports, in `wm.stillmotion.last_error`, and leaves no folder behind (`_end_on_disk`).
 """
 
 import dataclasses
@@ -30,6 +30,10 @@ CANCELLED = "CANCELLED"
 CANCELLED_MESSAGE = "Bake cancelled: the plane and earlier takes are unchanged"
 
 _active = None  # the one BakeSession allowed to run at a time
+
+
+class FramesKept(StillMotionError):
+    """A finished take that could not be installed; the message says where its frames are."""
 
 
 @dataclasses.dataclass
@@ -162,6 +166,7 @@ class BakeSession:
         self.node_name = ""
         self.job_dir = None
         self.output_dir = None
+        self.reserved = False  # holds output_dir's paths.reserve_take: what is there is ours
         self.number = 0
         self.frames_planned = 0
         self.loop = False
@@ -184,6 +189,7 @@ class BakeSession:
             self._start(context, plane, preview)
         except StillMotionError as exc:
             self._discard_job_dir()
+            self._end_on_disk(keep=False)
             runtime.running = False
             runtime.stage = ""
             runtime.progress = 0.0
@@ -235,6 +241,12 @@ class BakeSession:
                 "in your user folder and bake again") from None
         try:
             paths.ensure_folder(root)
+            paths.reserve_take(output)
+            self.reserved = True
+        except FileExistsError:
+            raise StillMotionError(
+                f"Another bake is writing {paths.display_path(output)} of {plane.name} at the "
+                "same moment: bake again") from None
         except OSError as exc:
             raise StillMotionError(
                 f"Cannot create the bake folder {paths.display_path(root)} "
@@ -319,13 +331,7 @@ class BakeSession:
                 raise StillMotionError(self._failure_message())
             result = self._install(context)
         except StillMotionError as exc:
-            if self.output_dir is not None:
-                paths.remove_partial_leftovers(self.output_dir)
-                if self.state == CANCELLED and self.process is not None and self.process.returncode == 0:
-                    # Cancel landed after the engine had renamed the finished take into place:
-                    # the folder is this bake's own new one (never an earlier take), and a
-                    # cancelled bake must leave no take behind.
-                    shutil.rmtree(self.output_dir, ignore_errors=True)
+            self._end_on_disk(keep=isinstance(exc, FramesKept))
             runtime.stage = "cancelled" if self.state == CANCELLED else "failed"
             runtime.progress = 0.0
             runtime.message = ""
@@ -336,6 +342,7 @@ class BakeSession:
                 self._discard_job_dir()
             _redraw(context)
             raise
+        self._end_on_disk(keep=True)
         runtime.stage = "done"
         runtime.progress = 1.0
         runtime.message = result.message
@@ -361,7 +368,7 @@ class BakeSession:
                 f"The engine reported success but {output} does not exist: bake again")
         plane = find_object(self.plane_name, self.plane_uid)
         if plane is None:
-            raise StillMotionError(
+            raise FramesKept(
                 f"The plane {self.plane_name} was deleted during the bake; the frames are in "
                 f"{paths.display_path(output)}")
         target = self._target(plane)
@@ -397,6 +404,20 @@ class BakeSession:
         from ..scene import plane as scene_plane
 
         return scene_plane.find_target(plane)
+
+    def _end_on_disk(self, keep):
+        """The one place where the end of a bake is decided on disk: keep the take (installed,
+        or a FramesKept error names its folder), or leave nothing of it. Not installed means
+        gone even when the engine renamed the finished folder into place and then got the
+        Cancel, another signal or a crash, or exited 0 just before the Cancel: so "the plane and
+        earlier takes are unchanged" holds. The reservation makes the folder surely this bake's
+        own, and the engine has exited by now (finish runs only then), so nothing reappears."""
+        if not self.reserved:
+            return
+        if not keep:
+            shutil.rmtree(self.output_dir, ignore_errors=True)
+        paths.remove_partial_leftovers(self.output_dir)  # the engine's, and the reservation
+        self.reserved = False
 
     def _discard_job_dir(self):
         if self.job_dir is not None:

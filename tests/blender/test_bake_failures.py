@@ -103,7 +103,7 @@ def test_cancel_button_mid_bake(bake, tmp_path):
         assert time.monotonic() < end, "the engine never started rendering"
         time.sleep(0.02)
     assert session.state == bake.session.RUNNING, "finished before it could be cancelled"
-    partial = list(session.output_dir.parent.glob("take_002.partial-*"))
+    partial = list(session.output_dir.parent.glob("take_002.partial-[0-9]*"))  # not reserved
     assert partial, "the engine writes into a temporary folder"
 
     assert bpy.ops.stillmotion.cancel() == {"FINISHED"}
@@ -127,6 +127,64 @@ def test_cancel_after_the_engine_finished_leaves_no_take(bake, tmp_path):
     with pytest.raises(bake.Error, match="cancelled"):
         session.finish(bpy.context)
     assert_unchanged(bake, plane, before, "Bake cancelled")
+
+
+# An engine that does what engine/staging.py does - frames into `<take>.partial-<pid>`, renamed
+# into place when all are written - and then, before it can exit 0, ends as {end} says.
+RENAMED_THEN = """
+import json, os, pathlib, signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # as the engine's raise_on_sigterm
+job = json.loads(pathlib.Path(sys.argv[-1]).read_text())
+output = pathlib.Path(job["output"])
+partial = output.with_name(f"{{output.name}}.partial-{{os.getpid()}}")
+partial.mkdir()
+for i in range(1, job["frames"] + 1):
+    (partial / f"frame_{{i:04d}}.png").write_bytes(b"a finished frame")
+    print(json.dumps({{"stage": "render", "done": i, "total": job["frames"]}}), flush=True)
+os.replace(partial, output)
+print(json.dumps({{"stage": "renamed"}}), flush=True)
+{end}
+"""
+
+
+def test_cancel_after_the_rename_before_the_exit_leaves_no_take(bake, tmp_path):
+    """Cancel lands after the engine renamed the finished take into place: it exits 143."""
+    plane = with_previous_take(bake, tmp_path)
+    before = snapshot(bake, plane)
+    set_engine_python(fake_python(tmp_path, RENAMED_THEN.format(end="time.sleep(60)")))
+    session = bake.session.BakeSession()
+    session.start(bpy.context, plane)
+    end = time.monotonic() + 30
+    while session.update(bpy.context) == bake.session.RUNNING and session.stage != "renamed":
+        assert time.monotonic() < end, "the stand-in engine never renamed the take"
+        time.sleep(0.02)
+    assert session.state == bake.session.RUNNING and session.output_dir.is_dir()
+
+    assert bpy.ops.stillmotion.cancel() == {"FINISHED"}
+    assert session.update(bpy.context) == bake.session.CANCELLED
+    assert session.process.returncode == 143
+    with pytest.raises(bake.Error, match="cancelled"):
+        session.finish(bpy.context)
+    assert_unchanged(bake, plane, before, "Bake cancelled: the plane and earlier takes are "
+                     "unchanged")
+
+
+@pytest.mark.parametrize("end, message", [
+    ('print("RuntimeError: lost the GPU", file=sys.stderr)\nsys.exit(1)',
+     "Engine exited with status 1: RuntimeError: lost the GPU"),
+    ("os.kill(os.getpid(), signal.SIGKILL)", "Engine was killed by SIGKILL"),
+    ('print(json.dumps({"stage": "cancelled", "message": "stopped by signal 15"}))\n'
+     "sys.exit(143)", "The engine was stopped from outside before it finished"),
+], ids=["crash", "sigkill", "sigterm-from-outside"])
+def test_failure_after_the_rename_leaves_no_take(bake, tmp_path, end, message):
+    """The engine stops unsuccessfully after its take is in place: the artist is told to bake
+    again, so the take must not stay on disk unseen."""
+    plane = with_previous_take(bake, tmp_path)
+    before = snapshot(bake, plane)
+    set_engine_python(fake_python(tmp_path, RENAMED_THEN.format(end=end)))
+    with pytest.raises(bake.Error):
+        bake.session.run_sync(bpy.context, plane)
+    assert_unchanged(bake, plane, before, message)
 
 
 def test_engine_killed_mid_bake(bake, tmp_path):

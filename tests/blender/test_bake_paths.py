@@ -50,6 +50,23 @@ def test_partial_leftovers_of_one_take_only(paths, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["take_002", "take_0021.partial-1"]
 
 
+def test_a_reserved_take_is_never_picked_again(paths, tmp_path):
+    """A running bake reserves its take number, so another Blender baking the same plane
+    folder never writes into (or removes) the same take."""
+    output = paths.next_take(tmp_path)[1]
+    paths.reserve_take(output)
+    assert paths.next_take(tmp_path) == (2, tmp_path / "take_002")
+    with pytest.raises(FileExistsError):
+        paths.reserve_take(output)
+    (tmp_path / "take_002.partial-4242").mkdir()  # an engine that got there first
+    with pytest.raises(FileExistsError):
+        paths.reserve_take(tmp_path / "take_002")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "take_001.partial-reserved", "take_002.partial-4242"]
+    paths.remove_partial_leftovers(output)  # the bake ends: its reservation goes
+    assert paths.next_take(tmp_path) == (3, tmp_path / "take_003")
+
+
 def test_bakes_go_beside_the_saved_blend(paths, tmp_path):
     root = paths.bakes_root("Plane")  # unsaved: the extension's user folder
     assert "unsaved" in root.parts and root.name == "Plane"
