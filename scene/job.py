@@ -39,7 +39,7 @@ from .plane import export_image, export_still, find_target
 
 JOB_VERSION = 1
 CLOSE_GAP = 0.15  # a mask is closed when its end-start gap is at most this share of its length
-MIN_COMPACTNESS = 1e-4  # area / perimeter² below this is a line, not a region (circle: 0.08)
+MIN_COMPACTNESS = 1e-4  # filling no pixel, area / perimeter² below this is a line (circle: 0.08)
 DEFAULT_FALLOFF_SHARE = 0.1  # warp.falloff when none is set: this share of the longer side
 DEFAULT_LABEL = "static"
 CLIP_LABEL = "clip"  # properties.CLIP_LABEL: the mask moves like a video file the artist picks
@@ -180,13 +180,16 @@ def _masks(raw, projector, size, labels, engine, job_dir, warnings):
                 f"Mask {stroke.index + 1} is not closed (its ends are {share:.0f}% of its length "
                 "apart): end the outline where it started, or make it cyclic (Edit Mode, "
                 "Stroke › Toggle Cyclic)")
-        area = abs(raster.polygon_area(pixels))
-        perimeter = length + gap
-        if area <= MIN_COMPACTNESS * perimeter * perimeter or area == 0.0:
-            raise StillMotionError(
-                f"Mask {stroke.index + 1} encloses no area (it runs along a line): draw a closed "
-                "outline around the region")
         if not covered:
+            # A mask is judged by the pixels it fills (filled is what mask_NNN.png holds), not
+            # by the signed area of its outline: the loops of a symmetric 8 cancel to 0 there.
+            # Filling none, it is a line unless its outline encloses area (then it is a dot).
+            area = abs(raster.polygon_area(pixels))
+            perimeter = length + gap
+            if area <= MIN_COMPACTNESS * perimeter * perimeter or area == 0.0:
+                raise StillMotionError(
+                    f"Mask {stroke.index + 1} encloses no area (it runs along a line): draw a "
+                    "closed outline around the region")
             warnings.append(f"mask {stroke.index + 1} is smaller than a pixel and was ignored")
             continue
         label = _job_label(stroke.index, labels, engine, dropped)

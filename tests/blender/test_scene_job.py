@@ -164,6 +164,28 @@ def test_mask_closed_by_ending_near_its_start(sm, scene, tmp_path):
     assert any("no pokes" in w for w in plan.warnings)
 
 
+def test_symmetric_figure_eight_mask_is_judged_by_the_pixels_it_fills(sm, scene, tmp_path):
+    """The two loops of a symmetric 8 turn opposite ways: the signed area of the outline is 0,
+    yet the mask covers both loops (nonzero fill), so it is a region and not a line."""
+    plane, gp_obj = scene
+    _poke(sm, plane, gp_obj, (10, 10), (20, 12))
+    t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    eight = np.stack([32 + 24 * np.sin(t), 16 + 12 * np.sin(t) * np.cos(t)], axis=1)
+    raster = importlib.import_module(ADDON + ".scene.raster")
+    assert abs(raster.polygon_area(eight)) < 1e-9
+    _mask(sm, plane, gp_obj, eight)
+    plan = _write(sm, plane, tmp_path)
+    assert plan.job["masks"] == [{"path": "mask_000.png", "label": "static"}]
+    assert plan.warnings == []
+    mask = _read_mask(tmp_path / "job" / "mask_000.png") == 255
+    left, right = mask[:, :32].sum(), mask[:, 32:].sum()
+    assert 150 < left < 240 and 150 < right < 240  # each loop about 192 px²
+    assert abs(int(left) - int(right)) <= 4
+    np.testing.assert_array_equal(mask[16, 12:18], True)  # inside each loop...
+    np.testing.assert_array_equal(mask[16, 46:52], True)
+    assert not mask[:, :8].any() and not mask[:, 57:].any()  # ...and nothing beyond them
+
+
 def test_strokes_off_the_plane_are_clipped_with_a_count(sm, scene, tmp_path):
     plane, gp_obj = scene
     _poke(sm, plane, gp_obj, (10, 10), (20, 12))  # kept
@@ -281,6 +303,7 @@ def test_no_strokes_at_all(sm, scene, tmp_path):
         ("two_point_mask", "Mask 1 has only 2 points"),
         ("open_mask", r"Mask 1 is not closed \(its ends are \d+% of its length apart\)"),
         ("flat_mask", "Mask 1 encloses no area"),
+        ("there_and_back_mask", "Mask 1 encloses no area"),
         ("nan", "Poke 1 has invalid coordinates"),
         ("inf_mask", "Mask 1 has invalid coordinates"),
         ("all_off", "None of the 2 strokes lies on the picture"),
@@ -299,6 +322,8 @@ def test_bad_strokes_say_what_to_do(sm, scene, tmp_path, case, words):
         _mask(sm, plane, gp_obj, [(8, 4), (24, 4), (24, 20), (8, 20)], cyclic=False)
     elif case == "flat_mask":
         _mask(sm, plane, gp_obj, [(8, 4), (24, 4), (16, 4)])
+    elif case == "there_and_back_mask":  # a slanted line drawn twice fills no pixel
+        _mask(sm, plane, gp_obj, [(8, 4), (20, 10), (40, 20), (20, 10)])
     elif case == "nan":
         pts = _world(plane, [(0, 0), (0.2, 0.1)])
         pts[1, 0] = np.nan
