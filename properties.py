@@ -188,6 +188,44 @@ def _set_model(self, value):
             return
 
 
+# The Picture dropdown: the picture nodes of the plane's material (scene/plane.py find_picture),
+# kept referenced like the model list above.
+_picture_items_kept = {}
+
+
+def _picture_items(self, context):
+    from .scene.plane import find_picture
+
+    picture = find_picture(self.id_data)
+    names = [node.name for node in picture.choices] if len(picture.choices) > 1 else []
+    key = (tuple((name, node.image.name) for name, node in zip(names, picture.choices)),
+           picture.ambiguous or not names)
+    if key not in _picture_items_kept:
+        items = []
+        if key[1]:
+            items.append(("", "Pick the picture", "Two or more Image Texture nodes feed the "
+                          "material's colour: pick the one that shows your picture", "ERROR"))
+        for name, image in key[0]:
+            items.append((name, f"{name} ({image})", f"The Image Texture node '{name}', which "
+                          f"shows '{image}'", "NODE_TEXTURE"))
+        _picture_items_kept[key] = [item + (number,) for number, item in enumerate(items)]
+    return _picture_items_kept[key]
+
+
+def _get_picture(self):
+    for identifier, _name, _text, _icon, number in _picture_items(self, None):
+        if identifier == self.picture_node:
+            return number
+    return 0
+
+
+def _set_picture(self, value):
+    for identifier, _name, _text, _icon, number in _picture_items(self, None):
+        if number == value:
+            self.picture_node = identifier
+            return
+
+
 class StillMotionPokePart(bpy.types.PropertyGroup):
     """One poke of the last Sample run and the facial part the engine found it drives."""
 
@@ -350,6 +388,15 @@ class StillMotionPlaneSettings(bpy.types.PropertyGroup):
     mask_labels_index: IntProperty()
     # The still the plane showed before its first bake, so "Revert to Still" can bring it back.
     original_image: PointerProperty(type=bpy.types.Image)
+    # Name of the Image Texture node that shows the picture, when the material has more than
+    # one feeding its colour (scene/plane.py find_picture); "" = not picked.
+    picture_node: StringProperty(name="Picture Node", options={"HIDDEN"})
+    picture: EnumProperty(
+        name="Picture",
+        description="The Image Texture node that shows your picture: the material has more "
+                    "than one feeding its colour. Bake animates it and shows the take on it",
+        items=_picture_items, get=_get_picture, set=_set_picture,
+    )
     take: IntProperty(name="Take", description="Number of the last take baked", default=0, min=0)
 
 

@@ -58,7 +58,8 @@ class VIEW3D_PT_stillmotion(bpy.types.Panel):
     def draw_target(self, context, layout, plane):
         box = layout.box()
         box.label(text=plane.name, icon="MESH_PLANE")
-        shown = _shown_image(plane)
+        picture = _picture(plane)
+        shown = picture.node.image if picture.node is not None else None
         if shown is None:
             _wrapped(box, "No image on this plane: import your picture with Add > Image > "
                      "Mesh Plane, or open it in the material's Image Texture node", "ERROR",
@@ -70,6 +71,12 @@ class VIEW3D_PT_stillmotion(bpy.types.Panel):
             box.label(text=f"Showing: {shown.name}", icon="SEQUENCE")
         else:
             box.label(text=shown.name, icon="IMAGE_DATA")
+        if len(picture.choices) > 1:
+            box.prop(plane.stillmotion, "picture")
+            if picture.ambiguous:
+                _wrapped(box, f"'{picture.material.name}' has {len(picture.choices)} Image "
+                         "Texture nodes feeding its colour: pick the one that shows your "
+                         "picture", "ERROR", context)
 
     def draw_strokes(self, context, layout, plane, settings):
         col = layout.column()
@@ -273,13 +280,13 @@ class VIEW3D_PT_stillmotion(bpy.types.Panel):
         row.operator("stillmotion.revert_to_still", icon="LOOP_BACK")
 
 
-def _shown_image(plane):
-    """The image the plane's texture node shows, looked up cheaply (no file access: draw runs
-    on every redraw). The full checks with their messages run when Bake is pressed."""
-    from ..scene.plane import find_image_node
+def _picture(plane):
+    """The plane's picture node (and the others to pick from), looked up cheaply (no file
+    access: draw runs on every redraw). The full checks with their messages run when Bake is
+    pressed."""
+    from ..scene.plane import find_picture
 
-    _material, node = find_image_node(plane)
-    return node.image if node is not None else None
+    return find_picture(plane)
 
 
 def _wrapped(layout, text, icon, context):

@@ -1,7 +1,9 @@
 """The target of a bake: the image plane, its Image Texture node and the still it shows.
 
 A plane is any mesh whose material has an Image Texture node with an image: what the built-in
-File › Import › Images as Planes makes, or one built by hand. After a bake the node shows the
+File › Import › Images as Planes makes, or one built by hand. The picture is the node that
+feeds the shader's colour (find_picture); when two or more do, the artist picks one under Picture
+in the panel (``plane.stillmotion.picture_node``). After a bake the node shows the
 baked image sequence; the still it came from is kept in ``plane.stillmotion.original_image``,
 and that still (not the baked frames) is what every later bake starts from.
 """
@@ -108,23 +110,125 @@ def _upstream_nodes(output_node):
     return order
 
 
-def _active_output(tree):
-    outputs = [n for n in tree.nodes if n.type == "OUTPUT_MATERIAL"]
+def _active_output(tree, kind="OUTPUT_MATERIAL"):
+    outputs = [n for n in tree.nodes if n.type == kind]
     for node in outputs:
         if node.is_active_output:
             return node
     return outputs[0] if outputs else None
 
 
+# -- which Image Texture node is the picture -----------------------------------------------------
+#
+# The picture is the Image Texture node whose Color output reaches a colour input of the shader
+# the active Material Output shows: Principled Base Color or Emission Color, the Color of a
+# Diffuse, Emission or Background shader, through Mix Shader / Add Shader shader inputs, node
+# groups (Images as Planes' shadeless group), reroutes and the colour inputs of colour nodes
+# (A/B of a Mix, Color1/Color2 of a legacy MixRGB, Hue/Saturation's Color ...). Factor, Alpha,
+# Normal, Roughness and the like are never followed: an image there is a mask or a map.
+
+# Colour inputs of a shader node that carry the colour it shows ("Emission": Principled < 4.0).
+_SHADER_COLOUR_INPUTS = {"Base Color", "Color", "Emission Color", "Emission"}
+
+
+def _links_into(socket):
+    return [link for link in socket.links
+            if link.is_valid and not getattr(link, "is_muted", False)]
+
+
+def _mix_operand(socket):
+    """A or B of a Mix node, whatever its data type (A_Color, B_Float ... ; name "A"/"B")."""
+    return socket.name in {"A", "B"} or socket.identifier.split("_")[0] in {"A", "B"}
+
+
+def _inputs_followed(node, out_socket, strict):
+    """The inputs of node through which its output out_socket carries the picture."""
+    if node.mute:
+        return [link.from_socket for link in node.internal_links
+                if link.to_socket.identifier == out_socket.identifier]
+    if node.type == "REROUTE":
+        return list(node.inputs[:1])
+    inputs = [s for s in node.inputs if getattr(s, "enabled", True)]
+    if out_socket.type == "SHADER":
+        return [s for s in inputs if s.type == "SHADER"
+                or (s.type == "RGBA" and s.name in _SHADER_COLOUR_INPUTS)]
+    if not strict:
+        return inputs
+    if node.type == "MIX":
+        return [s for s in inputs if _mix_operand(s)]
+    return [s for s in inputs if s.type == "RGBA"]
+
+
+def _group_inputs_reaching(tree, identifier, strict):
+    """Identifiers of a node group's inputs that reach its output `identifier` as colour."""
+    output = _active_output(tree, "GROUP_OUTPUT") if tree is not None else None
+    inputs = output.inputs if output is not None else []
+    socket = next((s for s in inputs if s.identifier == identifier), None)
+    reached = []
+    if socket is not None:
+        _walk(socket, [], reached, set(), strict)
+    return reached
+
+
+def _walk(socket, hits, group_inputs, seen, strict):
+    """Follow the links into socket. Image Texture nodes reached through their Color output go
+    to hits (any output when not strict); Group Input outputs reached, to group_inputs."""
+    for link in _links_into(socket):
+        node, out = link.from_node, link.from_socket
+        key = (node.as_pointer(), out.identifier)
+        if key in seen:
+            continue
+        seen.add(key)
+        if node.type == "TEX_IMAGE":
+            if not node.mute and (out.identifier == "Color" or not strict):
+                hits.append(node)
+        elif node.type == "GROUP_INPUT":
+            group_inputs.append(out.identifier)
+        elif node.type == "GROUP" and not node.mute:
+            for identifier in _group_inputs_reaching(node.node_tree, out.identifier, strict):
+                inner = next((s for s in node.inputs if s.identifier == identifier), None)
+                if inner is not None:
+                    _walk(inner, hits, group_inputs, seen, strict)
+        else:
+            for inner in _inputs_followed(node, out, strict):
+                _walk(inner, hits, group_inputs, seen, strict)
+
+
+def _shader_images(material, strict=True):
+    """Image Texture nodes of the material's own tree that feed the colour its active Material
+    Output's Surface shows (strict), or that feed that colour through any input (not strict:
+    through a Color Ramp's Fac, say), in the order the shader reaches them."""
+    tree = material.node_tree if material is not None else None
+    output = _active_output(tree) if tree is not None else None
+    surface = output.inputs.get("Surface") if output is not None else None
+    if surface is None:
+        return []
+    hits = []
+    _walk(surface, hits, [], set(), strict)
+    own = {n.as_pointer() for n in tree.nodes}
+    return [n for n in hits if n.as_pointer() in own]  # not the nodes inside groups
+
+
+def picture_nodes(material):
+    """The Image Texture nodes of the material that show its colour (see above), in the order
+    the shader reaches them; more than one with an image means the artist has to pick."""
+    return _shader_images(material, strict=True)
+
+
 def _image_nodes(material):
-    """Image Texture nodes of a material, those linked into its shader first."""
+    """Image Texture nodes of a material, those that show its colour first, then those linked
+    into its shader (nearest first), then the rest."""
     tree = material.node_tree if material is not None else None
     if tree is None:
         return []
     nodes = [n for n in tree.nodes if n.type == "TEX_IMAGE"]
     output = _active_output(tree)
     linked = [n for n in _upstream_nodes(output) if n.type == "TEX_IMAGE"] if output else []
-    return linked + [n for n in nodes if n not in linked]
+    ordered = []
+    for node in _shader_images(material, strict=False) + linked + nodes:
+        if node not in ordered:
+            ordered.append(node)
+    return ordered
 
 
 def _materials(obj):
@@ -139,17 +243,64 @@ def _materials(obj):
     return found
 
 
+@dataclass
+class Picture:
+    """Which Image Texture node of a plane shows its picture.
+
+    choices: the picture nodes (with an image) of material to pick from; more than one and
+    none picked (obj.stillmotion.picture_node) is ambiguous: node is then the first of them,
+    and Bake refuses until the artist picks."""
+
+    material: object = None
+    node: object = None
+    choices: list = field(default_factory=list)
+    ambiguous: bool = False
+
+
+def find_picture(obj) -> Picture:
+    """The plane's picture node, by role: in the first material (the active one first) with a
+    picture node holding an image, the one the artist picked (obj.stillmotion.picture_node) or
+    the only one. Only when no material has such a node: the first Image Texture node with an
+    image of a material without picture nodes (linked into the shader first); a node without
+    an image comes last."""
+    if obj is None:
+        return Picture()
+    settings = getattr(obj, "stillmotion", None)
+    picked = settings.picture_node if settings is not None else ""
+    materials = _materials(obj)
+    for material in materials:
+        choices = [n for n in picture_nodes(material) if n.image is not None]
+        if choices:
+            node = next((n for n in choices if n.name == picked), None)
+            if node is not None:
+                return Picture(material, node, choices)
+            return Picture(material, choices[0], choices, ambiguous=len(choices) > 1)
+    first_empty = None
+    for material in materials:
+        pictures = picture_nodes(material)
+        nodes = pictures or _image_nodes(material)
+        with_image = [n for n in nodes if n.image is not None]
+        if with_image and not pictures:
+            return Picture(material, with_image[0], with_image[:1])
+        if nodes and first_empty is None:
+            first_empty = Picture(material, nodes[0])
+    return first_empty or Picture()
+
+
+def ambiguity_message(picture) -> str:
+    """What Bake says when picture.ambiguous: which nodes, and where to pick one."""
+    names = [f"'{n.name}'" for n in picture.choices]
+    count = {2: "two", 3: "three", 4: "four"}.get(len(names), str(len(names)))
+    listed = ", ".join(names[:-1]) + " and " + names[-1]
+    return (f"The material '{picture.material.name}' has {count} picture nodes ({listed}) "
+            "that feed its colour: pick one under Picture in the StillMotion panel")
+
+
 def find_image_node(obj):
-    """(material, node) of the Image Texture node the plane shows, or (None, None). Prefers a
-    node with an image that is linked into the active material's shader."""
-    first_empty = (None, None)
-    for material in _materials(obj):
-        for node in _image_nodes(material):
-            if node.image is not None:
-                return material, node
-            if first_empty[0] is None:
-                first_empty = (material, node)
-    return first_empty
+    """(material, node) of the Image Texture node the plane shows, or (None, None): the
+    picture node of find_picture (the first one when the artist has yet to pick)."""
+    picture = find_picture(obj)
+    return picture.material, picture.node
 
 
 def has_image(obj) -> bool:
@@ -208,12 +359,15 @@ def find_target(obj) -> Target:
         raise StillMotionError(
             f"'{obj.name}' has no material: import your picture with File › Import › Images as "
             "Planes, or give the plane a material with an Image Texture node")
-    material, node = find_image_node(obj)
+    picture = find_picture(obj)
+    material, node = picture.material, picture.node
     if node is None:
         raise StillMotionError(
             f"The material '{materials[0].name}' has no Image Texture node: add one "
             "(Shift A › Texture › Image Texture), open your picture in it and connect it to "
             "the shader")
+    if picture.ambiguous:
+        raise StillMotionError(ambiguity_message(picture))
     settings = obj.stillmotion
     shown = node.image
     if shown is None:

@@ -77,6 +77,234 @@ def test_linked_node_is_preferred(sm, tmp_path):
     assert target.node == tex and target.image == shown
 
 
+# -- which Image Texture node is the picture (issue 16) ------------------------------------------
+
+
+def _iap_plane(tmp_path, shader, name="still.png"):
+    """An Images as Planes plane with the given shader (SHADELESS: the IAP_SHADELESS group
+    mixed with a Transparent BSDF by the image's Alpha; EMISSION: Principled Emission Color)."""
+    path = save_test_image(tmp_path / name, 16, 12)
+    bpy.ops.image.import_as_mesh_planes(files=[{"name": path.name}],
+                                        directory=str(path.parent) + os.sep, shader=shader,
+                                        use_transparency=True)
+    plane = bpy.context.active_object
+    (node,) = [n for n in plane.active_material.node_tree.nodes if n.type == "TEX_IMAGE"]
+    return plane, plane.active_material, node
+
+
+def _extra_image_node(tmp_path, mat, name, size=(6, 6)):
+    """A second Image Texture node (its own picture file) in mat, not linked yet."""
+    node = mat.node_tree.nodes.new("ShaderNodeTexImage")
+    node.name = name
+    node.image = _load(save_test_image(tmp_path / f"{name}.png", *size))
+    return node
+
+
+def _mix_node(tree, kind):
+    """A colour mix of the given kind: the newer ShaderNodeMix (RGBA) or the legacy MixRGB;
+    returns (node, factor, a, b) sockets."""
+    mix = tree.nodes.new(kind)
+    if kind == "ShaderNodeMix":
+        mix.data_type = "RGBA"
+        ins = {s.identifier: s for s in mix.inputs}
+        return mix, ins["Factor_Float"], ins["A_Color"], ins["B_Color"], mix.outputs["Result"]
+    return mix, mix.inputs["Fac"], mix.inputs["Color1"], mix.inputs["Color2"], mix.outputs[0]
+
+
+@pytest.mark.parametrize("shader, output", [("SHADELESS", "Alpha"), ("SHADELESS", "Color"),
+                                            ("EMISSION", "Alpha")])
+def test_imported_plane_with_a_second_image_on_the_mix_factor(sm, tmp_path, shader, output):
+    """Images as Planes' shadeless setup (the image's Alpha mixes the IAP_SHADELESS group with
+    a Transparent BSDF) with a matte image feeding that Mix Shader's Fac instead, or the
+    emission setup with the matte on Alpha: the picture is still the image that feeds the
+    colour, not the matte the walk meets first."""
+    plane, mat, picture = _iap_plane(tmp_path, shader)
+    links = mat.node_tree.links
+    matte = _extra_image_node(tmp_path, mat, "Matte")
+    if shader == "SHADELESS":
+        (mix,) = [n for n in mat.node_tree.nodes if n.type == "MIX_SHADER"]
+        links.new(matte.outputs[output], mix.inputs[0])  # replaces the picture's Alpha link
+    else:
+        (bsdf,) = [n for n in mat.node_tree.nodes if n.type == "BSDF_PRINCIPLED"]
+        links.new(matte.outputs[output], bsdf.inputs["Alpha"])
+    assert sm.plane.find_image_node(plane) == (mat, picture)
+    target = sm.plane.find_target(plane)
+    assert target.node == picture and target.image == picture.image
+    assert target.size == (16, 12)
+    found = sm.plane.find_picture(plane)
+    assert found.node == picture and found.choices == [picture] and not found.ambiguous
+
+
+@pytest.mark.parametrize("kind", ["ShaderNodeMix", "ShaderNodeMixRGB"])
+def test_image_on_a_mix_nodes_factor_is_not_the_picture(sm, tmp_path, kind):
+    """picture -> Mix A, a matte -> Mix Factor, Mix -> Base Color: the matte is a mask."""
+    image = _load(save_test_image(tmp_path / "shown.png", 8, 8))
+    plane, mat, picture = _hand_made_plane(image, link=False)
+    tree = mat.node_tree
+    bsdf = next(n for n in tree.nodes if n.type == "BSDF_PRINCIPLED")
+    matte = _extra_image_node(tmp_path, mat, "Matte")
+    mix, factor, a, _b, result = _mix_node(tree, kind)
+    tree.links.new(matte.outputs["Color"], factor)
+    tree.links.new(picture.outputs["Color"], a)
+    tree.links.new(result, bsdf.inputs["Base Color"])
+    assert sm.plane.find_target(plane).node == picture
+    assert sm.plane.find_picture(plane).choices == [picture]
+
+
+@pytest.mark.parametrize("where", ["Roughness", "Normal", "Alpha"])
+def test_image_on_roughness_or_normal_is_not_the_picture(sm, tmp_path, where):
+    """The picture reaches Base Color through a colour node (one link further than the map on
+    Roughness / Normal / Alpha, which the old nearest-first search took)."""
+    image = _load(save_test_image(tmp_path / "shown.png", 8, 8))
+    plane, mat, picture = _hand_made_plane(image, link=False)
+    tree = mat.node_tree
+    bsdf = next(n for n in tree.nodes if n.type == "BSDF_PRINCIPLED")
+    hue = tree.nodes.new("ShaderNodeHueSaturation")
+    tree.links.new(picture.outputs["Color"], hue.inputs["Color"])
+    tree.links.new(hue.outputs["Color"], bsdf.inputs["Base Color"])
+    other = _extra_image_node(tmp_path, mat, "Map")
+    if where == "Normal":
+        normal_map = tree.nodes.new("ShaderNodeNormalMap")
+        tree.links.new(other.outputs["Color"], normal_map.inputs["Color"])
+        tree.links.new(normal_map.outputs["Normal"], bsdf.inputs["Normal"])
+        # and one straight on Normal too (Blender takes a colour there)
+        tree.links.new(_extra_image_node(tmp_path, mat, "Bump").outputs["Color"],
+                       bsdf.inputs["Coat Normal"])
+    else:
+        tree.links.new(other.outputs["Color"], bsdf.inputs[where])
+    assert sm.plane.find_target(plane).node == picture
+    found = sm.plane.find_picture(plane)
+    assert found.node == picture and found.choices == [picture] and not found.ambiguous
+
+
+def test_picture_through_a_mix_shader_and_a_node_group(sm, tmp_path):
+    """Shader inputs of a Mix Shader are followed both ways, and into a group; its Fac is not."""
+    image = _load(save_test_image(tmp_path / "shown.png", 8, 8))
+    plane, mat, picture = _hand_made_plane(image, link=False)
+    tree = mat.node_tree
+    output = next(n for n in tree.nodes if n.type == "OUTPUT_MATERIAL")
+    group = bpy.data.node_groups.new("Tint", "ShaderNodeTree")
+    group.interface.new_socket("Shader", in_out="OUTPUT", socket_type="NodeSocketShader")
+    group.interface.new_socket("Paint", in_out="INPUT", socket_type="NodeSocketColor")
+    group.interface.new_socket("Amount", in_out="INPUT", socket_type="NodeSocketColor")
+    g_in, g_out = group.nodes.new("NodeGroupInput"), group.nodes.new("NodeGroupOutput")
+    emission = group.nodes.new("ShaderNodeEmission")
+    group.links.new(g_in.outputs[0], emission.inputs["Color"])
+    group.links.new(g_in.outputs[1], emission.inputs["Strength"])  # not a colour input
+    group.links.new(emission.outputs[0], g_out.inputs[0])
+    node = tree.nodes.new("ShaderNodeGroup")
+    node.node_tree = group
+    mix = tree.nodes.new("ShaderNodeMixShader")
+    tree.links.new(_extra_image_node(tmp_path, mat, "Fac").outputs["Color"], mix.inputs[0])
+    tree.links.new(tree.nodes.new("ShaderNodeBsdfTransparent").outputs[0], mix.inputs[1])
+    tree.links.new(node.outputs[0], mix.inputs[2])
+    tree.links.new(picture.outputs["Color"], node.inputs[0])
+    tree.links.new(_extra_image_node(tmp_path, mat, "Strength").outputs["Color"], node.inputs[1])
+    tree.links.new(mix.outputs[0], output.inputs["Surface"])
+    assert sm.plane.find_target(plane).node == picture
+    assert sm.plane.picture_nodes(mat) == [picture]
+
+
+def _two_pictures(tmp_path):
+    """A hand-made plane whose Base Color is a Mix of two pictures: which one is meant?"""
+    image = _load(save_test_image(tmp_path / "left.png", 8, 8))
+    plane, mat, left = _hand_made_plane(image, link=False)
+    left.name = "Left"
+    tree = mat.node_tree
+    right = _extra_image_node(tmp_path, mat, "Right", size=(10, 6))
+    mix, _factor, a, b, result = _mix_node(tree, "ShaderNodeMix")
+    tree.links.new(left.outputs["Color"], a)
+    tree.links.new(right.outputs["Color"], b)
+    tree.links.new(result, next(n for n in tree.nodes if n.type == "BSDF_PRINCIPLED")
+                   .inputs["Base Color"])
+    return plane, mat, left, right
+
+
+def _label_text(log):
+    """The panel's labels as one text (long messages are wrapped over several labels)."""
+    return " ".join(entry[1] for entry in log if entry[0] == "label")
+
+
+def test_two_pictures_must_be_picked(sm, tmp_path):
+    """Two images mixed into Base Color: Bake refuses until the artist picks one under Picture
+    in the panel; the pick is saved with the plane in the .blend."""
+    from test_bake_operator import draw_panel
+
+    main = importlib.import_module(ADDON + ".panels.main")
+    plane, mat, left, right = _two_pictures(tmp_path)
+    bpy.context.view_layer.objects.active = plane
+    found = sm.plane.find_picture(plane)
+    assert found.ambiguous and found.choices == [left, right]
+    with pytest.raises(sm.errors.StillMotionError,
+                       match=r"'Hand' has two picture nodes \('Left' and 'Right'\).*pick one "
+                             "under Picture in the StillMotion panel"):
+        sm.plane.find_target(plane)
+    settings = plane.stillmotion
+    assert settings.picture_node == ""
+    log = draw_panel(type("M", (), {"main": main}))
+    assert ("prop", "picture") in log
+    assert "pick the one that shows your picture" in _label_text(log)
+
+    # Bake says the same (the operator reports it; the panel shows it as the last error).
+    with pytest.raises(RuntimeError, match="two picture nodes"):
+        bpy.ops.stillmotion.bake()
+    assert "pick one under Picture" in bpy.context.window_manager.stillmotion.last_error
+
+    settings.picture = "Right"
+    assert settings.picture_node == "Right" and settings.picture == "Right"
+    found = sm.plane.find_picture(plane)
+    assert found.node == right and not found.ambiguous and found.choices == [left, right]
+    target = sm.plane.find_target(plane)
+    assert target.node == right and target.image == right.image and target.size == (10, 6)
+    log = draw_panel(type("M", (), {"main": main}))
+    assert ("prop", "picture") in log  # still there, to change the pick
+    assert "pick the one" not in _label_text(log)
+    settings.picture = "Left"
+    assert sm.plane.find_target(plane).node == left
+
+    # Saved in the .blend with the plane.
+    blend, name = tmp_path / "picked.blend", plane.name
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    plane = bpy.data.objects[name]
+    assert plane.stillmotion.picture_node == "Left"
+    assert sm.plane.find_target(plane).node.name == "Left"
+
+
+def test_a_stale_pick_is_ambiguous_again(sm, tmp_path):
+    """A pick naming a node that is gone (renamed, deleted) is no pick; with one picture left
+    there is nothing to pick."""
+    plane, mat, left, right = _two_pictures(tmp_path)
+    plane.stillmotion.picture_node = "Right"
+    right.name = "Renamed"
+    assert sm.plane.find_picture(plane).ambiguous
+    mat.node_tree.nodes.remove(right)
+    found = sm.plane.find_picture(plane)
+    assert found.node == left and not found.ambiguous
+    assert sm.plane.find_target(plane).node == left
+
+
+def test_the_take_goes_onto_the_picked_node(sm, tmp_path):
+    """install_sequence shows the frames on the node find_target picked, and afterwards the
+    still is still read from the same node (now showing the take)."""
+    sequence = importlib.import_module(ADDON + ".scene.sequence")
+    plane, mat, left, right = _two_pictures(tmp_path)
+    still = right.image
+    plane.stillmotion.picture = "Right"
+    frames = tmp_path / "take_001"
+    frames.mkdir()
+    for i in (1, 2):
+        save_test_image(frames / f"frame_{i:04d}.png", 10, 6)
+    target = sm.plane.find_target(plane)
+    image = sequence.install_sequence(plane, target, frames, 2, loop=False,
+                                      scene=bpy.context.scene)
+    assert right.image == image and left.image != image
+    assert right.image.source == "SEQUENCE" and left.image.source == "FILE"
+    assert plane.stillmotion.original_image == still
+    again = sm.plane.find_target(plane)
+    assert again.node == right and again.image == still
+
+
 @pytest.mark.parametrize(
     "case, words",
     [
@@ -316,3 +544,37 @@ def test_one_pixel_image(sm, tmp_path):
         assert tuple(back.size) == (1, 1)
     finally:
         bpy.data.images.remove(back)
+
+
+def test_a_bake_animates_and_replaces_the_picked_picture(sm, tmp_path):
+    """Through the real engine: the Images as Planes shadeless plane of test_bake_flow with a
+    matte on its Mix Shader's Fac and a second picture mixed into its colour, that one picked.
+    The bake starts from the picked still and its take lands on that node; the matte and the
+    other picture keep their images."""
+    from test_bake_flow import make_scene
+
+    session = importlib.import_module(ADDON + ".bake.session")
+    plane = make_scene(tmp_path / "shot")
+    mat = plane.active_material
+    tree = mat.node_tree
+    first = next(n for n in tree.nodes if n.type == "TEX_IMAGE")
+    (group,) = [n for n in tree.nodes if n.type == "GROUP"]
+    (mix_shader,) = [n for n in tree.nodes if n.type == "MIX_SHADER"]
+    matte = _extra_image_node(tmp_path, mat, "Matte")
+    tree.links.new(matte.outputs["Color"], mix_shader.inputs[0])
+    overlay = _extra_image_node(tmp_path, mat, "Overlay", size=(64, 48))
+    mix, _factor, a, b, result = _mix_node(tree, "ShaderNodeMixRGB")
+    tree.links.new(first.outputs["Color"], a)
+    tree.links.new(overlay.outputs["Color"], b)
+    tree.links.new(result, group.inputs[0])
+    images = {n.name: n.image for n in (first, matte, overlay)}
+    with pytest.raises(sm.errors.StillMotionError, match="two picture nodes"):
+        session.run_sync(bpy.context, plane)
+    plane.stillmotion.picture = "Overlay"
+
+    result = session.run_sync(bpy.context, plane)
+
+    assert overlay.image.name == result.image and overlay.image.source == "SEQUENCE"
+    assert plane.stillmotion.original_image == images["Overlay"]
+    assert first.image == images[first.name] and matte.image == images["Matte"]
+    assert sm.plane.find_target(plane).image == images["Overlay"]
