@@ -13,6 +13,8 @@ H x W, a pixel is inside where the mask is > 0.5.
   ssim / layout_fidelity  SSIM (Gaussian window) between frame 0 and the still, in a region
   background_leakage    mean flow magnitude outside the masks / inside them
   poke_following        cosine and magnitude ratio of the mean flow in a poke patch
+  unexplained_change    motion vs flicker: what the DIS flow between frames does not explain
+  drift_coherence       |mean flow| / mean |flow| over the whole clip, in a mask
 """
 
 from __future__ import annotations
@@ -112,6 +114,54 @@ def loop_seam_error(clip) -> dict[str, float]:
     else:
         ratio = 0.0 if seam == 0 else float("inf")
     return {"seam": seam, "neighbour": neighbour, "ratio": ratio}
+
+
+def unexplained_change(clip, mask=None, preset: str = "medium") -> float:
+    """Motion vs flicker: for each pair t -> t+1, frame t warped onto frame t+1 by the DIS flow
+    between them (the flow from t+1 back to t, so that warped(q) = frame_t(q + flow(q)) samples
+    frame t where the content of q came from; cv2.remap, bilinear, borders repeated), then
+    mean |frame t+1 - warped| / mean |frame t+1 - frame t| over the mask's pixels and channels;
+    the mean over the pairs that change at all. A drifting texture is about 0.3 (what is left is
+    resampling and DIS's own error), real footage about 0.5, noise or colour flicker about 1
+    (nothing moves, so the flow explains nothing). 0 for a clip in which nothing changes."""
+    values = _as_clip(clip)
+    values = values.astype(np.float32) * (1 / 255.0 if values.dtype == np.uint8 else 1.0)
+    if values.ndim == 3:
+        values = values[..., None]
+    height, width = values.shape[1:3]
+    inside = np.ones((height, width), bool) if mask is None else _mask(mask, (height, width))
+    if not inside.any():
+        raise ValueError("the mask is empty")
+    xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    ratios = []
+    for before, after in zip(values[:-1], values[1:]):
+        change = float(np.abs(after - before)[inside].mean())
+        if change == 0:
+            continue
+        back = dis_flow(after, before, preset)  # content at q in t+1 was at q + back(q) in t
+        warped = cv2.remap(before, xs + back[..., 0], ys + back[..., 1], cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE).reshape(before.shape)
+        ratios.append(float(np.abs(after - warped)[inside].mean()) / change)
+    return float(np.mean(ratios)) if ratios else 0.0
+
+
+def drift_coherence(clip, mask=None, flows: np.ndarray | None = None) -> float:
+    """|mean flow| / mean |flow| of the consecutive-frame DIS flow, pooled over every pair and
+    every pixel in the mask: about 1 for a steady drift (clouds, a river), near 0 for motion
+    whose time mean is small against its size (grass swaying back and forth, flicker, noise).
+    0 when nothing moves."""
+    if flows is None:
+        flows = clip_flows(clip)
+    flows = np.asarray(flows, np.float32)
+    if flows.ndim == 3:
+        flows = flows[None]
+    vectors = flows[_flow_mask(mask, flows.shape)]
+    if vectors.size == 0:
+        raise ValueError("the mask is empty")
+    magnitude = float(np.hypot(vectors[:, 0], vectors[:, 1]).mean())
+    if magnitude == 0:
+        return 0.0
+    return float(np.hypot(*vectors.mean(axis=0, dtype=np.float64))) / magnitude
 
 
 # --------------------------------------------------------------------------------------------

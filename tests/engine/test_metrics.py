@@ -115,3 +115,34 @@ def test_magnitude_bins_resolve_slow_motion():
     a = flow_histograms(None, flows=slow)["magnitude"]
     b = flow_histograms(None, flows=faster)["magnitude"]
     assert histogram_intersection(a, b) == 0.0
+
+
+def test_unexplained_change_tells_motion_from_flicker():
+    """A texture translated 1.5 px/frame is explained by its flow (the rest is resampling);
+    independent noise per frame, or a colour flicker, is not."""
+    import cv2
+
+    from engine.metrics import drift_coherence, unexplained_change
+
+    still = texture(64, 96, seed=1).astype(np.float32) / 255.0
+    drift = np.stack([cv2.warpAffine(still, np.float32([[1, 0, 1.5 * t], [0, 1, 0]]), (96, 64),
+                                     flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+                      for t in range(6)])
+    mask = np.zeros((64, 96), np.float32)
+    mask[12:52, 16:80] = 1
+    rng = np.random.default_rng(0)
+    noise = np.clip(still + rng.normal(0, 0.08, (6, 64, 96, 3)), 0, 1).astype(np.float32)
+    flicker = np.clip(still * (1 + 0.1 * rng.standard_normal((6, 1, 1, 3))), 0, 1)
+    assert unexplained_change(drift, mask) < 0.3
+    assert unexplained_change((drift * 255 + 0.5).astype(np.uint8), mask) < 0.3
+    assert unexplained_change(noise, mask) > 0.8
+    assert unexplained_change(flicker.astype(np.float32), mask) > 0.8
+    assert unexplained_change(np.repeat(drift[:1], 3, axis=0), mask) == 0.0  # nothing changes
+    # Coherence: a drift has one direction, a sway back and forth has none on average.
+    assert drift_coherence(drift, mask) > 0.95
+    sway = np.stack([np.roll(still, round(3 * np.sin(2 * np.pi * t / 8)), axis=1)
+                     for t in range(9)])
+    assert drift_coherence(sway, mask) < 0.1
+    assert drift_coherence(np.repeat(drift[:1], 3, axis=0), mask) < 0.1
+    with pytest.raises(ValueError):
+        unexplained_change(drift, np.zeros((64, 96)))
