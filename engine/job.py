@@ -31,6 +31,8 @@ LABELS = ("static", "water", "clouds", "grass", "waterfall")
 MIN_POKE_LENGTH = 0.5
 # How a pixel poke model's 64-px frames reach the still's resolution (engine/poke/sample.py).
 COMPOSE_MODES = ("change", "frames")
+# How the dyntex engine makes its frames (engine/dyntex/__init__.py).
+DYNTEX_METHODS = ("two-stream", "advect")
 MIN_POKE_SHARE = 0.01
 
 
@@ -82,6 +84,9 @@ class DyntexSettings:
     lambda_paint: float = 0.1
     motion_contrast: float = 0.5  # share of λ6's term compared as motion contrast (losses.py)
     style: Path | None = None
+    # "two-stream": optimise every frame (synthesis.py); "advect": move the still's own pixels
+    # along measured motion fields (advect.py, issue 15)
+    method: str = "two-stream"
 
 
 # Where a job with "poke": {"model": null} finds its model: the shipped default (models/).
@@ -227,6 +232,11 @@ def _dyntex(data: dict, folder: Path) -> DyntexSettings:
     style = data.get("style")
     if style is not None:
         values["style"] = _path(folder, _check_type(style, str, "dyntex.style"), "dyntex.style")
+    if data.get("method") is not None:
+        values["method"] = _check_type(data["method"], str, "dyntex.method")
+        if values["method"] not in DYNTEX_METHODS:
+            raise JobError(f"dyntex.method {values['method']!r} is not known; use one of: "
+                           f"{', '.join(DYNTEX_METHODS)}")
     return DyntexSettings(**values)
 
 

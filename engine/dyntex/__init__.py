@@ -1,9 +1,11 @@
 """Dynamic-texture engine (two-stream synthesis): MSOE dynamics network in msoe.py, motion
-library in exemplars.py, losses in losses.py, per-region synthesis in synthesis.py.
+library in exemplars.py, losses in losses.py, per-region synthesis in synthesis.py; the
+motion-first method (`dyntex.method: "advect"`) in motion_field.py and advect.py.
 
 `prepare(job, device, progress)` is the job-file entry (engine/runner.py): masks labelled with a
 built-in exemplar (water, clouds, grass, waterfall) or a clip path move, `static` masks are
-redundant (everything outside the motion masks stays the still) and ignored with a warning.
+redundant (everything outside the motion masks stays the still) and ignored with a warning
+(two-stream), or hold their pixels inside a moving region (advect, which also takes pokes).
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ class _Frames:
 
 
 def prepare(job, device, progress):
+    if job.dyntex.method == "advect":
+        from engine.dyntex import advect
+        return advect.prepare(job, device, progress)
     from engine import frames as frames_io
     from engine.dyntex import synthesis
     from engine.dyntex.losses import LossWeights
