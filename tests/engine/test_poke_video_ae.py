@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from rounding import assert_rounding_close, float64_twin
 
 from engine import vgg
 from engine.errors import JobError
@@ -93,14 +94,16 @@ def test_decoder_depends_on_z_and_on_x0():
         other_z = model.decode(torch.randn_like(z), x0)
         other_x0 = model.decode(z, x0.flip(-1))
         first_three = model.decode(z, x0, length=3)
+        exact = float64_twin(model).decode(z, x0)
     assert float((base - other_z).abs().mean()) > 1e-3
     assert float((base - other_x0).abs().mean()) > 1e-3
-    # the GRU is causal in time: a shorter rollout is the start of the longer one
-    torch.testing.assert_close(first_three, base[:, :3])
+    # the GRU is causal in time: a shorter rollout is the start of the longer one (another
+    # batch of frames for the frame decoder: the same sums, maybe in another order)
+    assert_rounding_close(first_three, base[:, :3], exact[:, :3], what="3-frame rollout")
     # each clip is decoded with its own x0 (SPADE maps are not mixed across the batch)
     with torch.no_grad():
         alone = model.decode(z[1:], x0[1:])
-    torch.testing.assert_close(alone, base[1:], atol=1e-5, rtol=1e-4)
+    assert_rounding_close(alone, base[1:], exact[1:], what="clip decoded alone")
 
 
 def test_spade_modulates_by_the_image():
@@ -287,12 +290,15 @@ def test_bf16_autocast_and_channels_last():
     model = VideoAutoencoder(TINY).eval()
     clip = synthetic_clip(1)
     with torch.no_grad():
+        exact = float64_twin(model)(clip, sample=False).recon
         reference = model(clip, sample=False).recon
         to_channels_last(model)
         same = model(clip, sample=False).recon
         with torch.autocast("cpu", dtype=torch.bfloat16):
             low = model(clip, sample=False).recon
-    torch.testing.assert_close(same, reference, atol=1e-5, rtol=1e-4)
+    # channels-last only reorders the convolutions' sums: the same values up to float32
+    # rounding, which through this network is ~1e-5 (how much exactly depends on the CPU)
+    assert_rounding_close(same, reference, exact, what="channels-last")
     assert torch.isfinite(low).all() and float((low.float() - reference).abs().mean()) < 0.05
 
 
