@@ -1,4 +1,4 @@
-"""The DESIGN.md quality measures on clips whose answer is known."""
+"""The quality measures (docs/ARCHITECTURE.md) on clips whose answer is known."""
 
 import numpy as np
 import pytest

@@ -237,7 +237,7 @@ def test_parameter_counts_of_the_presets():
     assert small == sum(p.numel() for p in ConditionalInn(CinnConfig.small()).parameters())
     assert count_parameters(CinnConfig.tiny()) < 50_000
     assert small < count_parameters(CinnConfig.large())
-    # The published configuration: 1.054 B parameters (shared/research/ipoke.md, 1.6).
+    # The published configuration: 1.054 B parameters (the iPOKE paper's cINN).
     original = count_parameters(CinnConfig.original())
     assert 1.04e9 < original < 1.07e9
 

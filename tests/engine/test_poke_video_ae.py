@@ -319,6 +319,6 @@ def test_parameter_counts():
     assert small["first_stage"] <= 8_000_000  # leaves room for the cINN in a 25 M model
     assert small["shipped"] < small["first_stage"]
     large = VideoAutoencoder(VideoAeConfig.large())
-    # the original's 64-px encoder has 15.1 M parameters (shared/research/ipoke.md, 1.2)
+    # the original's 64-px encoder has 15.1 M parameters (iPOKE's 64-px first stage)
     assert parameter_count(large.encoder) == pytest.approx(15.1e6, rel=0.01)
     assert parameter_report(TINY)["first_stage"] < 200_000
