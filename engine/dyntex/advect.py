@@ -16,8 +16,8 @@ no cross-fade and so no mid-clip double image.
 Where a layer's source leaves the region (content that enters the picture at the image border,
 where the field does not slide), or where it stretches a little content over a wide area (behind
 an edge the flow slides along, the content that moved on is replaced by the edge band drawn out),
-its weight falls with the source's *trust* (1 in the region and where areas are kept, 0 a few
-steps outside or where the area shrinks 3-fold) and the other layer fills in: moving texture
+its weight falls with the source's *trust* (1 in the region and where lengths are kept, 0 a
+few steps outside or where some direction is stretched 3-fold) and the other layer fills in: moving texture
 from the other side of the loop rather than a smear. (Without `loop` the backward layer, anchored at the last frame, fills
 in only there.) Before sampling, each region's pixels are extended outward past its mask (a
 push-pull fill of the region's own colours, engine pixels only), so interpolation taps and
@@ -52,8 +52,8 @@ from engine.errors import JobError
 
 FEATHER = 0.003      # of the shorter side: the composition's soft edge, inside the mask
 MAX_SUBSTEP = 0.5    # cells an integration sub-step may move
-# A layer whose source area per target area falls from STRETCH[1] to STRETCH[0] hands over to the
-# other layer: content stretched out of an edge band is not texture.
+# A layer whose source length per target length (in the direction stretched most) falls from
+# STRETCH[1] to STRETCH[0] hands over to the other layer: edge content drawn out is not texture.
 STRETCH = (0.35, 0.8)
 
 
@@ -74,6 +74,7 @@ class Region:
     forward: torch.Tensor | None = None
     backward: torch.Tensor | None = None
     weights: dict = dataclass_field(default_factory=dict)  # the upsampling matrices per band
+    bands: list | None = None  # the covered pixels per band (AdvectClip._bands)
 
 
 class AdvectClip:
@@ -90,11 +91,14 @@ class AdvectClip:
         self.mode = mode
         self.height, self.width = still.shape[:2]
         self._scale = frames_io.MAX_VALUE.get(still.dtype)
+        # Bicubic overshoots next to sharp edges: no value leaves the still's own range.
         channels = still.reshape(-1, still.shape[2])
-        self._low = torch.from_numpy(channels.min(axis=0).astype(np.float32)
-                                     / (self._scale or 1.0)).to(self.device)[:, None, None]
-        self._high = torch.from_numpy(channels.max(axis=0).astype(np.float32)
-                                      / (self._scale or 1.0)).to(self.device)[:, None, None]
+        low = channels.min(axis=0).astype(np.float32) / (self._scale or 1.0)
+        high = channels.max(axis=0).astype(np.float32) / (self._scale or 1.0)
+        if still.shape[2] == 4:  # premultiplied colour: anything from 0 up
+            low[:] = 0.0
+        self._low = torch.from_numpy(low).to(self.device)[:, None]
+        self._high = torch.from_numpy(high).to(self.device)[:, None]
 
     def __len__(self) -> int:
         return self.frames
@@ -114,33 +118,48 @@ class AdvectClip:
     # ----------------------------------------------------------------------------------------
 
     def _render(self, region: Region, out: np.ndarray, t: int) -> None:
-        r0, r1, c0, c1 = region.box
-        band = max(1, min(r1 - r0, render.BAND_PIXELS // max(1, c1 - c0)))
-        for a in range(r0, r1, band):
-            b = min(r1, a + band)
-            weight = region.weight[a:b, c0:c1]
-            covered = weight > 0
-            if not covered.any():
-                continue
-            moved = self._moved(region, t, (a, b), (c0, c1))
-            current = _to_work(out[a:b, c0:c1], self._scale).to(self.device)
-            m = torch.from_numpy(weight).to(self.device)
-            mixed = current + (moved - current) * m
+        for band in self._bands(region):
+            (a, b), (c0, c1), covered, index, weight = band
+            moved = self._moved(region, t, band)                      # [C, P]
+            view = out[a:b, c0:c1]
+            current = _to_work(view[covered], self._scale).to(self.device)  # [C, P]
+            mixed = moved.sub_(current).mul_(weight).add_(current)
+            mixed = mixed.clamp_(self._low, self._high)
             if out.shape[2] == 4:
                 alpha = mixed[3:].clamp(0.0, 1.0)
                 mixed = torch.cat([mixed[:3] / alpha.clamp_min(1e-12) * (alpha > 0), alpha])
-            native = _to_native(mixed, out.dtype, self._scale)
-            np.copyto(out[a:b, c0:c1], native, where=covered[..., None])
+            view[covered] = _to_native(mixed, out.dtype, self._scale)
 
-    def _moved(self, region: Region, t: int, rows, cols) -> torch.Tensor:
-        """The region's moved pixels [C, R, K] (working float, premultiplied)."""
+    def _bands(self, region: Region) -> list:
+        """The region's box in bands of rows (memory O(a band)), each with the pixels it covers
+        (m > 0): (rows, cols, covered [R, K] bool, their flat indices [P], m [P]); kept."""
+        if region.bands is None:
+            r0, r1, c0, c1 = region.box
+            step = max(1, min(r1 - r0, render.BAND_PIXELS // max(1, c1 - c0)))
+            region.bands = []
+            for a in range(r0, r1, step):
+                b = min(r1, a + step)
+                weight = region.weight[a:b, c0:c1]
+                covered = weight > 0
+                if covered.any():
+                    index = torch.from_numpy(np.flatnonzero(covered)).to(self.device)
+                    m = torch.from_numpy(weight[covered]).to(self.device)
+                    region.bands.append(((a, b), (c0, c1), covered, index, m))
+        return region.bands
+
+    def _moved(self, region: Region, t: int, band) -> torch.Tensor:
+        """The region's moved pixels [C, P] at the band's covered pixels (working float,
+        premultiplied)."""
         field = region.field
-        x, y = render.pixel_centres(self.height, self.width, self.device, rows, cols)
+        rows, cols, _, index, _ = band
+        width = cols[1] - cols[0]
+        x = (index % width).float().add_(cols[0] + 0.5)[None]
+        y = torch.div(index, width, rounding_mode="floor").float().add_(rows[0] + 0.5)[None]
         if field.kind == "oscillate":
             sway = torch.from_numpy(field.sway).to(self.device)
             phase = torch.from_numpy(field.phase).to(self.device)
             shift = sway * (torch.sin(field.omega * t + phase) - torch.sin(phase))
-            d = self._upsample(region, shift, rows, cols)
+            d = self._upsample(region, shift, rows, cols, index)
             return self._sample(region, x - d[0], y - d[1])
         n = self.frames
         if self.loop:
@@ -153,10 +172,10 @@ class AdvectClip:
             layers = region.forward[t]
         else:
             layers = torch.cat([region.forward[t], region.backward[k_back]])
-        maps = self._upsample(region, layers, rows, cols)
+        maps = self._upsample(region, layers, rows, cols, index)
         if len(maps) == 3:
             return self._sample(region, x + maps[0], y + maps[1])
-        trust_f, trust_b = maps[2].clamp(0.0, 1.0), maps[5].clamp(0.0, 1.0)
+        trust_f, trust_b = maps[2].clamp_(0.0, 1.0), maps[5].clamp_(0.0, 1.0)
         if not self.loop and not bool((trust_f < 1.0).any()):
             return self._sample(region, x + maps[0], y + maps[1])
         forward = self._sample(region, x + maps[0], y + maps[1])
@@ -170,19 +189,22 @@ class AdvectClip:
         blended = (w_f * forward + w_b * backward) / total.clamp_min(1e-12)
         return torch.where(total > 1e-3, blended, plain)
 
-    def _upsample(self, region: Region, values: torch.Tensor, rows, cols) -> torch.Tensor:
-        """Maps [3k, h, w] on the region's patch (x, y in cells, then a plain value: the trust,
-        or [2, h, w] displacements) -> [3k or 2, R, K] over still rows x cols, x and y in
-        pixels: engine/render.upsample_flow's cubic B-spline, its matrices kept per band."""
+    def _upsample(self, region: Region, values: torch.Tensor, rows, cols,
+                  index: torch.Tensor) -> torch.Tensor:
+        """Maps [3k, h, w] on the region's patch (x, y in cells, then a plain value: the trust)
+        or [2, h, w] (displacements) -> [3k or 2, P] at the covered pixels (flat `index` into
+        rows x cols), x and y in pixels: engine/render.upsample_flow's cubic B-spline, its
+        matrices kept per band."""
         key = (rows, cols)
         if key not in region.weights:
             grid, (i0, i1, j0, j1) = region.field.grid, region.field.box
-            like = values
             region.weights[key] = (
-                render._cubic_matrix(rows[0], rows[1], self.height, grid.rows, i0, i1 - i0, like),
-                render._cubic_matrix(cols[0], cols[1], self.width, grid.cols, j0, j1 - j0, like))
+                render._cubic_matrix(rows[0], rows[1], self.height, grid.rows, i0, i1 - i0,
+                                     values),
+                render._cubic_matrix(cols[0], cols[1], self.width, grid.cols, j0, j1 - j0,
+                                     values))
         wy, wx = region.weights[key]
-        out = wy @ values @ wx.T
+        out = (wy @ values @ wx.T).flatten(1)[:, index]
         grid = region.field.grid
         period = 2 if len(values) == 2 else 3
         out[0::period] *= self.width / grid.cols
@@ -190,9 +212,9 @@ class AdvectClip:
         return out
 
     def _sample(self, region: Region, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The region's canvas at still pixel positions x, y [1, P] -> [C, P]."""
         top, left = region.origin
-        values = render.sample(region.canvas, x - left, y - top, self.mode)
-        return torch.maximum(torch.minimum(values, self._high), self._low)
+        return render.sample(region.canvas, x - left, y - top, self.mode)[:, 0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -333,16 +355,21 @@ def integrate(field: RegionField, frames: int, sign: float, device) -> torch.Ten
 
 
 def _unstretched(position: torch.Tensor) -> torch.Tensor:
-    """1 where the source map [2, h, w] keeps areas (its Jacobian determinant: the source area
-    per target area, 1 for a drift), falling to 0 where it stretches a little content over a
-    wide area (STRETCH: next to an edge the flow slides along, upstream)."""
+    """1 where the source map [2, h, w] keeps lengths, falling to 0 where it stretches a little
+    content over a long stretch in any direction (its Jacobian's smaller singular value: source
+    length per target length, 1 for a drift, from STRETCH[1] down to STRETCH[0]): next to an
+    edge the flow slides along, upstream, the content that moved on is replaced by the edge band
+    drawn out into streaks."""
     if min(position.shape[1:]) < 2:
         return torch.ones(position.shape[1:], device=position.device)
     dxy, dxx = torch.gradient(position[0])
     dyy, dyx = torch.gradient(position[1])
-    area = (dxx * dyy - dxy * dyx).cpu().numpy()
+    frobenius = dxx * dxx + dxy * dxy + dyx * dyx + dyy * dyy
+    determinant = dxx * dyy - dxy * dyx
+    root = (frobenius * frobenius - 4 * determinant * determinant).clamp_min(0).sqrt()
+    smallest = ((frobenius - root) / 2).clamp_min(0).sqrt().cpu().numpy()
     low, high = STRETCH
-    return torch.from_numpy(render.smoothstep(area, low, high)).to(position.device)
+    return torch.from_numpy(render.smoothstep(smallest, low, high)).to(position.device)
 
 
 def feathered(mask: np.ndarray, feather: float) -> np.ndarray:
@@ -377,9 +404,9 @@ def push_pull(values: np.ndarray, known: np.ndarray) -> np.ndarray:
 
 
 def _to_work(pixels: np.ndarray, scale: float | None) -> torch.Tensor:
-    """Native pixels [H, W, C] -> [C, H, W] float32 (integers scaled to [0, 1]; alpha
+    """Native pixels [..., C] -> [C, ...] float32 (integers scaled to [0, 1]; alpha
     premultiplied)."""
-    values = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float()
+    values = torch.from_numpy(np.ascontiguousarray(pixels)).movedim(-1, 0).float()
     if scale is not None:
         values = values * (1.0 / scale)
     if values.shape[0] == 4:
@@ -388,8 +415,8 @@ def _to_work(pixels: np.ndarray, scale: float | None) -> torch.Tensor:
 
 
 def _to_native(values: torch.Tensor, dtype, scale: float | None) -> np.ndarray:
-    """[C, H, W] float -> native [H, W, C]."""
+    """[C, ...] float -> native [..., C]."""
     if scale is not None:
         values = (values * scale).round_().clamp_(0.0, scale)
         values = values.to(torch.uint8 if scale == 255.0 else torch.uint16)
-    return values.permute(1, 2, 0).cpu().numpy().astype(dtype, copy=False)
+    return values.movedim(0, -1).cpu().numpy().astype(dtype, copy=False)

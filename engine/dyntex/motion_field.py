@@ -36,10 +36,12 @@ an arrow sets the sway instead: its axis, and a swing over the arrow's length (a
 it). Zero-length pokes are pins: a disc (the poke's radius, or 2 % of the shorter side) held
 still like a `static` mask.
 
-Shaping: the velocity's component across the region's boundary is removed over an EDGE_BAND of
-the shorter side inside the edge (and entirely outside it), so content slides along the edge
+Shaping: a drift's velocity loses its component across the region's boundary over an EDGE_BAND
+of the shorter side inside the edge (and entirely outside it), so content slides along the edge
 instead of pulling in the neighbour (the image border is not an edge: content leaves and enters
-the picture there); the field fades to zero over the same band towards static masks and pins.
+the picture there); a sway fades to zero over the same band instead (swaying blades sliding past
+the still outside a ragged mask show a seam); both fade to zero over the band towards static
+masks and pins.
 Fields live on a coarse grid (GRID cells on the shorter side; they are smooth) over the region's
 bounding box; engine/render.upsample_flow brings them to full resolution.
 """
@@ -354,7 +356,9 @@ def build_field(motion: Motion, mask: np.ndarray, held: np.ndarray | None,
                                                                        scale / cx))
         field.speed = float(amplitude.mean())
         sway = axis * amplitude / np.array([cx, cy], np.float32)[:, None, None]
-        field.sway = shaped(sway).astype(np.float32)
+        # A sway fades out towards the edge instead of sliding along it: blades that shear
+        # past the still outside a ragged mask show a seam; a drift needs the slide.
+        field.sway = (sway * (1.0 - slide) * gate).astype(np.float32)
         noise = PHASE_NOISE * _smooth_noise(rng, px.shape, length / 4 / cx)
         field.phase = (-(wave[0] * px + wave[1] * py) + noise).astype(np.float32)
         period = motion.period or float(frames)
