@@ -15,17 +15,18 @@ no cross-fade and so no mid-clip double image.
 
 Where a layer's source leaves the region (content that enters the picture at the image border,
 where the field does not slide), or where it stretches a little content over a wide area (behind
-an edge the flow slides along, the content that moved on is replaced by the edge band drawn out),
-its weight falls with the source's *trust* (1 in the region and where lengths are kept, 0 a
-few steps outside or where some direction is stretched 3-fold) and the other layer fills in: moving texture
-from the other side of the loop rather than a smear. (Without `loop` the backward layer, anchored at the last frame, fills
-in only there.) Before sampling, each region's pixels are extended outward past its mask (a
-push-pull fill of the region's own colours, engine pixels only), so interpolation taps and
-sources that stray over the edge never drag the neighbouring tree or rock into the sky.
+an edge the flow slides along, the content that moved on is replaced by the edge band drawn
+out), its weight falls with the source's *trust* (1 in the region and where lengths are kept, 0
+a few steps outside or where some direction is stretched 3-fold) and the other layer fills in:
+moving texture from the other side of the loop rather than a smear. (Without `loop` the
+backward layer, anchored at the last frame, fills in only there.) Before sampling, each region's
+pixels are extended outward past its mask (a push-pull fill of the region's own colours; beyond
+the image border, mirrored), so interpolation taps and sources that stray over the edge never
+drag the neighbouring tree or rock into the sky.
 
 Oscillation (grass, leaves): a periodic displacement d(p, t) = A(p) u(p) (sin(omega t + phi(p))
 - sin(phi(p))), phi a travelling wave with a smooth irregularity (blades sway in waves), whole
-cycles per clip when looping; frame(x) = still(x - d(x, t)).
+cycles per clip when looping; frame(x) = still(x - d(x, t)), so frame 0 is the still.
 
 Composition: frame = still (1 - m) + moved m, with m each region's mask (static masks and pins
 taken out) feathered a few pixels *inside* its edge; pixels no region covers are copied from the
@@ -37,8 +38,8 @@ on the coarse grid.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field as dataclass_field
 from collections.abc import Iterator
+from dataclasses import dataclass, field as dataclass_field
 
 import cv2
 import numpy as np
