@@ -34,6 +34,14 @@ COMPOSE_MODES = ("change", "frames")
 # How the dyntex engine makes its frames (engine/dyntex/__init__.py).
 DYNTEX_METHODS = ("two-stream", "advect")
 MIN_POKE_SHARE = 0.01
+# A poke's end may leave the picture (content dragged out of frame), but by at most this many
+# picture diagonals beyond its edge: from anywhere on the picture that carries a brush well
+# clear of it. Farther ends are slips or broken exports (1e5 px, 1e308), and the warp engine's
+# work grows with drag / radius (engine/warp/field.py), so they are refused, not baked for ever.
+MAX_POKE_OVERSHOOT = 2
+# A job is four levels deep (job -> pokes -> poke -> start); deeper JSON is not a job, and nested
+# far enough it overflows Python's recursion while being read.
+MAX_JOB_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -155,11 +163,17 @@ def load_job(path: str | os.PathLike) -> Job:
         raise JobError(f"job file not found: {path}; check the path passed to `run`") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise JobError(f"cannot read job file {path}: {exc}") from None
+    too_deep = (f"job file {path} is nested more than {MAX_JOB_DEPTH} levels deep, so it is "
+                "not a job (see docs/JOB.md); re-export the job")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise JobError(f"job file {path} is not valid JSON (line {exc.lineno}, column "
                        f"{exc.colno}: {exc.msg}); re-export the job") from None
+    except RecursionError:
+        raise JobError(too_deep) from None
+    if _depth_exceeds(data, MAX_JOB_DEPTH):
+        raise JobError(too_deep)
     job = parse_job(data, path.parent)
     check_files(job)
     return job
@@ -303,6 +317,14 @@ def check_against_image(job: Job, width: int, height: int) -> None:
             raise JobError(f"poke {index} starts outside the {width}x{height} image at "
                            f"({x:g}, {y:g}); pokes must start on the image (pixel coordinates, "
                            "y down)")
+        ex, ey = poke.end
+        outside = math.hypot(max(0.0, -ex, ex - width), max(0.0, -ey, ey - height))
+        reach = MAX_POKE_OVERSHOOT * math.hypot(width, height)
+        if outside > reach:
+            raise JobError(f"poke {index} ends at ({ex:g}, {ey:g}), outside the {width}x{height} "
+                           f"image by more than {MAX_POKE_OVERSHOOT} picture diagonals "
+                           f"({reach:.0f} px); an end may leave the image, but not that far: drag "
+                           "its end closer")
 
 
 def read_working_still(job: Job):
@@ -362,6 +384,19 @@ def _path(folder: Path, value: str, where: str) -> Path:
         raise JobError(f"{where} must not be empty")
     path = Path(value)
     return path if path.is_absolute() else folder / path
+
+
+def _depth_exceeds(data: object, limit: int) -> bool:
+    """Whether lists and objects nest more than `limit` deep (iteratively: no recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((item, depth + 1)
+                         for item in (value.values() if isinstance(value, dict) else value))
+    return False
 
 
 def _is_number(value: object) -> bool:

@@ -46,6 +46,14 @@ CORE = 0.25  # fraction of the radius that moves rigidly with the brush
 # thinner that band, and the grid must resolve it or the upsampled map rings (duplicated content).
 NODES_PER_RADIUS = 8
 STEP_PER_RADIUS = 1 / 8  # RK4 step: the brush moves at most this fraction of its radius
+# ... for drags up to 128 radii; beyond, the step count stays at MAX_STEPS, so a node costs at
+# most 4 * MAX_STEPS velocity evaluations per frame whatever the drag (unbounded, a 1e6 px drag
+# hung and 1e308 overflowed). A job reaches the cap only with a radius under 1/128 of its drag:
+# the default fall-off (15 % of the shorter side) on the longest drag a job may have (3 picture
+# diagonals, engine/job.py) needs 160 * diagonal / shorter side steps, under the cap for
+# pictures up to 6:1. Past it the step grows with the drag: the field's error, 1e-4 radius at
+# 1/8, is 2 % of the radius at 1/2 (a drag of 512 radii) and half a radius at 1/1 (1024).
+MAX_STEPS = 1024
 PIN_GRID = 1024  # longer side of the copy of the pin map the velocity samples (the renderer
 #                  applies the full-resolution one exactly)
 
@@ -126,7 +134,8 @@ class DragField:
         if tau == 0 or points.numel() == 0 or not self.drags:
             return points.clone()
         reach = float((self.vectors.norm(dim=1) / self.radii).max()) * abs(tau)
-        steps = max(4, math.ceil(reach / STEP_PER_RADIUS))
+        steps = max(4, math.ceil(reach / STEP_PER_RADIUS)) \
+            if reach < MAX_STEPS * STEP_PER_RADIUS else MAX_STEPS  # also inf and nan
         h = -tau / steps
         p, t = points.clone(), tau
         for _ in range(steps):

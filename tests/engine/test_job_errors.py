@@ -132,3 +132,48 @@ def test_mask_mismatch_through_the_command_line(tmp_path):
     done = run_engine("run", str(job))
     assert done.returncode == 2 and "mask 1" in done.stderr
     assert not any(p.name.startswith("take_001") for p in (tmp_path / "out").glob("*"))
+
+
+@pytest.mark.parametrize("end", [[1e5, 24.0], [1e308, 24.0], [-3e6, -3e6]])
+def test_poke_ending_far_off_the_picture_is_refused(tmp_path, capsys, keep_sigterm, end):
+    """An end more than two picture diagonals beyond the picture's edge is a slip (the warp
+    engine's work grew with the drag: 1e5 took minutes, 1e6 never ended, 1e308 crashed)."""
+    job = write_job(tmp_path, texture(32, 32), pokes=[{"start": [16.0, 16.0], "end": end}])
+    assert_refused(*run_in_process(job, capsys), "poke 1 ends at", "outside the 32x32 image",
+                   "2 picture diagonals", "drag its end closer")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("engine, settings", [
+    ("warp", {}), ("poke", {"poke": {"model": "model.safetensors"}}),
+    ("dyntex", {"dyntex": {"method": "advect"}})])  # advect's arrows are pokes too
+def test_far_off_poke_is_refused_by_every_engine_that_takes_pokes(tmp_path, capsys,
+                                                                  keep_sigterm, engine, settings):
+    (tmp_path / "model.safetensors").write_bytes(b"never read: the pokes are checked first")
+    job = write_job(tmp_path, texture(32, 32), engine=engine, **settings,
+                    pokes=[{"start": [16.0, 16.0], "end": [16.0, 1e6]}])
+    assert_refused(*run_in_process(job, capsys), "poke 1 ends at")
+
+
+def test_poke_ending_a_little_outside_the_picture_still_bakes(tmp_path, capsys, keep_sigterm):
+    """Dragging content out of frame is legitimate: 1.9 diagonals beyond the edge is kept."""
+    diagonal = 32 * 2 ** 0.5
+    job = write_job(tmp_path, texture(32, 32),
+                    pokes=[{"start": [16.0, 16.0], "end": [32.0 + 1.9 * diagonal, 16.0]}])
+    status, _, err = run_in_process(job, capsys)
+    assert status == 0, err
+    assert len(list((tmp_path / "out" / "take_001").iterdir())) == 4
+
+
+@pytest.mark.parametrize("depth", [40, 100_000])
+def test_deeply_nested_job_is_a_bad_job(tmp_path, depth):
+    """A job is four levels deep; JSON nested far deeper (100 000 levels overflowed Python's
+    recursion: exit 1, "engine bug") is refused as a bad job, through the real command line."""
+    path = tmp_path / "job.json"
+    path.write_text('{"version": 1, "pokes": ' + "[" * depth + "]" * depth + "}")
+    done = run_engine("run", str(path))
+    assert done.returncode == 2, done.stderr
+    assert json_lines(done.stdout)[-1]["stage"] == "error"
+    assert done.stderr.startswith(f"error: job file {path} is nested more than 32 levels deep")
+    assert "re-export the job" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -122,3 +122,20 @@ def test_far_pokes_keep_their_own_ends():
                            dtype=torch.float64)
         assert torch.allclose(field.sources(end, 1.0), torch.tensor([drag.start],
                               dtype=torch.float64), atol=1e-6)
+
+
+@pytest.mark.parametrize("vector", [(1e5, -8.0), (1e308, 24.0)])
+def test_far_off_drag_integrates_in_a_bounded_number_of_steps(vector):
+    """Validation refuses such drags (test_job_errors.py); the field itself must still never
+    hang or overflow on one: RK4 steps grew with drag / radius without limit."""
+    from engine.warp.field import MAX_STEPS
+
+    field = DragField([Drag((32.0, 32.0), vector, 9.6)], 64, 64)
+    velocity, calls = field.velocity, []
+    field.velocity = lambda points, tau: calls.append(tau) or velocity(points, tau)
+    points = torch.tensor([[32.0, 32.0], [20.0, 40.0]], dtype=torch.float64)
+    sources = field.sources(points, 1.0)
+    assert sources.shape == points.shape
+    assert len(calls) == 4 * MAX_STEPS
+    if vector[0] < 1e6:
+        assert torch.isfinite(sources).all()
