@@ -116,6 +116,18 @@ def json_lines(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a module (pytestmark = pytest.mark.usefixtures(...)): small
+    tensors gain nothing from threads and lose a lot to a busy machine."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def keep_sigterm():
     """In-process `run` installs a SIGTERM handler; give pytest its own back afterwards."""

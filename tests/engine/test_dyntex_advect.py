@@ -13,7 +13,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import save, texture, write_job
 from engine.dyntex import prepare
@@ -28,13 +27,8 @@ from engine.progress import Recorded
 H, W = 64, 96
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tensors this small gain nothing from threads, and lose a lot to a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# tensors this small gain nothing from threads, and lose a lot to a busy machine
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _box(r0, r1, c0, c1):
@@ -85,6 +79,19 @@ def test_the_loop_closes_and_frames_in_between_move(looped):
         assert np.abs(frames[t, top].astype(int) - still[top]).mean() > 2
         assert np.abs(frames[t, bottom].astype(int) - still[bottom]).mean() > 2
     assert [region.field.kind for region in clip.regions] == ["drift", "oscillate"]
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_frame_1_is_the_still_with_mask_corners_inside_the_picture(tmp_path, loop):
+    """An arrow steers a box that touches no image border: its corners once took a rounding
+    step from the backward layer on frame 1 (found by the add-on's bake test)."""
+    still = np.zeros((H, W, 3), np.uint8)
+    still[:, ::2] = 255  # sharp stripes: any share of a moved layer shows as a rounding step
+    path = _job(tmp_path, [(_box(2, 18, 2, 62), "clouds")], still, frames=6, loop=loop,
+                pokes=[{"start": [20.0, 10.0], "end": [35.0, 10.0]}])
+    clip = _prepare(path)
+    assert np.array_equal(clip.frame(0), clip.still)
+    assert np.array_equal(clip.frame(6), clip.still) is loop  # frame N+1 when looping
 
 
 def test_pixels_outside_every_mask_are_the_still_bit_for_bit(looped):
@@ -187,10 +194,13 @@ def test_a_16_bit_rgba_still_keeps_its_type_and_alpha(tmp_path):
     assert np.array_equal(frame[40:], still[40:])
 
 
-def test_default_method_is_two_stream_and_unknown_methods_are_listed(tmp_path):
+def test_default_method_is_advect_and_unknown_methods_are_listed(tmp_path):
     path = _job(tmp_path, [(_box(0, 30, 0, W), "clouds")])
     data = json.loads(path.read_text())
     del data["dyntex"]["method"]
+    path.write_text(json.dumps(data))
+    assert load_job(path).dyntex.method == "advect"
+    data["dyntex"]["method"] = "two-stream"  # the research method stays selectable
     path.write_text(json.dumps(data))
     assert load_job(path).dyntex.method == "two-stream"
     data["dyntex"]["method"] = "warp"

@@ -45,13 +45,8 @@ def nets():
     return net.requires_grad_(False).eval(), msoe.requires_grad_(False).eval()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tensors this small gain nothing from threads, and lose a lot to a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# tensors this small gain nothing from threads, and lose a lot to a busy machine
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _still(seed=0):
@@ -363,8 +358,8 @@ def test_job_file_with_dyntex_engine(nets, tmp_path, monkeypatch, keep_sigterm):
         save(clip / f"frame_{index + 1:04d}.png", texture(32, 32, seed=index))
     mask = (_top_mask() * 255).astype(np.uint8)
     job_path = write_job(tmp_path / "job", _still(), [mask], engine="dyntex", loop=True,
-                         dyntex={"size": 48, "iterations": 2, "lambda_l2": 0.1,
-                                 "motion_contrast": 0.25})
+                         dyntex={"method": "two-stream", "size": 48, "iterations": 2,
+                                 "lambda_l2": 0.1, "motion_contrast": 0.25})
     data = json.loads(job_path.read_text())
     data["masks"][0]["label"] = "frames"  # a frames folder, relative to the job
     job_path.write_text(json.dumps(data))
