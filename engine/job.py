@@ -92,9 +92,10 @@ class DyntexSettings:
     lambda_paint: float = 0.1
     motion_contrast: float = 0.5  # share of λ6's term compared as motion contrast (losses.py)
     style: Path | None = None
-    # "two-stream": optimise every frame (synthesis.py); "advect": move the still's own pixels
-    # along measured motion fields (advect.py, issue 15)
-    method: str = "two-stream"
+    # "advect" (the default): move the still's own pixels along measured motion fields
+    # (advect.py, issue 15); "two-stream": optimise every frame (synthesis.py, the research
+    # method, which the keys above configure)
+    method: str = "advect"
 
 
 # Where a job with "poke": {"model": null} finds its model: the shipped default (models/).

@@ -112,6 +112,11 @@ class AdvectClip:
         if not 0 <= t <= self.frames:
             raise ValueError(f"frame {t} is outside 0..{self.frames}")
         out = self.still.copy()
+        if t == 0 or (self.loop and t == self.frames):
+            # Nothing has moved yet (or the loop is back): the still, bit for bit. Rendered, a
+            # corner of a mask inside the picture took a rounding step from the backward layer
+            # (the trust, upsampled from the coarse grid, is a little under 1 there).
+            return out
         for region in self.regions:
             self._render(region, out, t)
         return out

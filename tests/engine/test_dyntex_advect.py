@@ -85,8 +85,8 @@ def test_the_loop_closes_and_frames_in_between_move(looped):
 def test_frame_1_is_the_still_with_mask_corners_inside_the_picture(tmp_path, loop):
     """An arrow steers a box that touches no image border: its corners once took a rounding
     step from the backward layer on frame 1 (found by the add-on's bake test)."""
-    still = np.zeros((H, W, 3), np.uint8)
-    still[:, ::2] = 255  # sharp stripes: any share of a moved layer shows as a rounding step
+    y, x = np.mgrid[0:H, 0:W]  # a 16-px checker over a ramp: a share of a moved layer shows
+    still = np.dstack([((x // 16 + y // 16) % 2) * 204 + 26, x * 2, y]).astype(np.uint8)
     path = _job(tmp_path, [(_box(2, 18, 2, 62), "clouds")], still, frames=6, loop=loop,
                 pokes=[{"start": [20.0, 10.0], "end": [35.0, 10.0]}])
     clip = _prepare(path)
