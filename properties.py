@@ -21,7 +21,7 @@ ENGINES = [
     ("WARP", "Warp", "Deterministic: pokes push the image, masks pin it; full resolution, instant"),
     ("DYNTEX", "Dynamic Texture",
      "Landscapes: each labelled mask (water, clouds, grass, ...) moves like its motion "
-     "exemplar, everything else stays the still; slow, synthesised by optimisation"),
+     "exemplar, arrows steer it, everything else stays the still"),
     # Appended, so files saved before it existed keep reading WARP and DYNTEX.
     ("POKE", "Sampled (iPOKE)",
      "Faces and bodies: a trained poke model draws several plausible clips for the same pokes; "
@@ -39,6 +39,18 @@ MASK_LABELS = [
     ("waterfall", "Waterfall", "Dynamic Texture: falling water from the motion library", 4),
     (CLIP_LABEL, "Clip File", "Dynamic Texture: moves like a video file (or a folder of frames) "
      "you pick", 5),
+]
+
+# How the Dynamic Texture engine makes its frames (the job's dyntex.method, scene/job.py
+# DYNTEX_METHODS). Explicit numbers: saved files store them; a file saved before the choice
+# existed reads ADVECT, the method an artist gets.
+DYNTEX_METHODS = [
+    ("ADVECT", "Motion (advect)",
+     "Moves the still's own pixels along each region's measured motion at full resolution; "
+     "arrows on the Pokes layer steer the region they start in, a click pins. Fast", 0),
+    ("TWO_STREAM", "Two-stream synthesis (research)",
+     "Synthesises every frame by optimisation (VGG and MSOE statistics) at a working size; "
+     "slow (minutes to hours)", 1),
 ]
 
 OPTIMIZERS = [
@@ -81,8 +93,10 @@ class StillMotionMaskLabel(bpy.types.PropertyGroup):
 
 
 class StillMotionDyntexSettings(bpy.types.PropertyGroup):
-    """Dynamic Texture engine settings (docs/JOB.md, "dyntex"); defaults are the engine's."""
+    """Dynamic Texture engine settings (docs/JOB.md, "dyntex"); defaults are the engine's.
+    Everything but method configures the two-stream method only."""
 
+    method: EnumProperty(name="Method", items=DYNTEX_METHODS, default="ADVECT")
     style_image: PointerProperty(
         name="Style",
         type=bpy.types.Image,

@@ -47,7 +47,7 @@ class VIEW3D_PT_stillmotion(bpy.types.Panel):
         self.draw_strokes(context, layout, plane, settings)
         self.draw_motion(layout, settings)
         if settings.engine == "DYNTEX":
-            self.draw_dyntex(layout, settings.dyntex)
+            self.draw_dyntex(context, layout, settings.dyntex)
         elif settings.engine == "POKE":
             self.draw_poke(context, layout, plane, settings.poke)
         self.draw_output(layout, settings)
@@ -190,7 +190,17 @@ class VIEW3D_PT_stillmotion(bpy.types.Panel):
         folder = models.models_folder(context, create=False)
         _wrapped(body, f"Models go to {folder}. {poke_runs.RESUME_NOTE}.", "INFO", context)
 
-    def draw_dyntex(self, layout, dyntex):
+    def draw_dyntex(self, context, layout, dyntex):
+        col = layout.column()
+        col.use_property_split = True
+        col.use_property_decorate = False
+        col.prop(dyntex, "method")
+        if dyntex.method == "ADVECT":
+            # Everything else in dyntex configures the two-stream method only.
+            _wrapped(layout, "An arrow on the Pokes layer steers the region it starts in; a "
+                     "click without a drag pins that spot", "FORCE_WIND", context)
+            self.draw_library(layout)
+            return
         col = layout.column()
         col.label(text="Style (optional painting)")
         col.template_ID(dyntex, "style_image", open="image.open")
@@ -238,8 +248,8 @@ class VIEW3D_PT_stillmotion(bpy.types.Panel):
         col.use_property_split = True
         col.use_property_decorate = False
         col.prop(settings, "output_format")
-        if settings.engine == "DYNTEX":
-            # The dyntex preview is capped (scene/job.py), not sized by Preview Size.
+        if settings.engine == "DYNTEX" and settings.dyntex.method == "TWO_STREAM":
+            # The two-stream preview is capped (scene/job.py), not sized by Preview Size.
             preview = DYNTEX_PREVIEW
             col.label(text=f"Preview: ≤{preview['size']} px, {preview['frames']} frames, "
                            f"{preview['iterations']} iterations", icon="INFO")

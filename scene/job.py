@@ -16,8 +16,12 @@ width in image pixels, so a broad brush pushes a broad area.
 What each engine takes:
 - Warp: pokes, and the `static` masks (a mask with a motion label is left out with a warning).
 - Dynamic Texture: the masks; a motion label (water, clouds, grass, waterfall) is written as
-  the word, "Clip File" as the clip's absolute path. Pokes are not read (a warning counts them).
-  A Preview bakes at most DYNTEX_PREVIEW's working size, frames and iterations.
+  the word, "Clip File" as the clip's absolute path, and "dyntex" with the method. Motion
+  (advect, the default) also takes the pokes as the warp engine does: an arrow steers the motion
+  region it starts in (one starting outside every motion mask is refused), a click without a
+  drag is a pin; its Preview is scaled to Preview Size like Warp's. Two-stream synthesis does
+  not read pokes (a warning counts them) and its Preview bakes at most DYNTEX_PREVIEW's working
+  size, frames and iterations.
 - Sampled (iPOKE): the pokes (at least one; a poke may be a click without a drag: "hold still
   here") and the `static` masks, as for Warp, plus the "poke" object: the chosen model (null for
   the shipped default), samples K, the chosen sample, temperature, `thumbnails` for the
@@ -45,8 +49,10 @@ DEFAULT_LABEL = "static"
 CLIP_LABEL = "clip"  # properties.CLIP_LABEL: the mask moves like a video file the artist picks
 LABEL_NAMES = {"static": "Static", "water": "Water", "clouds": "Clouds", "grass": "Grass",
                "waterfall": "Waterfall", CLIP_LABEL: "Clip File"}
-# A dyntex Preview: small enough to come back in a minute or two on a laptop CPU, so the
-# artist checks regions and labels before a bake that takes many minutes.
+# The panel's Dynamic Texture methods -> the job's dyntex.method (properties.DYNTEX_METHODS).
+DYNTEX_METHODS = {"ADVECT": "advect", "TWO_STREAM": "two-stream"}
+# A two-stream dyntex Preview: small enough to come back in a minute or two on a laptop CPU,
+# so the artist checks regions and labels before a bake that takes many minutes.
 DYNTEX_PREVIEW = {"size": 96, "frames": 6, "iterations": 5}
 MIN_WORK = 32  # engine/dyntex/synthesis.py MIN_WORK: MSOE's 5-level pyramid needs 2^5 pixels
 ENGINES_WITH_STATIC_MASKS_ONLY = {"WARP", "POKE"}  # a motion label means nothing to them
@@ -155,8 +161,9 @@ def _job_label(stroke_index, labels, engine, dropped):
     return _clip_label(stroke_index + 1, item) if label == CLIP_LABEL else label
 
 
-def _masks(raw, projector, size, labels, engine, job_dir, warnings):
-    """Rasterise mask strokes into job_dir/mask_NNN.png -> (mask dicts, number off picture)."""
+def _masks(raw, projector, size, labels, engine, job_dir, warnings, fills=None):
+    """Rasterise mask strokes into job_dir/mask_NNN.png -> (mask dicts, number off picture).
+    fills: when a list, each written mask's (label, filled pixels) is appended to it."""
     w, h = size
     masks, outside, dropped = [], 0, []
     for stroke in raw:
@@ -198,6 +205,8 @@ def _masks(raw, projector, size, labels, engine, job_dir, warnings):
         path = pathlib.Path(job_dir) / f"mask_{len(masks):03d}.png"
         raster.write_png_gray(path, filled)
         masks.append({"path": path.name, "label": label})
+        if fills is not None:
+            fills.append((label, filled))
     if dropped:
         numbers = ", ".join(str(n) for n in dropped)
         warnings.append(f"{_plural(len(dropped), 'mask', 'masks')} {numbers} "
@@ -217,6 +226,8 @@ def write_job(plane, job_dir, output_dir, *, preview=False, device="auto",
     target = find_target(plane)
     settings = plane.stillmotion
     dyntex = settings.engine == "DYNTEX"
+    advect = dyntex and settings.dyntex.method == "ADVECT"  # motion first: arrows steer regions
+    two_stream = dyntex and not advect
     sampled = settings.engine == "POKE"
     poke_block = _poke_block(settings.poke, thumbnails) if sampled else None
     gp_obj = settings.strokes
@@ -229,10 +240,10 @@ def write_job(plane, job_dir, output_dir, *, preview=False, device="auto",
     warnings = list(target.notes)
     raw_pokes = _read_layer(gp_obj, strokes.POKES, warnings)
     raw_masks = _read_layer(gp_obj, strokes.MASKS, warnings)
-    if dyntex and raw_pokes:
+    if two_stream and raw_pokes:
         n = len(raw_pokes)
-        warnings.append(f"{n} {_plural(n, 'poke is', 'pokes are')} not used by the Dynamic "
-                        "Texture engine (it animates labelled masks)")
+        warnings.append(f"{n} {_plural(n, 'poke is', 'pokes are')} not used by Two-stream "
+                        "synthesis (it animates labelled masks; Motion (advect) follows arrows)")
         raw_pokes = []
     if sampled and not raw_pokes:
         frame = bpy.context.scene.frame_current
@@ -240,7 +251,7 @@ def write_job(plane, job_dir, output_dir, *, preview=False, device="auto",
             f"'{gp_obj.name}' has no pokes on its Pokes layer at frame {frame}: the Sampled "
             "(iPOKE) engine moves the picture from pokes, so draw at least one (a drag from the "
             "spot that should move towards where it should go)")
-    if not raw_pokes and not raw_masks:
+    if not raw_masks and (dyntex or not raw_pokes):  # (advect's arrows steer masks only)
         frame = bpy.context.scene.frame_current
         if dyntex:
             raise StillMotionError(
@@ -259,9 +270,10 @@ def write_job(plane, job_dir, output_dir, *, preview=False, device="auto",
     projector = strokes.PlaneProjector(plane, size, target.uv_map)
     falloff = float(settings.falloff)
     pokes, poke_strokes, pokes_out = _pokes(raw_pokes, projector, size, falloff, warnings,
-                                            allow_still=sampled)
+                                            allow_still=sampled or advect)
+    fills = [] if advect else None
     masks, masks_out = _masks(raw_masks, projector, size, settings.mask_labels, settings.engine,
-                              job_dir, warnings)
+                              job_dir, warnings, fills)
 
     ignored = pokes_out + masks_out
     if not pokes and not masks and ignored:
@@ -281,6 +293,8 @@ def write_job(plane, job_dir, output_dir, *, preview=False, device="auto",
             "The Dynamic Texture engine moves only masks with a motion label, and none has "
             "one: label a mask Water, Clouds, Grass, Waterfall or Clip File in the Mask Labels "
             "list (click the refresh button if the list is empty)")
+    if advect:
+        check_arrows(pokes, poke_strokes, fills, size)
     if sampled and not pokes:
         raise StillMotionError(
             "No poke starts on the picture: the Sampled (iPOKE) engine needs at least one poke "
@@ -291,7 +305,7 @@ def write_job(plane, job_dir, output_dir, *, preview=False, device="auto",
     still = export_still(target.image, job_dir)
     w, h = size
     frames = int(settings.frames)
-    if dyntex and preview:
+    if two_stream and preview:
         frames = min(frames, DYNTEX_PREVIEW["frames"])
     job = {
         "version": JOB_VERSION,
@@ -304,10 +318,10 @@ def write_job(plane, job_dir, output_dir, *, preview=False, device="auto",
         "loop": bool(settings.loop),
         "easing": settings.easing,
         "format": settings.output_format,
-        # dyntex reads max_size as a cap on its working size; its preview cap is in "dyntex"
-        # (the panel hides Preview Size for it), so a small Preview Size cannot push the
-        # working size below what the motion network needs.
-        "max_size": int(settings.preview_size) if preview and not dyntex else 0,
+        # two-stream reads max_size as a cap on its working size; its preview cap is in
+        # "dyntex" (the panel hides Preview Size for it), so a small Preview Size cannot push
+        # the working size below what the motion network needs. Advect previews like warp.
+        "max_size": int(settings.preview_size) if preview and not two_stream else 0,
         "device": device,
         "pokes": pokes,
         "masks": masks,
@@ -323,6 +337,27 @@ def write_job(plane, job_dir, output_dir, *, preview=False, device="auto",
     job_path = job_dir / "job.json"
     job_path.write_text(json.dumps(job, indent=2, ensure_ascii=False), encoding="utf-8")
     return JobPlan(job_path, job, warnings, (w, h), poke_strokes)
+
+
+def check_arrows(pokes, poke_strokes, fills, size):
+    """Motion (advect): an arrow steers the motion region it starts in, so one that starts
+    outside every motion mask is refused, by its stroke number (the engine's own check,
+    engine/dyntex/advect.py, reads the same pixel of the same masks at full resolution). A
+    click without a drag is a pin and may lie anywhere. fills: [(label, filled pixels)]."""
+    w, h = size
+    min_length = min(0.5, 0.01 * max(w, h))  # engine/job.py Poke.is_pin
+    motion = [filled for label, filled in fills if label != DEFAULT_LABEL]
+    for poke, number in zip(pokes, poke_strokes):
+        (x, y), (ex, ey) = poke["start"], poke["end"]
+        if math.hypot(ex - x, ey - y) < min_length:
+            continue
+        column, row = min(w - 1, int(x)), min(h - 1, int(y))
+        if not any(filled[row, column] for filled in motion):
+            raise StillMotionError(
+                f"Poke {number} starts outside every motion mask: with Motion (advect) an arrow "
+                "steers the region it starts in, so start it inside a mask labelled Water, "
+                "Clouds, Grass, Waterfall or Clip File, or delete it (a click without a drag "
+                "pins a spot instead)")
 
 
 def _job_ref(path, job_dir):
@@ -348,7 +383,13 @@ def min_working_size(width, height):
 
 
 def _dyntex_block(dyn, job_dir, size_wh, preview, warnings):
-    """The job's "dyntex" object (docs/JOB.md); a Preview caps size and iterations."""
+    """The job's "dyntex" object (docs/JOB.md): the method, and for two-stream its settings (a
+    Preview caps size and iterations). Advect uses none of them."""
+    if dyn.method == "ADVECT":
+        if dyn.style_image is not None:
+            warnings.append(f"the style image '{dyn.style_image.name}' is not used by Motion "
+                            "(advect): only Two-stream synthesis paints with it")
+        return {"method": DYNTEX_METHODS["ADVECT"]}
     size, iterations, levels = int(dyn.size), int(dyn.iterations), int(dyn.levels)
     smallest = min_working_size(*size_wh)
     if preview:
@@ -362,6 +403,7 @@ def _dyntex_block(dyn, job_dir, size_wh, preview, warnings):
             f"needs {MIN_WORK} pixels on its shorter side, so set Working Size to at least "
             f"{smallest} (Dynamic Texture › Advanced)")
     block = {
+        "method": DYNTEX_METHODS["TWO_STREAM"],
         "size": size,
         "iterations": iterations,
         "levels": levels,

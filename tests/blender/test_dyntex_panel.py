@@ -1,6 +1,7 @@
-"""The Dynamic Texture engine on the Blender side: properties -> job.json ("dyntex" block,
-labels, clip paths, style image, λ), the errors an artist can fix, the panel for both engines,
-the capped Preview, and one tiny bake through the real engine process."""
+"""The Dynamic Texture engine on the Blender side: properties -> job.json ("dyntex" block with
+its method, labels, clip paths, arrows and pins for Motion (advect), style image and λ for
+Two-stream), the errors an artist can fix, the panel for both engines and both methods, the
+Previews, and a tiny bake of each method through the real engine process."""
 
 import json
 import pathlib
@@ -16,7 +17,9 @@ from test_bake_operator import RecordingLayout, draw_panel
 
 SKY = [(2.0, 2.0), (62.0, 2.0), (62.0, 18.0), (2.0, 18.0)]  # image pixels, y down
 GROUND = [(2.0, 28.0), (62.0, 28.0), (62.0, 46.0), (2.0, 46.0)]
-POKE = [(10.0, 24.0), (20.0, 24.0)]
+POKE = [(10.0, 24.0), (20.0, 24.0)]  # between the two masks
+ARROW = [(20.0, 10.0), (35.0, 10.0)]  # inside the sky, 15 px to the right
+PIN = [(40.0, 36.0), (40.0, 36.0)]  # a click without a drag, on the ground
 
 
 @pytest.fixture
@@ -27,8 +30,9 @@ def sm(addon):
     return types.SimpleNamespace(job=job, strokes=strokes, errors=errors, main=main)
 
 
-def landscape(sm, folder, *labels, poke=False):
-    """A 64 x 48 plane with a sky and a ground mask (labels in that order) on DYNTEX."""
+def landscape(sm, folder, *labels, poke=False, method=None):
+    """A 64 x 48 plane with a sky and a ground mask (labels in that order) on DYNTEX (method:
+    "TWO_STREAM", or None for the default, Motion (advect))."""
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     plane = make_plane(folder)
@@ -39,6 +43,8 @@ def landscape(sm, folder, *labels, poke=False):
         sm.strokes.add_stroke(gp, "Pokes", [pixel_to_world(plane, p) for p in POKE])
     settings = plane.stillmotion
     settings.engine = "DYNTEX"
+    if method is not None:
+        settings.dyntex.method = method
     for label in labels:
         settings.mask_labels.add().label = label
     return plane
@@ -55,6 +61,9 @@ def test_defaults_are_the_engines(sm, tmp_path):
     settings = plane.stillmotion
     dyn = settings.dyntex
     assert settings.engine == "WARP"
+    assert dyn.method == "ADVECT"  # motion first; two-stream is the research method
+    methods = {i.identifier: i.value for i in dyn.bl_rna.properties["method"].enum_items}
+    assert methods == {"ADVECT": 0, "TWO_STREAM": 1}  # saved files store the number
     assert (dyn.size, dyn.iterations, dyn.levels, dyn.optimizer) == (256, 100, 1, "LBFGS")
     lambdas = (dyn.lambda_style, dyn.lambda_l2, dyn.lambda_app, dyn.lambda_dyn,
                dyn.lambda_paint)
@@ -68,8 +77,63 @@ def test_defaults_are_the_engines(sm, tmp_path):
                       "clip": 5}
 
 
+def test_default_job_is_advect_with_arrows_and_pins(sm, tmp_path):
+    """Motion (advect) writes only the method (the two-stream settings mean nothing to it),
+    and the pokes with the warp engine's pixel conventions: an arrow inside the sky steers it,
+    a click without a drag is a pin."""
+    plane = landscape(sm, tmp_path, "clouds", "grass")
+    gp = plane.stillmotion.strokes
+    for stroke in (ARROW, PIN):
+        sm.strokes.add_stroke(gp, "Pokes", [pixel_to_world(plane, p) for p in stroke])
+    plane.stillmotion.dyntex.size = 40  # a two-stream Working Size too small for this still
+    plan = write(sm, plane, tmp_path)
+    job = json.loads(plan.job_path.read_text(encoding="utf-8"))
+    assert job == plan.job
+    assert job["engine"] == "dyntex" and job["dyntex"] == {"method": "advect"}
+    assert [m["label"] for m in job["masks"]] == ["clouds", "grass"]
+    arrow, pin = job["pokes"]
+    assert arrow["start"] == pytest.approx(ARROW[0], abs=0.01)
+    assert arrow["end"] == pytest.approx(ARROW[1], abs=0.01)
+    assert pin["start"] == pytest.approx(PIN[0], abs=0.01) == pin["end"]
+    assert plan.poke_strokes == [1, 2]
+    assert not any("poke" in w for w in plan.warnings)
+
+    # Its Preview is scaled like Warp's, not capped like two-stream's.
+    plane.stillmotion.frames, plane.stillmotion.preview_size = 24, 32
+    preview = write(sm, plane, tmp_path, preview=True).job
+    assert (preview["frames"], preview["max_size"]) == (24, 32)
+    assert preview["dyntex"] == {"method": "advect"}
+
+    # A style image is a two-stream setting: not exported, with a warning.
+    plane.stillmotion.dyntex.style_image = bpy.data.images.new("painting", 4, 4)
+    plan = write(sm, plane, tmp_path)
+    assert plan.job["dyntex"] == {"method": "advect"}
+    assert not (plan.job_path.parent / "style.png").exists()
+    assert any("'painting' is not used by Motion (advect)" in w for w in plan.warnings)
+
+
+def test_advect_arrow_outside_every_motion_mask_is_refused(sm, tmp_path):
+    """An arrow steers the region it starts in; between the masks (or on a static one) it
+    steers nothing, so the bake stops before the engine, naming the artist's stroke."""
+    plane = landscape(sm, tmp_path, "clouds", "static", poke=True)
+    gp = plane.stillmotion.strokes
+    sm.strokes.add_stroke(gp, "Pokes", [pixel_to_world(plane, p) for p in ARROW])
+    with pytest.raises(sm.errors.StillMotionError,
+                       match="Poke 1 starts outside every motion mask: with Motion"):
+        write(sm, plane, tmp_path)
+    # On the static ground too; a click there is a pin and fine.
+    plane = landscape(sm, tmp_path / "ground", "clouds", "static")
+    gp = plane.stillmotion.strokes
+    sm.strokes.add_stroke(gp, "Pokes", [pixel_to_world(plane, p) for p in PIN])
+    assert len(write(sm, plane, tmp_path).job["pokes"]) == 1
+    sm.strokes.add_stroke(gp, "Pokes", [pixel_to_world(plane, p) for p in
+                                        [(30.0, 36.0), (40.0, 40.0)]])
+    with pytest.raises(sm.errors.StillMotionError, match="Poke 2 starts outside"):
+        write(sm, plane, tmp_path)
+
+
 def test_dyntex_job_has_labels_clip_style_and_lambdas(sm, tmp_path):
-    plane = landscape(sm, tmp_path, "clouds", "clip", poke=True)
+    plane = landscape(sm, tmp_path, "clouds", "clip", poke=True, method="TWO_STREAM")
     clip = tmp_path / "river clip.mp4"
     clip.write_bytes(b"not decoded on the Blender side")
     settings = plane.stillmotion
@@ -90,9 +154,9 @@ def test_dyntex_job_has_labels_clip_style_and_lambdas(sm, tmp_path):
     assert job["max_size"] == 0 and job["seed"] == 3
     assert [m["label"] for m in job["masks"]] == ["clouds", str(clip.resolve())]
     assert job["pokes"] == []
-    assert any("1 poke is not used by the Dynamic Texture engine" in w for w in plan.warnings)
+    assert any("1 poke is not used by Two-stream synthesis" in w for w in plan.warnings)
     assert job["dyntex"] == {
-        "size": 128, "iterations": 40, "levels": 2, "optimizer": "adam",
+        "method": "two-stream", "size": 128, "iterations": 40, "levels": 2, "optimizer": "adam",
         "lambda_style": 0.5, "lambda_l2": pytest.approx(0.1), "lambda_app": 2.0,
         "lambda_dyn": 20.0, "lambda_paint": pytest.approx(0.3), "motion_contrast": 0.25,
         "style": "style.png"}
@@ -109,7 +173,7 @@ def test_dyntex_job_has_labels_clip_style_and_lambdas(sm, tmp_path):
 
 
 def test_clip_path_is_relative_to_the_blend(sm, tmp_path):
-    plane = landscape(sm, tmp_path, "clip")
+    plane = landscape(sm, tmp_path, "clip")  # (either method: the masks are the same)
     (tmp_path / "clips").mkdir()
     (tmp_path / "clips" / "frame_0001.png").write_bytes(b"")
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
@@ -120,7 +184,7 @@ def test_clip_path_is_relative_to_the_blend(sm, tmp_path):
 
 
 def test_preview_caps_size_frames_and_iterations(sm, tmp_path):
-    plane = landscape(sm, tmp_path, "water")
+    plane = landscape(sm, tmp_path, "water", method="TWO_STREAM")
     settings = plane.stillmotion
     settings.frames = 24
     settings.dyntex.size, settings.dyntex.iterations, settings.dyntex.levels = 512, 300, 3
@@ -148,7 +212,7 @@ def test_working_size_keeps_32_pixels_on_the_shorter_side(sm, tmp_path):
     assert sm.job.min_working_size(40, 40) == 32
     with pytest.raises(sm.errors.StillMotionError, match="needs at least 32 on each side"):
         sm.job.min_working_size(100, 20)
-    plane = landscape(sm, tmp_path, "grass")
+    plane = landscape(sm, tmp_path, "grass", method="TWO_STREAM")
     plane.stillmotion.dyntex.size = 40
     with pytest.raises(sm.errors.StillMotionError, match="set Working Size to at least 42"):
         write(sm, plane, tmp_path)
@@ -184,7 +248,7 @@ def test_dyntex_errors_say_what_to_do(sm, tmp_path, case, words):
 
 
 def test_style_unused_without_painting_weight(sm, tmp_path):
-    plane = landscape(sm, tmp_path, "water")
+    plane = landscape(sm, tmp_path, "water", method="TWO_STREAM")
     dyn = plane.stillmotion.dyntex
     dyn.style_image = bpy.data.images.new("painting", 4, 4)
     dyn.lambda_paint = 0.0
@@ -216,10 +280,25 @@ def test_panel_draws_both_engines(sm, tmp_path):
     assert {"engine", "falloff", "feather", "easing", "loop", "preview_size"} <= drawn
     assert "style_image" not in drawn and "lambda_dyn" not in drawn
 
+    # Motion (advect), the default: a short panel, no two-stream settings.
     plane.stillmotion.engine = "DYNTEX"
     log = draw_panel(modules)
     drawn = {entry[1] for entry in log}
-    assert {"engine", "frames", "loop", "style_image", "image.open",
+    assert {"engine", "frames", "loop", "method", "preview_size",
+            "STILLMOTION_PT_motion_library"} <= drawn
+    two_stream_only = {"style_image", "STILLMOTION_PT_dyntex_advanced", "size", "iterations",
+                       "levels", "optimizer", "lambda_style", "lambda_l2", "lambda_app",
+                       "lambda_dyn", "motion_contrast", "lambda_paint"}
+    assert not two_stream_only & drawn
+    assert not {"falloff", "feather", "easing"} & drawn
+    assert any(e[0] == "label" and e[1].startswith("An arrow on the Pokes layer steers")
+               for e in log)
+    assert not any(e[0] == "label" and e[1].startswith("Preview: ≤") for e in log)
+
+    plane.stillmotion.dyntex.method = "TWO_STREAM"
+    log = draw_panel(modules)
+    drawn = {entry[1] for entry in log}
+    assert {"engine", "frames", "loop", "method", "style_image", "image.open",
             "STILLMOTION_PT_dyntex_advanced", "size", "iterations", "levels", "optimizer",
             "lambda_style", "lambda_l2", "lambda_app", "lambda_dyn", "motion_contrast",
             "lambda_paint"} <= drawn
@@ -237,11 +316,12 @@ def test_panel_draws_both_engines(sm, tmp_path):
 
 
 def test_tiny_dyntex_bake_through_the_engine(sm, tmp_path):
-    """The whole path with the real engine process: 2 frames, 2 iterations at 42 px. Pixels
-    outside the motion mask stay the still; the plane then shows the sequence."""
+    """The whole path with the real engine process, Two-stream synthesis: 2 frames, 2
+    iterations at 42 px. Pixels outside the motion mask stay the still; the plane then shows
+    the sequence."""
     from bl_ext.user_default.stillmotion.bake import session
 
-    plane = landscape(sm, tmp_path, "clouds")
+    plane = landscape(sm, tmp_path, "clouds", method="TWO_STREAM")
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
     plane = bpy.data.objects[plane.name]
     settings = plane.stillmotion
@@ -261,6 +341,43 @@ def test_tiny_dyntex_bake_through_the_engine(sm, tmp_path):
         assert np.array_equal(frame[outside], still[outside])
         moved |= not np.array_equal(frame, still)
     assert moved, "the clouds region should change"
+
+
+def test_tiny_advect_bake_through_the_engine(sm, tmp_path):
+    """The whole path with the real engine process and the panel's defaults (Motion (advect)):
+    6 frames of the 64 x 48 still at full resolution, the sky labelled clouds and steered by an
+    arrow 15 px to the right. The sky's content arrives 15 px right on the last frame; pixels
+    outside the sky mask are the still in every frame; frame 1 is the still."""
+    from bl_ext.user_default.stillmotion.bake import session
+
+    plane = landscape(sm, tmp_path, "clouds")
+    gp = plane.stillmotion.strokes
+    sm.strokes.add_stroke(gp, "Pokes", [pixel_to_world(plane, p) for p in ARROW])
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
+    plane = bpy.data.objects[plane.name]
+    plane.stillmotion.frames = 6
+
+    result = session.run_sync(bpy.context, plane, timeout=300)
+    assert result.frames == 6 and not result.preview
+    assert image_node(plane).image.source == "SEQUENCE"
+    still = _pixels(tmp_path / "still.png")
+    outside = np.ones(still.shape[:2], bool)
+    outside[2:18, 2:62] = False  # the sky mask (pixel centres inside its outline)
+    frames = [_pixels(pathlib.Path(result.output) / f"frame_{n:04d}.png") for n in range(1, 7)]
+    assert np.array_equal(frames[0], still)
+    for frame in frames:
+        assert frame.shape == still.shape
+        assert np.array_equal(frame[outside], still[outside])
+    # Inside, away from the mask's edges: the last frame is the still moved right by the arrow.
+    rows, cols = slice(6, 14), slice(24, 56)
+    inside = frames[-1][rows, cols].astype(float)
+
+    def error(shift):
+        return np.abs(inside - still[rows, cols.start - shift:cols.stop - shift]).mean()
+
+    best = min(range(0, 21), key=error)
+    assert abs(best - 15) <= 2, [round(error(s), 1) for s in range(21)]
+    assert error(best) < 0.25 * error(0)
 
 
 def _pixels(path):
@@ -354,7 +471,7 @@ def test_preview_button_bakes_the_capped_job(sm, tmp_path):
     from bl_ext.user_default.stillmotion.bake import session
     from test_bake_operator import COPY_ENGINE, use_engine
 
-    plane = landscape(sm, tmp_path, "water")
+    plane = landscape(sm, tmp_path, "water", method="TWO_STREAM")
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
     plane = bpy.data.objects[plane.name]
     plane.stillmotion.frames = 24
@@ -362,3 +479,7 @@ def test_preview_button_bakes_the_capped_job(sm, tmp_path):
     result = session.run_sync(bpy.context, plane, preview=True, timeout=60)
     assert result.preview and result.frames == sm.job.DYNTEX_PREVIEW["frames"]
     assert plane.stillmotion.take == 0  # a preview is not a take
+    # Motion (advect) is fast enough to preview every frame (at Preview Size, like Warp).
+    plane.stillmotion.dyntex.method = "ADVECT"
+    result = session.run_sync(bpy.context, plane, preview=True, timeout=60)
+    assert result.preview and result.frames == 24
