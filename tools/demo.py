@@ -49,8 +49,12 @@ STATIC_MASK = [(360.0, 268.0), (476.0, 268.0), (511.0, 300.0), (511.0, 345.0), (
 FALLOFF = 70.0
 
 # In meadow.png pixels (384 x 384, y down; tools/fetch_media.py cuts it from Big Buck Bunny):
-# the sky right of the tree, and the grass slope and meadow below the rock.
-SKY_MASK = [(264.0, 0.0), (383.0, 0.0), (383.0, 118.0), (264.0, 126.0)]
+# the sky right of the tree, its left side drawn along the foliage a couple of pixels into the sky
+# (a straight edge through open sky shows as a seam once the clouds move), and the grass slope
+# and meadow below the rock.
+SKY_MASK = [(266.0, 0.0), (383.0, 0.0), (383.0, 118.0), (260.0, 124.0), (258.0, 104.0),
+            (250.0, 98.0), (249.0, 78.0), (257.0, 66.0), (260.0, 46.0), (260.0, 24.0),
+            (266.0, 20.0)]
 GRASS_MASK = [(0.0, 110.0), (60.0, 150.0), (130.0, 200.0), (240.0, 228.0), (383.0, 228.0),
               (383.0, 383.0), (0.0, 383.0)]
 # The panel's defaults (Motion (advect), at the still's full resolution): seconds on a laptop
