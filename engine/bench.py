@@ -190,6 +190,28 @@ def _bf16_probe(size: int) -> dict:
 # start" is the peak minus the level after the networks, still and exemplar are loaded.
 # In-process (isolate=False, the smoke test) the peak is the process's lifetime peak so far,
 # reported as such.
+#
+# Advect against two-stream (issue 15): a third section in the same run.
+#   advect         a whole job (job folder -> PNG frames, engine.runner.run_job as `run` does,
+#                  minus interpreter start) with `dyntex.method: "advect"` and every other key at
+#                  its default but `loop`: a 1920x1080 procedural landscape (`landscape`: sky,
+#                  a lake, a meadow, static hills and a tree), three masks (clouds, water, grass),
+#                  48 looping frames. Wall seconds (measuring the exemplars and building the
+#                  fields, then the frames), seconds per frame, CPU seconds and peak memory (its
+#                  own process when isolated).
+#   two-stream     the same still, masks and loop with the default `dyntex` settings (working
+#                  size 256, 100 L-BFGS iterations, 1 level) through the same job path, stopped
+#                  after its second iteration: seconds per iteration (the gap between the first
+#                  two, as above) x the job's iteration count is the estimate of the whole
+#                  optimisation (set-up and frame writing left out, so it is low);
+#                  two-stream estimate / advect seconds is the headline ratio. Timed at the
+#                  advect frame count, or (two_stream_frames; the CLI's default, 8 and --quick 2)
+#                  at fewer frames and scaled in proportion: every term of the loss is a sum over
+#                  frames or pairs, and at 256x144 with three regions the optimisation holds
+#                  about 0.8 GB a frame (9.3 GB at 12 frames), so 48 frames do not fit a 23 GB
+#                  machine. The iteration's number of loss evaluations (L-BFGS's line search)
+#                  varies, so one gap is a rough figure: measured 15 s at 2 frames, 52 s at 4,
+#                  160 s at 8 and 355 s at 12 (a loaded machine) on one thread (docs/dyntex.md).
 
 DYNTEX_MEDIA = Path(__file__).resolve().parent.parent / "media" / "astronaut.png"
 
@@ -318,19 +340,185 @@ def _prepare_fork() -> None:
     torch.optim.LBFGS([torch.zeros(1, requires_grad=True)])  # imports torch._dynamo
 
 
+ADVECT_REGIONS = (("sky", "clouds"), ("water", "water"), ("grass", "grass"))
+
+
+def landscape(width: int, height: int, seed: int = 0) -> tuple[np.ndarray, dict]:
+    """A procedural landscape (uint8 RGB, H x W x 3) and its region masks (uint8, 255 inside):
+    sky with clouds above a ridge of hills, a lake, a meadow in front, a tree standing in all
+    three (no mask covers the hills or the tree). The large shapes are drawn on coarse grids and
+    scaled up, so every size is the same picture; deterministic for a seed."""
+    rng = np.random.default_rng(seed)
+
+    def noise(rows: int, cols: int) -> np.ndarray:  # unit std, smooth at rows x cols cells
+        grid = rng.standard_normal((rows, cols)).astype(np.float32)
+        up = cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
+        return up / max(float(up.std()), 1e-6)
+
+    v, u = np.mgrid[0:height, 0:width].astype(np.float32)
+    u, v = (u + 0.5) / width, (v + 0.5) / height
+    wave = lambda cycles, phase=0.0: np.sin(2 * np.pi * (cycles * u + phase))  # noqa: E731
+    ridge = 0.40 + 0.035 * wave(1.3, 0.1) + 0.02 * wave(4.7)
+    foot = 0.50 + 0.006 * wave(2.1)
+    shore = 0.70 + 0.05 * wave(0.8, 0.3) + 0.015 * wave(6.0)
+    aspect = width / height
+    crown = np.hypot((u - 0.14) * aspect, (v - 0.27) / 1.1) < 0.15 + 0.02 * noise(9, 16)
+    trunk = (np.abs(u - 0.14) * aspect < 0.018) & (v > 0.27) & (v < 0.80)
+    tree = crown | trunk
+    sky, hills = v < ridge, (v >= ridge) & (v < foot)
+    water, grass = (v >= foot) & (v < shore), v >= shore
+    clouds = np.clip((noise(6, 10) + 0.5 * noise(14, 24) - 0.3) / 1.2, 0, 1)[..., None]
+    blue = (np.array([0.30, 0.50, 0.85], np.float32) * (1 - v[..., None])
+            + np.array([0.75, 0.85, 0.95], np.float32) * v[..., None])
+    sky_rgb = blue * (1 - clouds) + (0.93 - 0.15 * clouds) * clouds
+    hill_rgb = np.array([0.22, 0.33, 0.30], np.float32) + 0.04 * noise(20, 40)[..., None]
+    ripples = noise(140, 12)[..., None]  # long horizontal streaks
+    water_rgb = (np.array([0.10, 0.30, 0.45], np.float32) + 0.05 * ripples
+                 + 0.15 * np.clip(ripples - 1.2, 0, None))
+    blades = noise(30, 400)[..., None] + 0.5 * noise(60, 800)[..., None]  # vertical streaks
+    grass_rgb = (np.array([0.25, 0.52, 0.14], np.float32) * (1 + 0.15 * blades)
+                 + 0.06 * noise(8, 14)[..., None])
+    leaves = np.array([0.10, 0.25, 0.10], np.float32) * (1 + 0.3 * noise(40, 70)[..., None])
+    tree_rgb = np.where(trunk[..., None], np.array([0.30, 0.20, 0.12], np.float32), leaves)
+    rgb = np.select([tree[..., None], sky[..., None], hills[..., None], water[..., None]],
+                    [tree_rgb, sky_rgb, hill_rgb, water_rgb], grass_rgb)
+    rgb = rgb + 0.01 * rng.standard_normal(rgb.shape).astype(np.float32)  # film grain
+    still = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+    areas = {"sky": sky, "water": water, "grass": grass}
+    masks = {name: np.where(areas[name] & ~tree, 255, 0).astype(np.uint8)
+             for name, _ in ADVECT_REGIONS}
+    return still, masks
+
+
+def make_landscape_jobs(folder: Path, width: int, height: int, frames_count: int,
+                        device: str, two_stream_frames: int | None = None) -> dict[str, Path]:
+    """The advect bench's job folder: the landscape, its three masks and two job files that
+    differ only in `dyntex.method` ({"advect": path, "two-stream": path}) and, given
+    two_stream_frames, in `frames`; every other key at its default but `loop` (true)."""
+    still, masks = landscape(width, height)
+    frames.write_image(folder / "still.png", still, "PNG8")
+    for name, values in masks.items():
+        cv2.imencode(".png", values)[1].tofile(folder / f"{name}.png")
+    jobs = {}
+    for method, count in (("advect", frames_count),
+                          ("two-stream", two_stream_frames or frames_count)):
+        job = {"version": 1, "engine": "dyntex", "image": "still.png",
+               "output": f"take_{method}", "frames": count, "loop": True,
+               "device": device,
+               "masks": [{"path": f"{name}.png", "label": label}
+                         for name, label in ADVECT_REGIONS],
+               "dyntex": {"method": method}}
+        jobs[method] = folder / f"job_{method}.json"
+        jobs[method].write_text(json.dumps(job))
+    return jobs
+
+
+class _Timed(Silent):
+    """Progress that keeps (stage, done, total, seconds since start, loss) of every record, and
+    stops the run (raises _Reached) after `stop_after` synthesis iterations (0: never)."""
+
+    def __init__(self, stop_after: int = 0):
+        super().__init__()
+        self.start = time.perf_counter()
+        self.stop_after = stop_after
+        self.records: list[tuple] = []
+
+    def emit(self, stage, done=None, total=None, **extra) -> None:
+        self.records.append((stage, done, total, time.perf_counter() - self.start,
+                             extra.get("loss")))
+        iterations = [r for r in self.records if r[0] == "synthesize"]
+        if self.stop_after and len(iterations) >= self.stop_after:
+            raise _Reached
+
+
+def advect_case(job_path: Path) -> dict:
+    """The advect job, whole (see the comment above), in this process: wall seconds, the share
+    spent before the first frame (measuring, fields), CPU seconds and peak memory."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    baseline = _peak_rss_mb()
+    progress = _Timed()
+    job = load_job(job_path)
+    run_job(job, progress)
+    seconds = time.perf_counter() - progress.start
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    prepared = next(r[3] for r in progress.records if r[0] == "load" and r[1] == 1)
+    peak = _peak_rss_mb()
+    still = frames.read_image(job.image)
+    written = sorted(job.output.iterdir())
+    return {"width": still.shape[1], "height": still.shape[0], "frames": job.frames,
+            "regions": len(job.masks), "loop": job.loop, "files": len(written),
+            "seconds": round(seconds, 3), "prepare_seconds": round(prepared, 3),
+            "s_per_frame": round(seconds / job.frames, 4),
+            "cpu_seconds": round(after.ru_utime + after.ru_stime
+                                 - usage.ru_utime - usage.ru_stime, 3),
+            "peak_rss_mb": round(peak, 1), "peak_rss_above_start_mb": round(peak - baseline, 1)}
+
+
+def two_stream_case(job_path: Path, iterations: int = 1, warmup: int = 0,
+                    frames_count: int | None = None) -> dict:
+    """The two-stream job (the same still and masks) in this process, stopped after
+    warmup + iterations + 1 L-BFGS iterations: seconds per iteration (the median of the last
+    `iterations` gaps between iterations), the job's iteration count, and the estimate of the
+    whole optimisation, iterations x seconds per iteration. frames_count (given, and not the
+    job's): seconds per iteration scaled from the job's frames to that many, in proportion
+    (every term of the loss is a sum over frames or frame pairs)."""
+    from engine.dyntex.synthesis import working_size
+
+    job = load_job(job_path)
+    baseline = _peak_rss_mb()
+    progress = _Timed(stop_after=warmup + iterations + 1)
+    try:
+        run_job(job, progress)
+    except _Reached:
+        pass
+    stamps = [r for r in progress.records if r[0] == "synthesize"]
+    gaps = [b[3] - a[3] for a, b in zip(stamps, stamps[1:])]
+    measured = statistics.median(gaps[warmup:] or gaps)
+    frames_count = frames_count or job.frames
+    per_iteration = measured * frames_count / job.frames
+    total = stamps[-1][2]  # the job's iterations x levels
+    still = frames.read_image(job.image)
+    work = working_size(still.shape[1], still.shape[0], job.dyntex.size)
+    peak = _peak_rss_mb()
+    return {"width": still.shape[1], "height": still.shape[0], "frames": frames_count,
+            "measured_frames": job.frames, "measured_s_per_iteration": round(measured, 4),
+            "regions": len(job.masks), "working_size": list(work),
+            "timed_iterations": len(stamps), "s_per_iteration": round(per_iteration, 4),
+            "to_first_iteration_s": round(stamps[0][3], 3),
+            "job_iterations": total, "estimate_seconds": round(total * per_iteration, 1),
+            "first_loss": round(stamps[0][4], 6),
+            "peak_rss_mb": round(peak, 1), "peak_rss_above_start_mb": round(peak - baseline, 1)}
+
+
+def _isolated(isolate: bool, function, *args, **kwargs):
+    """function(*args, **kwargs) here, or (isolate) in a forked child (see _run_case)."""
+    if not isolate:
+        return function(*args, **kwargs)
+    status, value = run_forked(function, *args, **kwargs)
+    if status != "ok":
+        raise RuntimeError(f"bench case {function.__name__} failed: {value}")
+    return value
+
+
 def bench_dyntex(sizes: tuple[int, ...] = (128, 256), frames_count: int = 12,
                  iterations: int = 1, target_iterations: int = 6, warmup: int = 0,
-                 device: str = "cpu", isolate: bool = True, out=print) -> dict:
-    """The `bench dyntex` report (see the comment above): prints two tables and a JSON line.
-    Seconds per iteration are the median of `iterations` iterations after the first `warmup`
-    + 1 (the first one's time is never a gap between two iterations, so it is always left out:
-    it holds one-off allocations).
+                 device: str = "cpu", isolate: bool = True,
+                 advect_size: tuple[int, int] = (1920, 1080), advect_frames: int = 48,
+                 two_stream_frames: int | None = None, out=print) -> dict:
+    """The `bench dyntex` report (see the comment above): prints two tables (none when `sizes`
+    is empty), the advect section (a width x height `advect_size` landscape, `advect_frames`
+    frames; the two-stream run at `two_stream_frames`, None: the same, scaled to
+    `advect_frames`), a JSON line and the summary line. Seconds per iteration are the median
+    of `iterations` iterations after the first `warmup` + 1 (the first one's time is never a
+    gap between two iterations, so it is always left out: it holds one-off allocations).
 
     Cost: one loss evaluation (forward + backward) of 12 frames at 128² is ~13 s of one busy
     core (VGG 6 s with the reflected border, MSOE 2.6 s, Grams the rest), four times that at
     256², and an early L-BFGS iteration takes 1-3 evaluations. The defaults (two iterations a
-    configuration, a 6-iteration target) keep the whole run near 12 CPU-minutes: ~6 minutes on
-    two idle cores."""
+    configuration, a 6-iteration target) keep the two tables near 12 CPU-minutes: ~6 minutes on
+    two idle cores. The advect section adds ~5 CPU-minutes at the CLI's defaults (the
+    1920x1080 x 48 advect job ~30 s; two-stream timed at 8 frames: ~2 minutes of set-up and
+    first iteration, then the timed one, ~160 s), ~1 with --quick."""
     if isolate:
         _prepare_fork()
     results = {"engine": "dyntex", "frames": frames_count, "sizes": list(sizes),
@@ -338,45 +526,92 @@ def bench_dyntex(sizes: tuple[int, ...] = (128, 256), frames_count: int = 12,
                "still": DYNTEX_MEDIA.name if DYNTEX_MEDIA.is_file() else "procedural",
                "region": "upper half, clouds", "isolated_processes": isolate,
                "per_iteration": [], "time_to_loss": {}}
-    memory_note = ("peak RSS of a process running that configuration alone" if isolate else
-                   "in-process: peak RSS is the process's lifetime peak so far")
-    out(f"dyntex bench: {frames_count} frames, {results['still']} upper half -> clouds, "
-        f"L-BFGS, {results['device']}, {results['threads']} threads; {memory_note}")
-    out(f"{'size':>6} {'dtype':>5} {'s/iter':>8} {'iters':>5} {'peak MB':>8} {'above start':>11}")
-    for size in sizes:
-        for bf16 in (False, True):
-            case = _run_case(isolate, size=size, frames_count=frames_count,
-                             iterations=iterations + warmup, bf16=bf16, warmup=warmup,
-                             device=device, stop_after=iterations + warmup + 1)
-            results["per_iteration"].append(case)
-            out(f"{size:>5}² {case['dtype']:>5} {case['s_per_iteration']:8.3f} "
-                f"{case['iterations']:>5} {case['peak_rss_mb']:8.0f} "
-                f"{case['peak_rss_above_start_mb']:11.0f}")
-    size = min(sizes)
-    single = _run_case(isolate, size=size, frames_count=frames_count,
-                       iterations=target_iterations, device=device, stop_after=target_iterations)
-    target = single["final_loss"]  # the loss at its last (target_iterations-th) iteration
-    single["seconds_to_target"] = single["seconds"]
-    single["target_step"] = single["iterations"]
-    c2f = _run_case(isolate, size=size, frames_count=frames_count,
-                    iterations=target_iterations, levels=2, target=target, device=device)
-    results["time_to_loss"] = {"size": size, "dtype": "fp32", "target_loss": target,
-                               "target_from": f"single-scale after {target_iterations} iterations",
-                               "coarse_to_fine_cap": f"{target_iterations} iterations a level",
-                               "single_scale": single, "coarse_to_fine": c2f}
-    out(f"time to loss {target:.4f} at {size}² fp32 (single-scale's loss after "
-        f"{target_iterations} iterations; start loss {single['first_loss']:.4f}):")
-    for name, case in (("single-scale", single), ("coarse-to-fine (2 levels)", c2f)):
-        if case["seconds_to_target"] is None:
-            out(f"  {name:>26}: not reached in {target_iterations} iterations a level "
-                f"(loss {case['final_loss']:.4f}, {case['seconds']:.1f} s)")
-        else:
-            out(f"  {name:>26}: {case['seconds_to_target']:7.1f} s "
-                f"({case['iterations']} iterations counted over all levels, "
-                f"peak {case['peak_rss_mb']:.0f} MB)")
+    if sizes:  # empty: the advect section alone
+        memory_note = ("peak RSS of a process running that configuration alone" if isolate
+                       else "in-process: peak RSS is the process's lifetime peak so far")
+        out(f"dyntex bench: {frames_count} frames, {results['still']} upper half -> clouds, "
+            f"L-BFGS, {results['device']}, {results['threads']} threads; {memory_note}")
+        out(f"{'size':>6} {'dtype':>5} {'s/iter':>8} {'iters':>5} {'peak MB':>8} "
+            f"{'above start':>11}")
+        for size in sizes:
+            for bf16 in (False, True):
+                case = _run_case(isolate, size=size, frames_count=frames_count,
+                                 iterations=iterations + warmup, bf16=bf16, warmup=warmup,
+                                 device=device, stop_after=iterations + warmup + 1)
+                results["per_iteration"].append(case)
+                out(f"{size:>5}² {case['dtype']:>5} {case['s_per_iteration']:8.3f} "
+                    f"{case['iterations']:>5} {case['peak_rss_mb']:8.0f} "
+                    f"{case['peak_rss_above_start_mb']:11.0f}")
+        size = min(sizes)
+        single = _run_case(isolate, size=size, frames_count=frames_count,
+                           iterations=target_iterations, device=device,
+                           stop_after=target_iterations)
+        target = single["final_loss"]  # the loss at its last (target_iterations-th) iteration
+        single["seconds_to_target"] = single["seconds"]
+        single["target_step"] = single["iterations"]
+        c2f = _run_case(isolate, size=size, frames_count=frames_count,
+                        iterations=target_iterations, levels=2, target=target, device=device)
+        results["time_to_loss"] = {
+            "size": size, "dtype": "fp32", "target_loss": target,
+            "target_from": f"single-scale after {target_iterations} iterations",
+            "coarse_to_fine_cap": f"{target_iterations} iterations a level",
+            "single_scale": single, "coarse_to_fine": c2f}
+        out(f"time to loss {target:.4f} at {size}² fp32 (single-scale's loss after "
+            f"{target_iterations} iterations; start loss {single['first_loss']:.4f}):")
+        for name, case in (("single-scale", single), ("coarse-to-fine (2 levels)", c2f)):
+            if case["seconds_to_target"] is None:
+                out(f"  {name:>26}: not reached in {target_iterations} iterations a level "
+                    f"(loss {case['final_loss']:.4f}, {case['seconds']:.1f} s)")
+            else:
+                out(f"  {name:>26}: {case['seconds_to_target']:7.1f} s "
+                    f"({case['iterations']} iterations counted over all levels, "
+                    f"peak {case['peak_rss_mb']:.0f} MB)")
+    results["advect"] = _advect_section(advect_size, advect_frames, two_stream_frames,
+                                        iterations, warmup, device, isolate, out)
     out(json.dumps(results))
     out(_dyntex_summary(results))
     return results
+
+
+def _advect_section(size: tuple[int, int], frames_count: int, two_stream_frames: int | None,
+                    iterations: int, warmup: int, device: str, isolate: bool, out) -> dict:
+    """Advect against two-stream at equal settings (see the comment above)."""
+    width, height = size
+    two_stream_frames = two_stream_frames or frames_count
+    labels = ", ".join(label for _, label in ADVECT_REGIONS)
+    out(f"advect vs two-stream: {width}x{height} procedural landscape, {frames_count} frames, "
+        f"loop, {len(ADVECT_REGIONS)} regions ({labels}), every other job key at its default")
+    with tempfile.TemporaryDirectory(prefix="stillmotion-bench-advect-") as tmp:
+        jobs = _isolated(isolate, make_landscape_jobs, Path(tmp), width, height, frames_count,
+                         device, two_stream_frames)
+        advect = _isolated(isolate, advect_case, jobs["advect"])
+        out(f"  advect, the whole job: {advect['seconds']:.1f} s "
+            f"({advect['s_per_frame']:.2f} s/frame; {advect['prepare_seconds']:.1f} s of it "
+            f"measuring motion and building fields), {advect['cpu_seconds']:.0f} CPU-s, "
+            f"peak {advect['peak_rss_mb']:.0f} MB ({advect['peak_rss_above_start_mb']:.0f} MB "
+            "above the start)")
+        two = _isolated(isolate, two_stream_case, jobs["two-stream"], iterations=iterations,
+                        warmup=warmup, frames_count=frames_count)
+    work_w, work_h = two["working_size"]
+    measured = two["measured_frames"]
+    scaled = (f" at {measured} frames, x {frames_count}/{measured} for {frames_count} frames: "
+              f"{two['s_per_iteration']:.2f} s/iteration" if measured != frames_count else "")
+    out(f"  two-stream at {work_w}x{work_h} (its default working size): "
+        f"{two['measured_s_per_iteration']:.2f} s/iteration{scaled} "
+        f"({two['timed_iterations']} iterations run, the first after "
+        f"{two['to_first_iteration_s']:.1f} s), peak {two['peak_rss_mb']:.0f} MB at "
+        f"{measured} frames")
+    out(f"  two-stream at the defaults would take ≈ {two['estimate_seconds']:.0f} s: "
+        f"{two['job_iterations']} iterations × {two['s_per_iteration']:.2f} s/iteration "
+        "(set-up and frame writing not counted)")
+    ratio = _ratio(two["estimate_seconds"], advect["seconds"])
+    out(f"  two-stream estimate / advect: {ratio:.0f}x" if ratio is not None else
+        "  two-stream estimate / advect: not measured")
+    return {"still": "procedural landscape", "size": [width, height], "frames": frames_count,
+            "two_stream_measured_frames": two_stream_frames, "loop": True,
+            "regions": [label for _, label in ADVECT_REGIONS],
+            "advect": advect, "two_stream": two,
+            "two_stream_over_advect": None if ratio is None else round(ratio, 2)}
 
 
 def _dyntex_summary(results: dict) -> str:
@@ -387,12 +622,27 @@ def _dyntex_summary(results: dict) -> str:
         figures[f"s_per_iteration_{size}"] = fp32
         figures[f"bf16_over_fp32_{size}"] = _ratio(bf16, fp32)
     ttl = results["time_to_loss"]
-    single = ttl["single_scale"]["seconds_to_target"]
-    c2f = ttl["coarse_to_fine"]["seconds_to_target"]
-    figures["seconds_to_loss_single"] = single
-    figures["seconds_to_loss_coarse_to_fine"] = c2f  # None: not reached
-    figures["coarse_to_fine_over_single"] = _ratio(c2f, single)
-    return summary_line("dyntex", frames=results["frames"], **figures)
+    if ttl:
+        single = ttl["single_scale"]["seconds_to_target"]
+        c2f = ttl["coarse_to_fine"]["seconds_to_target"]
+        figures["seconds_to_loss_single"] = single
+        figures["seconds_to_loss_coarse_to_fine"] = c2f  # None: not reached
+        figures["coarse_to_fine_over_single"] = _ratio(c2f, single)
+    section = results.get("advect")
+    if section:
+        advect, two = section["advect"], section["two_stream"]
+        figures["advect_size"] = "x".join(str(side) for side in section["size"])
+        figures["advect_frames"] = section["frames"]
+        figures["advect_s"] = advect["seconds"]
+        figures["advect_s_per_frame"] = advect["s_per_frame"]
+        figures["advect_peak_mb"] = advect["peak_rss_mb"]
+        figures["two_stream_s_per_iteration"] = two["s_per_iteration"]
+        figures["two_stream_measured_frames"] = two["measured_frames"]
+        figures["two_stream_estimate_s"] = two["estimate_seconds"]
+        figures["two_stream_over_advect"] = _ratio(two["estimate_seconds"], advect["seconds"])
+    # frames: the two tables' (None when they did not run)
+    return summary_line("dyntex", frames=results["frames"] if results["sizes"] else None,
+                        **figures)
 
 
 # --- `python -m engine motion-stats --library` --------------------------------------------------

