@@ -102,15 +102,15 @@ def upsample_flow(flow: torch.Tensor | FlowPatch, height: int, width: int,
     (low_h, low_w), (i0, j0) = patch.grid, patch.origin
     r0, r1 = rows or (0, height)
     c0, c1 = cols or (0, width)
-    wy = _cubic_matrix(r0, r1, height, low_h, i0, values.shape[1], values)
-    wx = _cubic_matrix(c0, c1, width, low_w, j0, values.shape[2], values)
+    wy = cubic_matrix(r0, r1, height, low_h, i0, values.shape[1], values)
+    wx = cubic_matrix(c0, c1, width, low_w, j0, values.shape[2], values)
     out = wy @ values @ wx.T
     scale = torch.tensor([width / low_w, height / low_h], device=values.device,
                          dtype=values.dtype)
     return out * scale[:, None, None]
 
 
-def _cubic_matrix(start: int, stop: int, size: int, low: int, first: int, count: int,
+def cubic_matrix(start: int, stop: int, size: int, low: int, first: int, count: int,
                   like: torch.Tensor) -> torch.Tensor:
     """Weights [stop - start, count] taking low-resolution samples first .. first+count-1 (of
     0 .. low-1; the others are zero) to full-resolution pixels start .. stop-1 (cubic B-spline;

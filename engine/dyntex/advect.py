@@ -50,6 +50,7 @@ from engine import render
 from engine.dyntex import motion_field
 from engine.dyntex.motion_field import Arrow, Grid, RegionField
 from engine.errors import JobError
+from engine.warp.pins import pin_discs
 
 FEATHER = 0.003      # of the shorter side: the composition's soft edge, inside the mask
 MAX_SUBSTEP = 0.5    # cells an integration sub-step may move
@@ -205,9 +206,9 @@ class AdvectClip:
         if key not in region.weights:
             grid, (i0, i1, j0, j1) = region.field.grid, region.field.box
             region.weights[key] = (
-                render._cubic_matrix(rows[0], rows[1], self.height, grid.rows, i0, i1 - i0,
+                render.cubic_matrix(rows[0], rows[1], self.height, grid.rows, i0, i1 - i0,
                                      values),
-                render._cubic_matrix(cols[0], cols[1], self.width, grid.cols, j0, j1 - j0,
+                render.cubic_matrix(cols[0], cols[1], self.width, grid.cols, j0, j1 - j0,
                                      values))
         wy, wx = region.weights[key]
         out = (wy @ values @ wx.T).flatten(1)[:, index]
@@ -272,7 +273,11 @@ def prepare(job, device, progress) -> AdvectClip:
         arrows[owners[-1]].append(Arrow((x, y), (poke.vector[0] * sx, poke.vector[1] * sy)))
     held = None
     if statics or pins:
-        held = motion_field.pin_discs(pins, work_w, work_h)
+        # a pin holds its disc exactly (the poke engine's soft fall-off outside it is left to
+        # the field, which fades towards everything held)
+        discs = pin_discs(pins, work_w, work_h)
+        held = (np.zeros((work_h, work_w), np.float32) if discs is None
+                else (discs >= 1.0).astype(np.float32))
         for values in statics:
             np.maximum(held, values, out=held)
 

@@ -63,7 +63,6 @@ EXEMPLAR_FRAMES = 24
 DRIFT_COHERENCE = 0.5
 GRID = 128                 # coarse cells on the still's shorter side (a field is smooth)
 EDGE_BAND = 0.04           # of the shorter side: where the flow turns to slide along edges
-PIN_SHARE = 0.02           # a pin's disc radius when the poke has none (as the poke engine)
 ARROW_FALLBACK = math.exp(-2.0)
 VARIATION_SPEED = 0.15     # relative spread of the drift speed over the region
 VARIATION_ANGLE = 0.12     # radians of spread of its direction
@@ -255,16 +254,6 @@ class RegionField:
 def region_side(width: int, height: int) -> float:
     """The size a region's motion scales with: the still's shorter side (module docstring)."""
     return float(min(width, height))
-
-
-def pin_discs(pins: list[tuple[float, float, float]], width: int, height: int) -> np.ndarray:
-    """Pins (x, y, radius) in working pixels -> 1 inside each disc, 0 elsewhere (float32)."""
-    out = np.zeros((height, width), np.float32)
-    for x, y, radius in pins:
-        radius = radius or PIN_SHARE * min(width, height)
-        cv2.circle(out, (int(round(x * 16)), int(round(y * 16))), int(round(radius * 16)), 1.0,
-                   -1, cv2.LINE_8, 4)
-    return out
 
 
 def build_field(motion: Motion, mask: np.ndarray, held: np.ndarray | None,

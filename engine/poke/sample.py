@@ -46,6 +46,7 @@ from engine.errors import JobError
 from engine.poke import faces
 from engine.poke.data import _fill_patches
 from engine.render import smoothstep
+from engine.warp.pins import pin_discs
 
 # The same patch as training (DataConfig.patch) and the same border: training never centred a
 # patch closer than `patch` pixels to the edge, so sampling keeps whole patches on the map.
@@ -56,8 +57,6 @@ PATCH = 5
 CHANGE_LOW = 3.0 / 255.0
 CHANGE_HIGH = 12.0 / 255.0
 THUMB_SIDE = 128
-# A pin's held disc when its stroke has no width: a fraction of the still's shorter side.
-PIN_RADIUS_SHARE = 0.02
 
 
 class PokeSamples(NamedTuple):
@@ -468,21 +467,6 @@ class PokeClip:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return clip_frames(*self.args, **self.options)
-
-
-def pin_discs(pins: Sequence[Sequence[float]], width: int, height: int) -> np.ndarray | None:
-    """[H, W] pin map of pins (x, y, radius) in working pixels: 1 inside each disc, a smooth
-    fall-off over as far again outside. Radius 0 (a click drawn with no width) takes
-    PIN_RADIUS_SHARE of the shorter side."""
-    if not pins:
-        return None
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
-    out = np.zeros((height, width), np.float32)
-    for x, y, radius in pins:
-        radius = radius if radius > 0 else PIN_RADIUS_SHARE * min(width, height)
-        distance = np.hypot(xs - x, ys - y) / max(radius, 0.5)
-        np.maximum(out, 1.0 - smoothstep(distance, 1.0, 2.0), out=out)
-    return out
 
 
 def sample_name(index: int) -> str:

@@ -8,8 +8,14 @@ inside; the ramp is a smoothstep of the distance to the nearest inside pixel.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
+
+from engine.render import smoothstep
+
+PIN_RADIUS_SHARE = 0.02  # a pin's radius, of the shorter side, when its stroke has no width
 
 
 def pin_map(masks: list[np.ndarray], feather: float) -> np.ndarray | None:
@@ -42,3 +48,19 @@ def pin_map(masks: list[np.ndarray], feather: float) -> np.ndarray | None:
     np.subtract(1.0, t, out=t)  # the ramp: 1 at the outline, 0 at `feather` pixels out
     np.maximum(t, coverage, out=t)
     return t
+
+
+def pin_discs(pins: Sequence[Sequence[float]], width: int, height: int) -> np.ndarray | None:
+    """[H, W] pin map of pins (x, y, radius) in working pixels: 1 inside each disc, a smooth
+    fall-off over as far again outside. Radius 0 (a click drawn with no width) takes
+    PIN_RADIUS_SHARE of the shorter side. The
+    poke and Dynamic Texture engines' pins (a click without a drag)."""
+    if not pins:
+        return None
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
+    out = np.zeros((height, width), np.float32)
+    for x, y, radius in pins:
+        radius = radius if radius > 0 else PIN_RADIUS_SHARE * min(width, height)
+        distance = np.hypot(xs - x, ys - y) / max(radius, 0.5)
+        np.maximum(out, 1.0 - smoothstep(distance, 1.0, 2.0), out=out)
+    return out
