@@ -15,6 +15,11 @@ H x W, a pixel is inside where the mask is > 0.5.
   poke_following        cosine and magnitude ratio of the mean flow in a poke patch
   unexplained_change    motion vs flicker: what the DIS flow between frames does not explain
   drift_coherence       |mean flow| / mean |flow| over the whole clip, in a mask
+  colour_shift          style: how far a region's Lab mean/std moved from the still's toward
+                        the painting's (1 = the painting's colour statistics, 0 = unchanged)
+  orientation_shift     style: the same ratio for brushwork, gradient orientation and
+                        normalised magnitude histograms at one analysis scale
+  edge_similarity       style: SSIM of the normalised Sobel edge maps of still and result
 """
 
 from __future__ import annotations
@@ -202,6 +207,194 @@ def layout_fidelity(frame0, still, mask=None) -> float:
 
 def ssim(a, b) -> float:
     return layout_fidelity(a, b)
+
+
+# --------------------------------------------------------------------------------------------
+# Style: how much of the painting a stylized still took on, and whether it is still the picture
+#
+# colour_shift and orientation_shift are the same ratio over two different statistics S:
+#     shift = (d(S(still), S(painting)) - d(S(result), S(painting))) / d(S(still), S(painting))
+# 1: the region now has the painting's statistics; 0: as far from them as the still was; < 0:
+# moved away from them. A ratio rather than the distance itself, because paintings differ in
+# how far they are from a given still: the ratio says how much of the way the style went.
+# Colour (Lab moments) and brushwork (gradient histograms, contrast normalised) are separated so
+# that a plain colour transfer scores high on the first and near 0 on the second.
+
+# Below these the still already has the painting's statistics: there is no way to go, and the
+# ratio (a difference of two tiny distances over a tiny distance) would be noise, so it is nan.
+COLOUR_TOLERANCE = 0.5        # Lab units (a just-noticeable colour difference is about 2.3)
+ORIENTATION_TOLERANCE = 0.01  # histogram distance, in [0, 1]
+# Brushwork is compared with every picture resized so its longer side is this many pixels:
+# gradient orientations and the spread of gradient magnitudes depend on the scale they are
+# measured at (a 4000 px scan of a painting has strokes tens of pixels wide, a 512 px still
+# edges a few pixels wide), so the three pictures are measured as if seen at one size. 512 px is
+# about the size a stylization works at (VGG features of Gatys-style transfer) and the size
+# the evaluation renders at, large enough for strokes to span several pixels.
+ANALYSIS_SIDE = 512
+ORIENTATION_BINS = 18          # over [0, pi): 10 degrees each (a stroke has no sign)
+EDGE_MAGNITUDE_BINS = 16       # over [0, EDGE_MAGNITUDE_RANGE] x the mean magnitude
+EDGE_MAGNITUDE_RANGE = 4.0
+
+
+def colour_shift(still, result, painting, mask=None) -> float:
+    """How far the colour statistics of the region moved from the still's toward the
+    painting's. Each picture (RGB, uint8/uint16/float in [0, 1]) is converted to Lab (OpenCV, on
+    float RGB in [0, 1]); its statistics are the mean and standard deviation of L, a and b:
+    inside `mask` (H x W, the still's size) for the still and the result (same size as the
+    still), over the whole painting (any size). With d the Euclidean distance between these
+    6-vectors (Lab units),
+        shift = (d(still, painting) - d(result, painting)) / d(still, painting):
+    1 = the region now has the painting's colour statistics (a Reinhard colour transfer is
+    about 1), 0 = unchanged, < 0 = moved away from the painting's colours. Mean and spread are
+    what a viewer reads as "the palette" of a region, and exactly what a colour transfer sets,
+    so the measure is the share of that transfer a stylization made. nan when
+    d(still, painting) < COLOUR_TOLERANCE (0.5 Lab units): the still already has the
+    painting's statistics, there is no way to go, and the ratio would be noise."""
+    still, result, inside = _style_pair(still, result, mask)
+    target = _lab_moments(_rgb(painting), None)
+    before = float(np.linalg.norm(_lab_moments(still, inside) - target))
+    after = float(np.linalg.norm(_lab_moments(result, inside) - target))
+    if before < COLOUR_TOLERANCE:
+        return float("nan")
+    return (before - after) / before
+
+
+def orientation_shift(still, result, painting, mask=None) -> float:
+    """How far the brushwork of the region moved from the still's toward the painting's: the
+    ratio of colour_shift with a stroke statistic. Each picture is resized so its longer side
+    is ANALYSIS_SIDE (512) px (area-averaged down, bilinear up; the mask with it), and of its
+    luminance (Lab L / 100) the 3 x 3 Sobel gradient gives two normalised histograms, inside
+    the mask for still and result, over the whole painting:
+      orientation: ORIENTATION_BINS (18) bins over [0, pi) of the gradient's orientation, each
+        pixel weighted by its gradient magnitude (the direction strokes and edges run in);
+      magnitude: EDGE_MAGNITUDE_BINS (16) bins of the magnitude divided by its mean over the
+        same pixels, over [0, 4] (larger in the last bin): how the gradient energy is spread,
+        many comparable strokes or few strong edges, whatever the contrast.
+    Distance = mean of (1 - histogram_intersection) of the two, in [0, 1], and
+        shift = (d(still, painting) - d(result, painting)) / d(still, painting):
+    1 = the region has the painting's stroke directions and texture, 0 = unchanged, < 0 =
+    further from them. Magnitudes are normalised by their mean so that a contrast change,
+    which colour_shift already counts, does not count as brushwork: a plain colour transfer
+    scores near 0 here. nan when d(still, painting) < ORIENTATION_TOLERANCE (0.01)."""
+    still, result, inside = _style_pair(still, result, mask)
+    target = _stroke_histograms(_rgb(painting), None)
+    reference = _stroke_histograms(still, inside)
+    before = _stroke_distance(reference, target)
+    after = _stroke_distance(_stroke_histograms(result, inside), target)
+    if before < ORIENTATION_TOLERANCE:
+        return float("nan")
+    return (before - after) / before
+
+
+def edge_similarity(still, result, mask=None) -> float:
+    """Can an artist still tell the picture: SSIM (ssim_map) between the edge maps of the still
+    and the result, inside `mask` when given. Both are resized so their longer side is
+    ANALYSIS_SIDE (512) px; an edge map is the 3 x 3 Sobel gradient magnitude of the luminance
+    (Lab L / 100) after a Gaussian blur of sigma 1 px (the picture's edges rather than pixel
+    noise), divided by its own 99th percentile (inside the mask) and clipped to [0, 1], so that
+    a global contrast or colour change leaves it as it was. 1 = the same edges where the still has them (identical
+    pictures), near 0 = unrelated edges (another picture); a stylization that keeps the
+    outlines and adds brush texture lands in between. SSIM rather than a correlation because it
+    also compares the local contrast and structure of the edges, as the eye does."""
+    still, result, inside = _style_pair(still, result, mask)
+    size = _analysis_size(still.shape)
+    keep = None if inside is None else _resized_mask(inside, size)
+    maps = []
+    for image in (still, result):
+        grey = cv2.GaussianBlur(_luminance(_resized(image, size)), (0, 0), 1.0)
+        edges = _sobel_magnitude(grey)
+        top = float(np.percentile(edges if keep is None else edges[keep], 99))
+        maps.append(np.clip(edges / top, 0, 1) if top > 1e-6 else np.zeros_like(edges))
+    score = ssim_map(maps[0], maps[1])
+    return float(score.mean() if keep is None else score[keep].mean())
+
+
+def _style_pair(still, result, mask):
+    still, result = _rgb(still), _rgb(result)
+    if still.shape != result.shape:
+        raise ValueError(f"the result must have the still's size: {result.shape[:2]} vs "
+                         f"{still.shape[:2]}")
+    inside = None if mask is None else _mask(mask, still.shape[:2])
+    if inside is not None and not inside.any():
+        raise ValueError("the mask is empty")
+    return still, result, inside
+
+
+def _rgb(image) -> np.ndarray:
+    """H x W x 3 float32 RGB in [0, 1] (grey repeated, alpha dropped)."""
+    image = np.clip(_as_unit_float(image), 0.0, 1.0)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"a picture is H x W (x C), got shape {image.shape}")
+    if image.shape[2] in (1, 2):
+        image = np.repeat(image[..., :1], 3, axis=2)
+    return np.ascontiguousarray(image[..., :3])
+
+
+def _lab_moments(rgb: np.ndarray, inside) -> np.ndarray:
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab).reshape(-1, 3).astype(np.float64)
+    if inside is not None:
+        lab = lab[inside.ravel()]
+    return np.concatenate([lab.mean(axis=0), lab.std(axis=0)])
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)[..., 0] / 100.0)
+
+
+def _sobel_magnitude(grey: np.ndarray) -> np.ndarray:
+    gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT)
+    gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT)
+    return np.hypot(gx, gy)
+
+
+def _analysis_size(shape) -> tuple[int, int]:
+    """(width, height) with the longer side ANALYSIS_SIDE."""
+    height, width = shape[:2]
+    factor = ANALYSIS_SIDE / max(height, width)
+    return max(1, round(width * factor)), max(1, round(height * factor))
+
+
+def _resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if (image.shape[1], image.shape[0]) == size:
+        return image
+    shrink = size[0] < image.shape[1]
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def _resized_mask(inside: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    resized = _resized(inside.astype(np.float32), size) > 0.5
+    if not resized.any():
+        raise ValueError("the mask is empty at the analysis scale; draw a larger region")
+    return resized
+
+
+def _stroke_histograms(rgb: np.ndarray, inside) -> tuple[np.ndarray, np.ndarray]:
+    size = _analysis_size(rgb.shape)
+    grey = _luminance(_resized(rgb, size))
+    gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT)
+    gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT)
+    magnitude, angle = np.hypot(gx, gy), np.mod(np.arctan2(gy, gx), np.pi)
+    if inside is not None:
+        keep = _resized_mask(inside, size)
+        magnitude, angle = magnitude[keep], angle[keep]
+    magnitude, angle = magnitude.ravel(), angle.ravel()
+    orientation, _ = np.histogram(angle, bins=ORIENTATION_BINS, range=(0.0, np.pi),
+                                  weights=magnitude)
+    mean = float(magnitude.mean()) if magnitude.size else 0.0
+    if mean > 1e-8:
+        scaled = np.minimum(magnitude / mean, EDGE_MAGNITUDE_RANGE * (1 - 1e-6))
+        spread, _ = np.histogram(scaled, bins=EDGE_MAGNITUDE_BINS,
+                                 range=(0.0, EDGE_MAGNITUDE_RANGE))
+    else:  # a flat region: no strokes at all (all-zero histograms compare equal to each other)
+        spread = np.zeros(EDGE_MAGNITUDE_BINS)
+    return _normalised(orientation), _normalised(spread)
+
+
+def _stroke_distance(a, b) -> float:
+    return 0.5 * ((1 - histogram_intersection(a[0], b[0]))
+                  + (1 - histogram_intersection(a[1], b[1])))
 
 
 # --------------------------------------------------------------------------------------------
