@@ -39,6 +39,8 @@ MIN_POKE_SHARE = 0.01
 # clear of it. Farther ends are slips or broken exports (1e5 px, 1e308), and the warp engine's
 # work grows with drag / radius (engine/warp/field.py), so they are refused, not baked for ever.
 MAX_POKE_OVERSHOOT = 2
+# Where the style stage applies (engine/style/stage.py): the whole still, or inside the masks.
+STYLE_PLACES = ("all", "masks")
 # A job is four levels deep (job -> pokes -> poke -> start); deeper JSON is not a job, and nested
 # far enough it overflows Python's recursion while being read.
 MAX_JOB_DEPTH = 32
@@ -98,6 +100,16 @@ class DyntexSettings:
     method: str = "advect"
 
 
+@dataclass(frozen=True)
+class StyleSettings:
+    """The "style" object of a job (engine/style/): the painting, how far the still moves toward
+    its colour and brushwork statistics (0 = the still, 1 = fully the painting's), and where."""
+    image: Path
+    strength: float = 0.8
+    where: str = "all"      # "all" or "masks" (the union of the job's masks, any label)
+    feather: float = 0.0    # soft inner edge of "masks", still pixels; 0 = automatic
+
+
 # Where a job with "poke": {"model": null} finds its model: the shipped default (models/).
 DEFAULT_POKE_MODEL = Path(__file__).resolve().parents[1] / "models" / "poke_default.safetensors"
 MAX_POKE_SAMPLES = 64
@@ -144,6 +156,7 @@ class Job:
     warp: WarpSettings = field(default_factory=WarpSettings)
     dyntex: DyntexSettings = field(default_factory=DyntexSettings)
     poke: PokeSettings = field(default_factory=PokeSettings)
+    style: StyleSettings | None = None
     version: int = VERSION
 
     @property
@@ -229,6 +242,7 @@ def parse_job(data: object, folder: Path) -> Job:
         masks=tuple(_mask(m, i, folder)
                     for i, m in enumerate(_optional(data, "masks", list, []), 1)),
         warp=warp, dyntex=dyntex, poke=poke,
+        style=_style(data["style"], folder) if data.get("style") is not None else None,
     )
 
 
@@ -253,6 +267,25 @@ def _dyntex(data: dict, folder: Path) -> DyntexSettings:
             raise JobError(f"dyntex.method {values['method']!r} is not known; use one of: "
                            f"{', '.join(DYNTEX_METHODS)}")
     return DyntexSettings(**values)
+
+
+def _style(data: object, folder: Path) -> StyleSettings:
+    data = _check_type(data, dict, "style")
+    image = _path(folder, _check_type(data.get("image", ""), str, "style.image"), "style.image")
+    values = {"image": image}
+    if data.get("strength") is not None:
+        values["strength"] = _check_type(data["strength"], float, "style.strength")
+        if not 0.0 <= values["strength"] <= 1.0:
+            raise JobError(f"style.strength must be from 0 (the still) to 1 (fully the "
+                           f"painting's statistics), got {values['strength']}")
+    if data.get("where") is not None:
+        values["where"] = _check_type(data["where"], str, "style.where")
+        if values["where"] not in STYLE_PLACES:
+            raise JobError(f"style.where {values['where']!r} is not known; use one of: "
+                           f"{', '.join(STYLE_PLACES)}")
+    if data.get("feather") is not None:
+        values["feather"] = _non_negative(data, "feather", "style.feather")
+    return StyleSettings(**values)
 
 
 def _poke_settings(data: dict, folder: Path) -> PokeSettings:
@@ -292,6 +325,9 @@ def check_files(job: Job) -> None:
     for index, mask in enumerate(job.masks, 1):
         if not mask.path.is_file():
             raise JobError(f"mask {index} not found: {mask.path}; re-export the job")
+    if job.style is not None and not job.style.image.is_file():
+        raise JobError(f"style painting not found: {job.style.image}; pick the painting again "
+                       "(or set Strength to 0 for no style)")
     if job.engine == "poke" and not job.poke.model_path().is_file():
         if job.poke.model is None:
             raise JobError("engine 'poke' needs a model, and the shipped default "

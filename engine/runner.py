@@ -30,6 +30,10 @@ def run_job(job: Job, progress: Progress) -> Path:
 
     progress.emit("load", 0, 1)
     device = resolve_device(job.device)
+    if job.style is not None:
+        from engine.style.stage import apply_style
+
+        job = apply_style(job, device, progress)  # every engine moves the stylized still
     engine = importlib.import_module(ENGINES[job.engine])
     clip = engine.prepare(job, device, progress)
     progress.emit("load", 1, 1)
