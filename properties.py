@@ -53,6 +53,16 @@ DYNTEX_METHODS = [
      "slow (minutes to hours)", 1),
 ]
 
+# Where the Style painting goes (the job's style.where, scene/job.py STYLE_WHERE). Explicit
+# numbers: saved files store them.
+STYLE_WHERE = [
+    ("ALL", "Whole Picture", "The whole still takes on the painting's look", 0),
+    ("MASKS", "Masked Regions",
+     "Only inside the masks takes on the painting's look (every mask for Dynamic Texture; "
+     "the Static masks, the ones they use, for Warp and Sampled), with a soft edge of Feather "
+     "pixels; the rest stays the still", 1),
+]
+
 OPTIMIZERS = [
     ("LBFGS", "L-BFGS", "The paper's optimiser: fewest iterations for a given quality"),
     ("ADAM", "Adam", "Cheaper steps, needs more of them"),
@@ -80,6 +90,12 @@ def _is_grease_pencil(self, obj):
     return obj.type in {"GPENCIL", "GREASEPENCIL"}
 
 
+def _is_single_picture(self, image):
+    """A painting is one picture: not a movie, an image sequence (a take), UDIM tiles or a
+    render/viewer result."""
+    return image.source in {"FILE", "GENERATED"}
+
+
 class StillMotionMaskLabel(bpy.types.PropertyGroup):
     """Motion label of the i-th stroke of the Masks layer (by stroke order)."""
 
@@ -98,10 +114,11 @@ class StillMotionDyntexSettings(bpy.types.PropertyGroup):
 
     method: EnumProperty(name="Method", items=DYNTEX_METHODS, default="ADVECT")
     style_image: PointerProperty(
-        name="Style",
+        name="Style Stream",
         type=bpy.types.Image,
-        description="A painting whose colours and brush strokes the moving regions take on "
-                    "(weight: Painting)",
+        description="Two-stream synthesis only (research): a painting whose statistics the "
+                    "optimiser matches inside the moving regions, as a third stream (weight: "
+                    "Style Stream λ7). For a painted look with any engine use Style instead",
     )
     size: IntProperty(
         name="Working Size",
@@ -149,8 +166,8 @@ class StillMotionDyntexSettings(bpy.types.PropertyGroup):
         default=0.5, min=0.0, max=1.0, subtype="FACTOR",
     )
     lambda_paint: FloatProperty(
-        name="Painting (λ7)", description="Weight of the style image's statistics (needs a "
-                                          "Style image)",
+        name="Style Stream (λ7)", description="Weight of the style stream's statistics "
+                                              "(needs a Style Stream image)",
         default=0.1, min=0.0, soft_max=10.0,
     )
 
@@ -395,6 +412,32 @@ class StillMotionPlaneSettings(bpy.types.PropertyGroup):
         default=256,
         min=32,
         max=2048,
+    )
+    # Style (every engine): the still takes on a painting's look once, then the engine moves
+    # the stylised still (the job's "style" object, scene/job.py).
+    style_image: PointerProperty(
+        name="Painting",
+        type=bpy.types.Image,
+        poll=_is_single_picture,
+        description="A painting whose colours and brush textures the still takes on before it "
+                    "moves, with every engine. Empty: no style, the still as it is",
+    )
+    style_strength: FloatProperty(
+        name="Strength",
+        description="How far the still takes on the painting: 0 leaves the still as it is, 1 "
+                    "gives it the painting's colours and textures in full",
+        default=0.8, min=0.0, max=1.0, subtype="FACTOR",
+    )
+    style_where: EnumProperty(
+        name="Where",
+        description="Paint the whole picture, or only inside the masks",
+        items=STYLE_WHERE, default="ALL",
+    )
+    style_feather: FloatProperty(
+        name="Feather",
+        description="Soft edge of the painted regions in image pixels: the painting fades into "
+                    "the still over this width (0: automatic, from the picture's size)",
+        default=0.0, min=0.0, soft_max=200.0, subtype="PIXEL",
     )
     dyntex: PointerProperty(type=StillMotionDyntexSettings)
     poke: PointerProperty(type=StillMotionPokeSettings)

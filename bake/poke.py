@@ -166,15 +166,19 @@ class _EngineRun:
 
 def strip_key(plane):
     """What a strip of thumbnails depends on: the still, seed, model, temperature, K, the face
-    options and the strokes. Compared on redraw with the key the strip was made with, so the
-    panel can say when the thumbnails no longer show what Bake would render."""
+    options, the Style and the strokes. Compared on redraw with the key the strip was made
+    with, so the panel can say when the thumbnails no longer show what Bake would render."""
     from ..scene import strokes
 
     settings = plane.stillmotion
     poke = settings.poke
-    return _key(plane, (strokes.POKES, strokes.MASKS),
-                (settings.seed, poke.model_file, round(poke.temperature, 4), poke.samples,
-                 poke.guide, poke.snap, poke.background))
+    key = (settings.seed, poke.model_file, round(poke.temperature, 4), poke.samples,
+           poke.guide, poke.snap, poke.background)
+    painting = settings.style_image
+    if painting is not None and settings.style_strength > 0:  # (no style: keys as before)
+        key += ((painting.name, round(settings.style_strength, 4), settings.style_where,
+                 round(settings.style_feather, 3)),)
+    return _key(plane, (strokes.POKES, strokes.MASKS), key)
 
 
 def parts_key(plane):

@@ -50,6 +50,7 @@ class VIEW3D_PT_stillmotion(bpy.types.Panel):
             self.draw_dyntex(context, layout, settings.dyntex)
         elif settings.engine == "POKE":
             self.draw_poke(context, layout, plane, settings.poke)
+        self.draw_style(context, layout, settings)
         self.draw_output(layout, settings)
         self.draw_actions(context, layout)
         self.draw_status(context, layout)
@@ -201,9 +202,6 @@ class VIEW3D_PT_stillmotion(bpy.types.Panel):
                      "click without a drag pins that spot", "FORCE_WIND", context)
             self.draw_library(layout)
             return
-        col = layout.column()
-        col.label(text="Style (optional painting)")
-        col.template_ID(dyntex, "style_image", open="image.open")
         self.draw_library(layout)
         header, body = layout.panel("STILLMOTION_PT_dyntex_advanced", default_closed=True)
         header.label(text="Advanced")
@@ -216,6 +214,10 @@ class VIEW3D_PT_stillmotion(bpy.types.Panel):
         col.prop(dyntex, "iterations")
         col.prop(dyntex, "levels")
         col.prop(dyntex, "optimizer")
+        # The research method's own style stream (λ7), not the Style every engine applies.
+        col = body.column()
+        col.label(text="Style Stream (two-stream)")
+        col.template_ID(dyntex, "style_image", open="image.open")
         col = body.column(align=True)
         col.prop(dyntex, "lambda_style", slider=True)
         col.prop(dyntex, "lambda_l2", slider=True)
@@ -225,6 +227,28 @@ class VIEW3D_PT_stillmotion(bpy.types.Panel):
         sub = col.column(align=True)
         sub.active = dyntex.style_image is not None  # without a painting λ7 does nothing
         sub.prop(dyntex, "lambda_paint", slider=True)
+
+    def draw_style(self, context, layout, settings):
+        """Style, for every engine: the still takes on a painting's look, then moves."""
+        header, body = layout.panel("STILLMOTION_PT_style", default_closed=True)
+        painting = settings.style_image
+        header.label(text=f"Style: {painting.name}" if painting is not None else "Style")
+        if body is None:
+            return
+        body.template_ID(settings, "style_image", open="image.open")
+        col = body.column()
+        col.use_property_split = True
+        col.use_property_decorate = False
+        col.active = painting is not None  # without a painting nothing here applies
+        col.prop(settings, "style_strength", slider=True)
+        col.prop(settings, "style_where")
+        if settings.style_where == "MASKS":
+            col.prop(settings, "style_feather")
+            if settings.engine in {"WARP", "POKE"}:
+                _wrapped(body, "This engine uses only Static masks: the painting goes inside "
+                         "those", "INFO", context)
+        if painting is not None and settings.style_strength <= 0:
+            _wrapped(body, "Strength 0 leaves the still as it is", "INFO", context)
 
     def draw_library(self, layout):
         header, body = layout.panel("STILLMOTION_PT_motion_library", default_closed=True)

@@ -27,6 +27,11 @@ What each engine takes:
   the shipped default), samples K, the chosen sample, temperature, `thumbnails` for the
   Sample button's strip, and the face options `guide`, `snap`, `background`. A missing model
   file stops before the engine starts.
+
+Every engine: the Style painting (plane.stillmotion.style_*) as the top-level "style" object
+when a painting is set and Strength is above 0: the engine stylises the still once, then moves
+the stylised still. "masks" styles inside the masks the job carries (any label; for Warp and
+Sampled those are the Static masks), so with no mask in the job it is refused.
 """
 
 import json
@@ -39,7 +44,7 @@ import numpy as np
 
 from . import raster, strokes
 from .errors import StillMotionError
-from .plane import export_image, export_still, find_target
+from .plane import export_image, export_still, find_target, image_filepath, image_size
 
 JOB_VERSION = 1
 CLOSE_GAP = 0.15  # a mask is closed when its end-start gap is at most this share of its length
@@ -57,6 +62,13 @@ DYNTEX_PREVIEW = {"size": 96, "frames": 6, "iterations": 5}
 MIN_WORK = 32  # engine/dyntex/synthesis.py MIN_WORK: MSOE's 5-level pyramid needs 2^5 pixels
 ENGINES_WITH_STATIC_MASKS_ONLY = {"WARP", "POKE"}  # a motion label means nothing to them
 ENGINE_NAMES = {"WARP": "Warp", "DYNTEX": "Dynamic Texture", "POKE": "Sampled (iPOKE)"}
+# The panel's Style › Where -> the job's style.where (properties.STYLE_WHERE).
+STYLE_WHERE = {"ALL": "all", "MASKS": "masks"}
+# The Style painting is exported as painting.<ext> (export_image), apart from the two-stream
+# style stream's style.<ext>: exporting one must not delete the other.
+STYLE_STEM = "painting"
+_NOT_A_PICTURE = {"MOVIE": "a movie", "SEQUENCE": "an image sequence",
+                  "TILED": "a UDIM tiled image", "VIEWER": "a render or viewer result"}
 
 
 @dataclass
@@ -301,6 +313,7 @@ def write_job(plane, job_dir, output_dir, *, preview=False, device="auto",
             "that starts on the image plane")
     if not pokes and settings.engine == "WARP":
         warnings.append("there are no pokes on the picture, so nothing will move")
+    painting = _style_painting(settings, masks, raw_masks, warnings)
 
     still = export_still(target.image, job_dir)
     w, h = size
@@ -330,6 +343,8 @@ def write_job(plane, job_dir, output_dir, *, preview=False, device="auto",
             "feather": float(settings.feather),
         },
     }
+    if painting is not None:
+        job["style"] = _style_block(settings, painting, job_dir)
     if dyntex:
         job["dyntex"] = _dyntex_block(settings.dyntex, job_dir, size, preview, warnings)
     if sampled:
@@ -360,6 +375,69 @@ def check_arrows(pokes, poke_strokes, fills, size):
                 "pins a spot instead)")
 
 
+def _style_painting(settings, masks, raw_masks, warnings):
+    """The Style painting the job uses, or None (none set, or Strength 0: a warning). Refused
+    when it cannot be read, or when it should go inside masks and the job carries none."""
+    image = settings.style_image
+    if image is None:
+        return None
+    if settings.style_strength <= 0:
+        warnings.append(f"the Style painting '{image.name}' is not used because Strength is 0: "
+                        "strength 0 leaves the still as it is")
+        return None
+    check_painting(image)
+    if settings.style_where == "MASKS" and not masks:
+        labels = settings.mask_labels
+        if settings.engine in ENGINES_WITH_STATIC_MASKS_ONLY and any(
+                stroke.index < len(labels) and labels[stroke.index].label != DEFAULT_LABEL
+                for stroke in raw_masks):
+            raise StillMotionError(
+                f"Style › Where is Masked Regions, but {ENGINE_NAMES[settings.engine]} uses only "
+                "Static masks and none of the masks drawn is one: label the mask to paint "
+                "Static in the Mask Labels list, or choose Whole Picture")
+        raise StillMotionError(
+            "Style › Where is Masked Regions, but there is no mask on the picture to paint "
+            "inside: draw a closed outline on the Masks layer around the part to paint, or "
+            "choose Whole Picture")
+    return image
+
+
+def check_painting(image):
+    """Refused with what to do when the Style painting is not a single picture Blender can
+    read (its file missing or damaged)."""
+    kind = _NOT_A_PICTURE.get(image.source)
+    if kind is not None:
+        raise StillMotionError(
+            f"The Style painting '{image.name}' is {kind}: pick a single picture as the "
+            "Painting under Style, or clear it to bake without a style")
+    if image.source == "FILE" and image.packed_file is None and not image.is_dirty:
+        path = image_filepath(image)
+        if not image.filepath or not path.is_file():
+            shown = image.filepath or "(no file path)"
+            raise StillMotionError(
+                f"The file of the Style painting '{image.name}' is missing: {shown}. Relink it "
+                "(Image Editor › Image › Replace), pack it into the .blend, or pick another "
+                "Painting under Style (clear it to bake without a style)")
+    if image_size(image)[0] <= 0:
+        where = f" ({image.filepath})" if image.filepath else ""
+        raise StillMotionError(
+            f"Blender cannot read the Style painting '{image.name}'{where}: the file may be "
+            "damaged or in a format Blender does not open; save it as PNG or JPEG and open it "
+            "again, or pick another Painting under Style")
+
+
+def _style_block(settings, painting, job_dir):
+    """The job's "style" object (every engine): the painting, exported as export_image does
+    for the still (its own file when that is a plain readable one)."""
+    path = export_image(painting, job_dir, STYLE_STEM)
+    return {
+        "image": _job_ref(path, job_dir),
+        "strength": round(float(settings.style_strength), 6),
+        "where": STYLE_WHERE[settings.style_where],
+        "feather": round(float(settings.style_feather), 3),
+    }
+
+
 def _job_ref(path, job_dir):
     """A file the job names: relative to the job folder when it lies inside, else absolute."""
     try:
@@ -387,8 +465,9 @@ def _dyntex_block(dyn, job_dir, size_wh, preview, warnings):
     Preview caps size and iterations). Advect uses none of them."""
     if dyn.method == "ADVECT":
         if dyn.style_image is not None:
-            warnings.append(f"the style image '{dyn.style_image.name}' is not used by Motion "
-                            "(advect): only Two-stream synthesis paints with it")
+            warnings.append(f"the Style Stream image '{dyn.style_image.name}' is not used by "
+                            "Motion (advect): only Two-stream synthesis reads it (for a painted "
+                            "look with any engine, set a Painting under Style)")
         return {"method": DYNTEX_METHODS["ADVECT"]}
     size, iterations, levels = int(dyn.size), int(dyn.iterations), int(dyn.levels)
     smallest = min_working_size(*size_wh)
@@ -421,8 +500,8 @@ def _dyntex_block(dyn, job_dir, size_wh, preview, warnings):
             style = export_image(dyn.style_image, job_dir, "style")
             block["style"] = _job_ref(style, job_dir)
         else:
-            warnings.append(f"the style image '{dyn.style_image.name}' is not used because "
-                            "Painting (λ7) is 0")
+            warnings.append(f"the Style Stream image '{dyn.style_image.name}' is not used "
+                            "because Style Stream (λ7) is 0")
     return block
 
 

@@ -255,7 +255,8 @@ def test_style_unused_without_painting_weight(sm, tmp_path):
     plan = write(sm, plane, tmp_path)
     assert plan.job["dyntex"]["style"] is None
     assert not (plan.job_path.parent / "style.png").exists()
-    assert any("'painting' is not used because Painting (λ7) is 0" in w for w in plan.warnings)
+    assert any("'painting' is not used because Style Stream (λ7) is 0" in w
+               for w in plan.warnings)
 
 
 def test_warp_leaves_motion_masks_out(sm, tmp_path):
@@ -276,9 +277,13 @@ def test_panel_draws_both_engines(sm, tmp_path):
     modules = types.SimpleNamespace(main=sm.main)
 
     plane.stillmotion.engine = "WARP"
-    drawn = {entry[1] for entry in draw_panel(modules)}
+    log = draw_panel(modules)
+    drawn = {entry[1] for entry in log}
     assert {"engine", "falloff", "feather", "easing", "loop", "preview_size"} <= drawn
-    assert "style_image" not in drawn and "lambda_dyn" not in drawn
+    assert "lambda_dyn" not in drawn
+    # (style_image here is the Style every engine shows, test_style_panel.py; the two-stream
+    # style stream comes with its label)
+    assert ("label", "Style Stream (two-stream)") not in log
 
     # Motion (advect), the default: a short panel, no two-stream settings.
     plane.stillmotion.engine = "DYNTEX"
@@ -286,7 +291,8 @@ def test_panel_draws_both_engines(sm, tmp_path):
     drawn = {entry[1] for entry in log}
     assert {"engine", "frames", "loop", "method", "preview_size",
             "STILLMOTION_PT_motion_library"} <= drawn
-    two_stream_only = {"style_image", "STILLMOTION_PT_dyntex_advanced", "size", "iterations",
+    assert ("label", "Style Stream (two-stream)") not in log
+    two_stream_only = {"STILLMOTION_PT_dyntex_advanced", "size", "iterations",
                        "levels", "optimizer", "lambda_style", "lambda_l2", "lambda_app",
                        "lambda_dyn", "motion_contrast", "lambda_paint"}
     assert not two_stream_only & drawn
@@ -304,6 +310,7 @@ def test_panel_draws_both_engines(sm, tmp_path):
             "lambda_paint"} <= drawn
     assert not {"falloff", "feather", "easing", "preview_size"} & drawn
     assert "Advanced" in [e[1] for e in log if e[0] == "label"]
+    assert ("label", "Style Stream (two-stream)") in log
     assert any(e[0] == "label" and e[1].startswith("Preview: ≤96 px, 6 frames") for e in log)
 
     # The mask list row shows the clip path only for a Clip File label.

@@ -437,7 +437,8 @@ def test_panel_draws_the_poke_engine(sm, tmp_path):
             "clip", "clip.open", "video_path", "model_name", "minutes", "stride", "face_crop",
             "motion_space", "face_parts",
             "stillmotion.poke_train", "stillmotion.bake"} <= drawn
-    assert not {"falloff", "feather", "easing", "style_image", "lambda_dyn"} & drawn
+    assert not {"falloff", "feather", "easing", "lambda_dyn"} & drawn
+    assert ("label", "Style Stream (two-stream)") not in log
     texts = [e[1] for e in log if e[0] == "label"]
     assert "Bake renders sample 1 (Sample shows them)" in texts
     assert str(sm.models_dir) in "".join(texts).replace(" ", "")  # where models go (wrapped)
