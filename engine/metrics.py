@@ -292,10 +292,11 @@ def edge_similarity(still, result, mask=None) -> float:
     ANALYSIS_SIDE (512) px; an edge map is the 3 x 3 Sobel gradient magnitude of the luminance
     (Lab L / 100) after a Gaussian blur of sigma 1 px (the picture's edges rather than pixel
     noise), divided by its own 99th percentile (inside the mask) and clipped to [0, 1], so that
-    a global contrast or colour change leaves it as it was. 1 = the same edges where the still has them (identical
-    pictures), near 0 = unrelated edges (another picture); a stylization that keeps the
-    outlines and adds brush texture lands in between. SSIM rather than a correlation because it
-    also compares the local contrast and structure of the edges, as the eye does."""
+    a global contrast or colour change leaves it as it was. 1 = the same edges where the still
+    has them (identical pictures), near 0 = unrelated edges (another picture); a stylization
+    that keeps the outlines and adds brush texture lands in between. SSIM rather than a
+    correlation because it also compares the local contrast and structure of the edges, as the
+    eye does."""
     still, result, inside = _style_pair(still, result, mask)
     size = _analysis_size(still.shape)
     keep = None if inside is None else _resized_mask(inside, size)

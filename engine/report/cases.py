@@ -14,14 +14,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import JobError
+from engine.job import LABELS
 from engine.report.engines import ENGINES, PATH
 
 VERSION = 1
-CASE_KEYS = {"name", "still", "video", "frame", "pokes", "pins", "masks", "region",
-             "resolution", "samples", "seed", "frames", "engines"}
+CASE_KEYS = {"name", "still", "video", "frame", "pokes", "pins", "masks", "motion", "region",
+             "style", "resolution", "samples", "seed", "frames", "engines"}
 DEFAULT_KEYS = {"resolution", "samples", "seed", "frames", "engines"}
 DEFAULTS = {"resolution": 512, "samples": 4, "seed": 0, "frames": 11}
 MAX_SAMPLES = 64
+STYLE_KEYS = {"image", "strength", "where", "feather"}
+STYLE_WHERE = ("all", "masks")
+DEFAULT_STRENGTH = 0.8  # the job's default (engine/job.py StyleSettings)
+# Motion labels that are words (the job's, less "static"); any other label is a clip file or
+# frames folder, relative to the case file.
+MOTION_WORDS = tuple(label for label in LABELS if label != "static")
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,16 @@ class EngineRun:
     engine: str       # a key of engines.ENGINES
     label: str        # unique in its case; names the row of the table
     options: dict     # every option of the engine, defaults filled in, paths absolute
+
+
+@dataclass(frozen=True)
+class Style:
+    """A painting the still is stylized with before every engine moves it (the job's "style",
+    docs/JOB.md): the whole still (where "all") or the case's masks (where "masks")."""
+    image: Path       # the painting
+    strength: float   # (0, 1]; default the job's (0.8)
+    where: str        # "all" or "masks"
+    feather: float    # soft edge of the masks, still pixels (where "masks"); 0 = automatic
 
 
 @dataclass(frozen=True)
@@ -49,6 +66,10 @@ class Case:
     engines: tuple[EngineRun, ...]
     region_person: bool = False  # the moving region is the person (MediaPipe person mask)
     folder: Path | None = None   # the case file's folder: what the report's paths are relative to
+    # motion masks (the dyntex engine's regions): (mask PNG, label: a motion word or a clip path)
+    motion: tuple[tuple[Path, str], ...] = ()
+    region_motion: bool = False  # the moving region is every motion mask together
+    style: Style | None = None   # None: no style stage
 
     @property
     def source(self) -> str:
@@ -146,7 +167,14 @@ def _case(item: object, index: int, defaults: dict, folder: Path) -> Case:
         raise JobError(f"{where}: a pin's radius must be positive (still pixels)")
     masks = tuple(_file(m, folder, f"{where} mask {i}", "static mask PNG")
                   for i, m in enumerate(_list(item.get("masks", []), f"{where} masks"), 1))
-    region_radius, region_mask, region_person = _region(item.get("region", {}), folder, where)
+    motion = tuple(_motion(m, i, folder, where)
+                   for i, m in enumerate(_list(item.get("motion", []), f"{where} motion"), 1))
+    region_radius, region_mask, region_person, region_motion = _region(
+        item.get("region", {}), folder, where)
+    if region_motion and not motion:
+        raise JobError(f"{where} region {{\"motion\": true}} needs motion masks; list them in "
+                       "\"motion\" ([{\"mask\": \"sky.png\", \"label\": \"clouds\"}, ...])")
+    style = _style(item["style"], folder, where) if "style" in item else None
 
     resolution = _integer(settings["resolution"], f"{where} resolution", 16,
                           hint="the still's longer side in pixels as evaluated, e.g. 512")
@@ -159,6 +187,20 @@ def _case(item: object, index: int, defaults: dict, folder: Path) -> Case:
     if not runs:
         raise JobError(f"{where} names no engines; list them in \"engines\" (here or in "
                        f"\"defaults\"): {', '.join(ENGINES)}")
+    for run in runs:
+        if ENGINES[run.engine].motion_masks and not motion:
+            raise JobError(f"{where} engine {run.label!r} moves motion masks and the case has "
+                           "none; list them in \"motion\" ([{\"mask\": \"sky.png\", "
+                           "\"label\": \"clouds\"}, ...])")
+        # the job's masks: the static ones (and pins), and the motion masks for engines that
+        # move them; where "masks" stylizes their union (engine/style/stage.py)
+        if style is not None and style.where == "masks" and not (
+                masks or pins or (motion and ENGINES[run.engine].motion_masks)):
+            raise JobError(f"{where} style where \"masks\": the job of engine {run.label!r} "
+                           "has no masks (it gets static \"masks\" and \"pins\""
+                           + (", and the motion masks" if ENGINES[run.engine].motion_masks
+                              else "; motion masks only go to engines that move them")
+                           + "); give the case masks or use where \"all\"")
     labels = [run.label for run in runs]
     for label in labels:
         if labels.count(label) > 1:
@@ -166,26 +208,73 @@ def _case(item: object, index: int, defaults: dict, folder: Path) -> Case:
                            "\"label\" of its own")
     return Case(name=name, still=still, video=video, frame=frame, pokes=pokes, pins=pins,
                 masks=masks, region_radius=region_radius, region_mask=region_mask,
-                region_person=region_person, folder=folder,
+                region_person=region_person, folder=folder, motion=motion,
+                region_motion=region_motion, style=style,
                 resolution=resolution, samples=samples, seed=seed, frames=frames,
                 engines=tuple(runs))
 
 
-def _region(value: object, folder: Path, where: str) -> tuple[float, Path | None, bool]:
-    if not isinstance(value, dict) or set(value) - {"radius", "mask", "person"} \
-            or len(value) > 1 or value.get("person", True) is not True:
+def _region(value: object, folder: Path, where: str
+            ) -> tuple[float, Path | None, bool, bool]:
+    """(radius, mask, person, motion) of the case's "region"."""
+    if not isinstance(value, dict) or set(value) - {"radius", "mask", "person", "motion"} \
+            or len(value) > 1 or value.get("person", True) is not True \
+            or value.get("motion", True) is not True:
         raise JobError(f"{where} region must be {{}} (discs of the default radius around the "
-                       "pokes), {\"radius\": R} (still pixels), {\"mask\": \"region.png\"} or "
-                       "{\"person\": true} (the person, found by MediaPipe)")
+                       "pokes), {\"radius\": R} (still pixels), {\"mask\": \"region.png\"}, "
+                       "{\"person\": true} (the person, found by MediaPipe) or {\"motion\": "
+                       "true} (the case's motion masks together)")
     if "person" in value:
-        return 0.0, None, True
+        return 0.0, None, True, False
+    if "motion" in value:
+        return 0.0, None, False, True
     if "mask" in value:
         return 0.0, _file(value["mask"], folder, f"{where} region mask", "region mask PNG"), \
-            False
+            False, False
     radius = _numbers([value.get("radius", 0.0)], 1, f"{where} region radius", "still pixels")[0]
     if radius < 0:
         raise JobError(f"{where} region radius must not be negative (0: the default)")
-    return radius, None, False
+    return radius, None, False, False
+
+
+def _motion(value: object, number: int, folder: Path, where: str) -> tuple[Path, str]:
+    at = f"{where} motion {number}"
+    if not isinstance(value, dict) or set(value) != {"mask", "label"} \
+            or not isinstance(value["label"], str) or not value["label"]:
+        raise JobError(f"{at} must be {{\"mask\": \"sky.png\", \"label\": \"clouds\"}}: a "
+                       "mask PNG at the picture's size (white = moves) and its motion, one of "
+                       + ", ".join(MOTION_WORDS) + " or a clip file (relative to the case file)")
+    mask = _file(value["mask"], folder, f"{at} mask", "motion mask PNG")
+    label = value["label"]
+    if label not in MOTION_WORDS:
+        label = str(_file(label, folder, f"{at} label", "motion clip (a word: "
+                          + ", ".join(MOTION_WORDS) + ")"))
+    return mask, label
+
+
+def _style(value: object, folder: Path, where: str) -> Style:
+    at = f"{where} style"
+    if not isinstance(value, dict):
+        raise JobError(f"{at} must be an object: {{\"image\": \"painting.jpg\", \"strength\": "
+                       "0.8, \"where\": \"all\", \"feather\": 0}")
+    _unknown(value, STYLE_KEYS, at)
+    if "image" not in value:
+        raise JobError(f"{at} needs \"image\": the painting (a picture file)")
+    image = _file(value["image"], folder, f"{at} image", "painting")
+    strength = _numbers([value.get("strength", DEFAULT_STRENGTH)], 1, f"{at} strength",
+                        "a number")[0]
+    if not 0 < strength <= 1:
+        raise JobError(f"{at} strength must be in (0, 1] (0 is no style: leave \"style\" out), "
+                       f"got {strength:g}")
+    place = value.get("where", "all")
+    if place not in STYLE_WHERE:
+        raise JobError(f"{at} where must be \"all\" (the whole still) or \"masks\" (inside the "
+                       f"case's masks), got {place!r}")
+    feather = _numbers([value.get("feather", 0.0)], 1, f"{at} feather", "still pixels")[0]
+    if feather < 0:
+        raise JobError(f"{at} feather must not be negative (still pixels; 0 = automatic, 1 % "
+                       "of the shorter side)")
+    return Style(image=image, strength=strength, where=place, feather=feather)
 
 
 def _engine_run(entry: object, number: int, folder: Path, where: str) -> EngineRun:

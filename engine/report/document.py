@@ -20,6 +20,15 @@ COLUMNS = (  # (key in an engine's summary, column heading)
     ("seconds_per_clip", "s/clip"),
 )
 
+STYLE_COLUMNS = (  # (key in an engine's "style", column heading)
+    ("colour_shift", "colour shift"),
+    ("orientation_shift", "orientation shift"),
+    ("edge_similarity", "edge similarity"),
+    ("unexplained_change_style", "unexplained (style)"),
+    ("unexplained_change_plain", "unexplained (no style)"),
+    ("unexplained_change_difference", "difference"),
+)
+
 
 def write_results(results: dict, path: Path) -> None:
     """Strict JSON: an infinite number (leakage when only the background moved) becomes null."""
@@ -43,6 +52,19 @@ def write_index(results: dict, path: Path) -> None:
              "side at 64 px and at the case's resolution.", "",
              "## Summary", ""]
     lines += _table(results["cases"], with_case=True)
+    styled = [case for case in results["cases"] if case.get("style")]
+    if styled:
+        lines += ["", "## Style", "",
+                  "Cases with a style: the still is stylized once (engine.style.stylize, at the "
+                  "evaluated resolution; s to stylize) and every engine moves the stylized still. "
+                  "Colour shift / orientation shift: how far the stylized area's Lab mean and "
+                  "std / gradient orientation and magnitude histograms moved from the still's "
+                  "toward the painting's (1 = the painting's, 0 = unchanged). Edge similarity: "
+                  "SSIM of the still's and the stylized still's edge maps (1 = the same "
+                  "edges). Unexplained: motion vs flicker in the moving region (0.3 a clean "
+                  "drift, 1 flicker), of the bake with the style and without; the difference "
+                  "should stay at or below +0.05 (no more flicker than without style).", ""]
+        lines += _style_table(styled)
     for case in results["cases"]:
         w, h = case["size"]
         lines += ["", f"## {case['name']}", "",
@@ -53,6 +75,16 @@ def write_index(results: dict, path: Path) -> None:
                   f"![{case['name']}: pokes (red), patches (green), moving region (yellow), pins "
                   f"(cyan)]({case['picture']})", ""]
         lines += _table([case], with_case=False)
+        if case.get("style"):
+            style = case["style"]
+            lines += ["", f"### {case['name']} / style", "",
+                      f"Painting {style['painting']} ({style['painting_size'][0]} x "
+                      f"{style['painting_size'][1]}), strength {style['strength']:g}, where "
+                      f"{style['where']}, stylized in {style['seconds']:.1f} s. A row per "
+                      "engine: the still, the painting, the stylized still the engine moved, "
+                      "frames of its stylized bake.", ""]
+            lines += _style_table([case], with_case=False)
+            lines += ["", f"![style contact sheet]({style['sheet']})"]
         for run in case["engines"]:
             options = ", ".join(f"{k}={v}" for k, v in run["options"].items()) or "defaults"
             lines += ["", f"### {case['name']} / {run['label']}", "",
@@ -76,8 +108,23 @@ def _table(cases: list[dict], with_case: bool) -> list[str]:
     return lines
 
 
+def _style_table(cases: list[dict], with_case: bool = True) -> list[str]:
+    head = (["case"] if with_case else []) + ["engine", "painting", "strength", "where"] \
+        + [title for _, title in STYLE_COLUMNS] + ["s to stylize"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for case in cases:
+        style = case["style"]
+        for run in case["engines"]:
+            cells = ([case["name"]] if with_case else []) + [
+                run["label"], style["painting"], f"{style['strength']:g}", style["where"]]
+            cells += [_number(run["style"].get(key)) for key, _ in STYLE_COLUMNS]
+            cells.append(f"{style['seconds']:.1f}")
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def _number(value) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     if isinstance(value, float) and math.isinf(value):
         return "inf"

@@ -5,6 +5,13 @@ checked by engine/job.py, and handed to the `prepare` of the engine module the j
 (engine/runner.py ENGINES); the frames are kept in memory instead of written. So the numbers are
 those of what the artist gets, and nothing here knows how an engine works.
 
+A case with a style gets its clips twice: without the style, and with it, the job carrying the
+case's "style" and its still replaced by the stylized one exactly as the job runner's style stage
+(engine/style/stage.py apply_style) replaces it: the whole still stylized once per case
+(engine.style.stylize, at the evaluated resolution), kept to the job's masks with their feather
+by the stage's own style_weights and compose. Only the stage's cache is left out, so the
+seconds to stylize are the optimisation's and no user cache is written.
+
 Adding an engine is one ENGINES entry: which job engine it is, the options a case may set (with
 defaults) and how they become the job's engine section. The same job engine may appear under
 several names, and a case may list one engine twice with different options and labels (two
@@ -13,6 +20,7 @@ several names, and a case may list one engine twice with different options and l
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import time
 from dataclasses import dataclass, field
@@ -37,6 +45,8 @@ class Engine:
     # None: the prepare(job, device, progress) of the runner's module for job_engine; a test
     # may give its own
     prepare: Callable | None = None
+    # its job gets the case's motion masks (labelled with their motion) besides the static ones
+    motion_masks: bool = False
 
 
 def _warp_section(options: dict, sample: int, samples: int) -> dict:
@@ -51,6 +61,11 @@ def _poke_section(options: dict, sample: int, samples: int) -> dict:
                      "background": options["background"], "compose": options["compose"]}}
 
 
+def _dyntex_section(options: dict, sample: int, samples: int) -> dict:
+    # "loop" is the job's own top-level key (docs/JOB.md)
+    return {"loop": options["loop"], "dyntex": {"method": options["method"]}}
+
+
 ENGINES: dict[str, Engine] = {
     "warp": Engine("warp", _warp_section, {"falloff": (float, 0.0), "feather": (float, 0.0)},
                    lengths=("falloff", "feather")),
@@ -61,6 +76,10 @@ ENGINES: dict[str, Engine] = {
                                            "background": (bool, True),
                                            "compose": (str, "change")},
                    sampling=True),
+    # the case's motion masks move (advect: motion first; "two-stream" works but takes minutes)
+    "dyntex": Engine("dyntex", _dyntex_section, {"method": (str, "advect"),
+                                                 "loop": (bool, False)},
+                     motion_masks=True),
 }
 
 
@@ -77,14 +96,36 @@ class _Forward(Progress):
             self.outer.warning(f"{self.where}: {extra.get('message', '')}")
 
 
+@dataclass(frozen=True)
+class StyleInput:
+    """A case's style at the evaluated resolution: the job's "style" values and the whole still
+    stylized (engine.style.stylize), computed once per case."""
+    painting: Path
+    strength: float
+    where: str              # "all" or "masks"
+    feather: float          # evaluated pixels; 0 = the stage's automatic feather
+    whole: np.ndarray       # the whole still stylized, like the still (H x W x 3 uint8 RGB)
+
+
+@dataclass
+class Clip:
+    frames: list[np.ndarray]
+    seconds: float                   # prepare and render, not the style stage
+    still: np.ndarray | None = None  # with a style: the stylized still the engine moved
+    weights: np.ndarray | None = None  # where the style applies (H x W in [0, 1]); None: all
+
+
 def make_clip(engine: Engine, options: dict, still: Path, pokes, masks: list[Path],
               scale: float, frames: int, seed: int, sample: int, samples: int, device,
-              work: Path, progress: Progress, where: str) -> tuple[list[np.ndarray], float]:
+              work: Path, progress: Progress, where: str,
+              motion: list[tuple[Path, str]] = (), style: StyleInput | None = None) -> Clip:
     """The frames of one clip (arrays like the still: H x W x 3 uint8 RGB here) and the
-    seconds it took to prepare and render them (not counting writing files). `still` and
-    `masks` are files at the evaluated resolution, `pokes` (x, y, dx, dy) in its pixels,
-    `scale` its pixels per case still pixel; `work` is a folder for the job file's output
-    path (nothing is written there)."""
+    seconds it took to prepare and render them (not counting writing files). `still`,
+    `masks` (static) and `motion` ((mask, label); only engines with motion_masks get them)
+    are files at the evaluated resolution, `pokes` (x, y, dx, dy) in its pixels, `scale` its
+    pixels per case still pixel; `work` is a folder for the job file's output path and the
+    stylized still. With `style`, the engine moves the stylized still (see the module's
+    docstring)."""
     from engine import job as job_module
     from engine.runner import ENGINES as RUNNER_MODULES
 
@@ -94,10 +135,18 @@ def make_clip(engine: Engine, options: dict, still: Path, pokes, masks: list[Pat
             "output": str(work / "never_written"), "frames": frames, "seed": seed,
             "device": device.type,
             "pokes": [{"start": [x, y], "end": [x + dx, y + dy]} for x, y, dx, dy in pokes],
-            "masks": [{"path": str(path), "label": "static"} for path in masks],
+            "masks": [{"path": str(path), "label": "static"} for path in masks]
+            + [{"path": str(path), "label": label}
+               for path, label in (motion if engine.motion_masks else ())],
             **engine.job_section(options, sample, samples)}
+    if style is not None:
+        data["style"] = {"image": str(style.painting), "strength": style.strength,
+                         "where": style.where, "feather": style.feather}
     job = job_module.parse_job(data, work)
     job_module.check_files(job)
+    styled = weights = None
+    if job.style is not None:
+        job, styled, weights = _stylized_job(job, style.whole, work)
     prepare = engine.prepare or importlib.import_module(RUNNER_MODULES[job.engine]).prepare
     started = time.perf_counter()
     clip = prepare(job, device, _Forward(progress, where))
@@ -106,4 +155,25 @@ def make_clip(engine: Engine, options: dict, still: Path, pokes, masks: list[Pat
     seconds = time.perf_counter() - started
     if len(rendered) != frames:
         raise RuntimeError(f"{where} made {len(rendered)} frames, not {frames}")
-    return rendered, seconds
+    return Clip(rendered, seconds, styled, weights)
+
+
+def _stylized_job(job, whole: np.ndarray, work: Path):
+    """What engine/style/stage.py apply_style does to a job, from a stylized whole still: the
+    job's still stylized where the style applies (its masks, feathered), written beside it, and
+    the job pointed at it."""
+    import dataclasses
+
+    from engine import frames as frames_io
+    from engine.style.stage import compose, style_weights
+
+    still = frames_io.read_image(job.image)
+    height, width = still.shape[:2]
+    if whole.shape != still.shape:
+        raise RuntimeError(f"the stylized still is {whole.shape}, the still {still.shape}")
+    weights = style_weights(job, width, height)
+    styled = compose(still, whole.astype(still.dtype), weights)
+    path = work / f"styled_{hashlib.sha256(styled.tobytes()).hexdigest()[:16]}.png"
+    if not path.is_file():
+        frames_io.write_image(path, styled, "PNG8" if styled.dtype == np.uint8 else "PNG16")
+    return dataclasses.replace(job, image=path), styled, weights

@@ -4,12 +4,16 @@
     report/results.json               every number (per sample too) and histogram
     report/<case>/case.png            the still with pokes, patches, pins and moving region
     report/<case>/<engine>_sheet.png  contact sheet; <engine>_flow.png flow histograms
+    report/<case>/style_sheet.png     a case with a style: still, painting, stylized still and
+                                      frames of the stylized bake, a row per engine
 
 The folder is staged and renamed into place when complete (engine/staging.py), so a failed or
 stopped evaluation leaves no half report. Every clip is made through the job runner's engine
 entry (engines.make_clip). Time per clip is measured at the case's resolution (every sample)
 and with the still's longer side at 64 px (sample 0, after one untimed run at 64 px that pays
-for imports and first-call set-up).
+for imports and first-call set-up). A case with a style is stylized once (timed) and every
+engine's clips are made a second time from the stylized still (engines.make_clip), for the
+style table.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ import numpy as np
 from engine.errors import JobError
 from engine.progress import Progress
 from engine.report import document, measures, pictures
-from engine.report.cases import MAX_SAMPLES, Case, load_cases, relative_path
-from engine.report.engines import ENGINES, make_clip
+from engine.report.cases import MAX_SAMPLES, MOTION_WORDS, Case, load_cases, relative_path
+from engine.report.engines import ENGINES, StyleInput, make_clip
 from engine.report.stills import read_source, scene_at, write_inputs
 
 TIMING_SIDE = 64
@@ -54,8 +58,7 @@ def run(args, progress: Progress) -> int:
                "started": datetime.datetime.now(datetime.timezone.utc)
                .strftime("%Y-%m-%d %H:%M UTC"), "threads": torch.get_num_threads(),
                "cases": []}
-    counter = _Counter(progress, sum((case.samples if ENGINES[run.engine].sampling else 1) + 2
-                                     for case in cases for run in case.engines))
+    counter = _Counter(progress, sum(_clips(case) for case in cases))
     started = time.monotonic()
     with staged_folder(out) as partial, tempfile.TemporaryDirectory(prefix="evaluate-") as work:
         for case in cases:
@@ -69,6 +72,13 @@ def run(args, progress: Progress) -> int:
     return 0
 
 
+def _clips(case: Case) -> int:
+    """Progress steps of a case: per engine two 64 px runs and its samples, and with a style
+    the stylization and the samples again."""
+    samples = [case.samples if ENGINES[run.engine].sampling else 1 for run in case.engines]
+    return sum(samples) + 2 * len(samples) + (1 + sum(samples) if case.style else 0)
+
+
 def evaluate_case(case: Case, report: Path, work: Path, device, counter) -> dict:
     source = read_source(case)
     scene = scene_at(case, source, case.resolution)
@@ -77,8 +87,11 @@ def evaluate_case(case: Case, report: Path, work: Path, device, counter) -> dict
     folder = report / name
     folder.mkdir()
     _write_png(folder / "case.png", pictures.case_picture(scene))
-    still, masks = write_inputs(scene, work / name / "full")
-    small_still, small_masks = write_inputs(small, work / name / "small")
+    still, masks, motion = write_inputs(scene, work / name / "full")
+    small_still, small_masks, small_motion = write_inputs(small, work / name / "small")
+    style = painting = None
+    if case.style is not None:
+        style, painting, style_seconds = _stylize(case, scene, device, counter)
     height, width = scene.still.shape[:2]
     result = {
         "name": case.name, "source": case.source, "resolution": case.resolution,
@@ -87,29 +100,42 @@ def evaluate_case(case: Case, report: Path, work: Path, device, counter) -> dict
         "pokes_in_source": [list(p) for p in case.pokes], "pins": [list(p) for p in scene.pins],
         "patches": [list(p) for p in scene.patches],
         "region": ("the person (MediaPipe person mask)" if case.region_person else
-                   f"mask {case.region_mask}" if case.region_mask else
-                   "discs around the pokes"), "region_share": float(scene.region.mean()),
+                   "the motion masks" if case.region_motion else
+                   f"mask {relative_path(case.region_mask, case.folder)}" if case.region_mask
+                   else "discs around the pokes"), "region_share": float(scene.region.mean()),
+        "motion": [{"mask": relative_path(path, case.folder),
+                    "label": label if label in MOTION_WORDS else relative_path(Path(label),
+                                                                               case.folder)}
+                   for path, label in case.motion],
         "picture": f"{name}/case.png", "engines": []}
+    if style is not None:
+        result["style"] = {
+            "painting": relative_path(case.style.image, case.folder),
+            "painting_size": list(painting.shape[1::-1]), "strength": case.style.strength,
+            "where": case.style.where, "feather": style.feather, "seconds": style_seconds,
+            "sheet": f"{name}/style_sheet.png"}
+        style_rows = []
     for run in case.engines:
         engine = ENGINES[run.engine]
         count = case.samples if engine.sampling else 1
         where = f"{case.name}/{run.label}"
 
-        def clip(sample, at_full=True):
+        def clip(sample, at_full=True, styled=None):
             at = scene if at_full else small
             return make_clip(engine, run.options, still if at_full else small_still, at.pokes,
                              masks if at_full else small_masks, at.scale, case.frames,
                              case.seed, sample, count, device, work / name, counter.progress,
-                             where)
+                             where, motion=motion if at_full else small_motion, style=styled)
 
         for timed in (False, True):  # the first pays for imports and first-call set-up
-            _, seconds_64 = clip(0, at_full=False)
+            seconds_64 = clip(0, at_full=False).seconds
             counter.step(case.name, run.label, "64 px" + (" (timed)" if timed else " (warm-up)"))
         clips, numbers = [], []
         for sample in range(count):
-            frames, seconds = clip(sample)
-            numbers.append({**measures.sample_numbers(frames, scene), "seconds": seconds})
-            clips.append(frames)
+            made = clip(sample)
+            numbers.append({**measures.sample_numbers(made.frames, scene),
+                            "seconds": made.seconds})
+            clips.append(made.frames)
             counter.step(case.name, run.label, f"sample {sample + 1} of {count}")
         summary = measures.summary(numbers)
         spread = measures.diversity(clips, scene.region)
@@ -123,13 +149,44 @@ def evaluate_case(case: Case, report: Path, work: Path, device, counter) -> dict
                  "histograms": f"{name}/{slug(run.label)}_flow.png"}
         _write_png(report / files["sheet"], pictures.sheet(clips, scene.still, scene.region))
         _write_png(report / files["histograms"], pictures.histogram_picture(histograms))
-        result["engines"].append({
+        row = {
             "label": run.label, "engine": run.engine, "sampling": engine.sampling,
             "options": {k: (relative_path(v, case.folder) if isinstance(v, Path) else v)
                         for k, v in run.options.items()},
             "summary": summary, "samples": numbers, "histograms": histograms,
-            "pictures": files})
+            "pictures": files}
+        if style is not None:
+            styled_clips = []
+            for sample in range(count):
+                made = clip(sample, styled=style)
+                styled_clips.append(made.frames)
+                counter.step(case.name, run.label, f"stylized sample {sample + 1} of {count}")
+            row["style"] = measures.style_numbers(scene.still, made.still, painting, made.weights,
+                                                  clips, styled_clips, scene.region)
+            style_rows.append((run.label, made.still, styled_clips[0]))
+            del styled_clips
+        result["engines"].append(row)
+    if style is not None:
+        _write_png(report / result["style"]["sheet"],
+                   pictures.style_sheet(scene.still, painting, style_rows))
     return result
+
+
+def _stylize(case: Case, scene, device, counter) -> tuple[StyleInput, np.ndarray, float]:
+    """The case's still stylized once, whole, at the evaluated resolution (engine.style
+    .stylize, timed), and the painting as RGB pixels."""
+    from engine.style import display_rgb_float, read_painting, stylize
+
+    painting = read_painting(case.style.image)
+    started = time.perf_counter()
+    whole = stylize(scene.still, painting, case.style.strength, device=device)
+    seconds = time.perf_counter() - started
+    counter.step(case.name, "style", "stylize")
+    painting_rgb = (display_rgb_float(painting) * 255 + 0.5).astype(np.uint8)
+    style = StyleInput(painting=case.style.image, strength=case.style.strength,
+                       where=case.style.where, feather=case.style.feather * scene.scale,
+                       whole=whole)
+    return style, painting_rgb, seconds
 
 
 def slug(text: str) -> str:

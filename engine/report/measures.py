@@ -14,6 +14,10 @@ Across samples: diversity, the per-pixel std of the generated frames across samp
 values in [0, 1], mean over frames and channels), averaged inside the moving region and over
 the frame; flow histograms of consecutive-frame DIS flow (metrics.flow_histograms) inside and
 outside the moving region.
+A case with a style (style_numbers): colour and orientation shift of the stylized still toward
+the painting inside the stylized area (metrics.colour_shift, orientation_shift), edge similarity
+of still and stylized still (metrics.edge_similarity), and the unexplained change
+(metrics.unexplained_change) in the moving region of the bake with the style and without it.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ import cv2
 import numpy as np
 
 from engine.flow import dis_flow, to_grey
-from engine.metrics import (background_leakage, clip_flows, flow_histograms, layout_fidelity,
-                            poke_following)
+from engine.metrics import (background_leakage, clip_flows, colour_shift, edge_similarity,
+                            flow_histograms, layout_fidelity, orientation_shift, poke_following,
+                            unexplained_change)
 from engine.report.stills import Scene
 
 
@@ -94,6 +99,28 @@ def summary(samples: list[dict]) -> dict:
                                       "fidelity_mean")}
     row["fidelity_min"] = float(min(s["fidelity_min"] for s in samples))
     return row
+
+
+def style_numbers(still: np.ndarray, styled: np.ndarray, painting: np.ndarray,
+                  weights: np.ndarray | None, plain: list[list[np.ndarray]],
+                  stylized: list[list[np.ndarray]], region: np.ndarray) -> dict:
+    """The style row of a case x engine. The stylized area is where the style weight is at
+    least 0.5 (the whole still for where "all"); unexplained change is the mean over samples,
+    in the moving region, of the clips without (`plain`) and with (`stylized`) the style."""
+    area = None if weights is None else weights >= 0.5
+    if area is not None and not area.any():
+        raise ValueError("the stylized area is empty at the evaluated resolution")
+    plain_change = float(np.mean([unexplained_change(np.stack(c), region) for c in plain]))
+    styled_change = float(np.mean([unexplained_change(np.stack(c), region) for c in stylized]))
+    return {
+        "colour_shift": colour_shift(still, styled, painting, area),
+        "orientation_shift": orientation_shift(still, styled, painting, area),
+        "edge_similarity": edge_similarity(still, styled),
+        "unexplained_change_style": styled_change,
+        "unexplained_change_plain": plain_change,
+        "unexplained_change_difference": styled_change - plain_change,
+        "stylized_share": 1.0 if area is None else float(area.mean()),
+    }
 
 
 def _ratio(values: list[float], reference: float) -> float | None:

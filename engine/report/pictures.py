@@ -7,6 +7,8 @@
                      moving region, and |last - still| x 4 of the whole frame
   histogram_picture  flow magnitude and direction histograms, inside (orange) and outside
                      (blue) the moving region
+  style_sheet        a case with a style: a row per engine of the still, the painting, the
+                     stylized still and frames of the stylized bake (whole frames)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ CASE_WIDTH = 384
 THUMB_WIDTH = 176
 SHEET_FRAMES = 6
 SHEET_SAMPLES = 4
+STYLE_FRAMES = 4
 DIFFERENCE_GAIN = 4
 INSIDE, OUTSIDE = (0, 140, 255), (255, 140, 0)  # BGR: orange, blue
 
@@ -75,6 +78,23 @@ def sheet(clips: list[list[np.ndarray]], still: np.ndarray, region: np.ndarray) 
     return contact_sheet(cells, columns=len(chosen) + 1)
 
 
+def style_sheet(still: np.ndarray, painting: np.ndarray,
+                rows: list[tuple[str, np.ndarray, list[np.ndarray]]]) -> np.ndarray:
+    """rows: (engine label, the stylized still it moved, the frames of its first stylized
+    clip). Every cell is a whole picture; the painting is fitted into a cell of the still's
+    shape (letterboxed), frames are evenly spaced from the first to the last."""
+    cells = []
+    for label, styled, frames in rows:
+        count = len(frames)
+        chosen = sorted({int(v) for v in np.linspace(0, count - 1, min(STYLE_FRAMES, count))
+                         .round()})
+        still_cell = _thumb(still)
+        cells += [("still", still_cell), ("painting", _fitted(painting, still_cell.shape)),
+                  (f"stylized ({label})", _thumb(styled))]
+        cells += [(f"frame {index + 1}", _thumb(frames[index])) for index in chosen]
+    return contact_sheet(cells, columns=len(cells) // len(rows))
+
+
 def histogram_picture(histograms: dict) -> np.ndarray:
     inside, outside = histograms["inside"], histograms["outside"]
     bins = len(inside["direction"])
@@ -109,6 +129,19 @@ def _thumb(frame: np.ndarray) -> np.ndarray:
     size = (THUMB_WIDTH, max(1, round(height * THUMB_WIDTH / width)))
     interpolation = cv2.INTER_AREA if width > THUMB_WIDTH else cv2.INTER_CUBIC
     return cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), size, interpolation=interpolation)
+
+
+def _fitted(image: np.ndarray, shape) -> np.ndarray:
+    """An RGB picture of any size scaled into a BGR cell of `shape`, centred on dark grey."""
+    cell = np.full(shape, 32, np.uint8)
+    scale = min(shape[0] / image.shape[0], shape[1] / image.shape[1])
+    width = max(1, int(image.shape[1] * scale))
+    height = max(1, int(image.shape[0] * scale))
+    picture = cv2.resize(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), (width, height),
+                         interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    y, x = (shape[0] - height) // 2, (shape[1] - width) // 2
+    cell[y:y + height, x:x + width] = picture
+    return cell
 
 
 def _panel(title: str, first, second, ticks: dict[int, str], width: int = 320,

@@ -9,7 +9,7 @@ treated as 8-bit RGB. Pokes, pins and masks scale with it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -38,6 +38,8 @@ class Scene:
     region: np.ndarray                              # H x W bool, the moving region
     patches: list[tuple[int, int, int, int]]        # (x0, y0, x1, y1) per poke, end exclusive
     scale: float                                    # evaluated pixels per source pixel
+    # motion masks (H x W float32 in [0, 1]) and their labels, for engines that move regions
+    motion: list[tuple[np.ndarray, str]] = field(default_factory=list)
 
 
 def read_source(case: Case) -> np.ndarray:
@@ -79,11 +81,21 @@ def scene_at(case: Case, source: np.ndarray, resolution: int) -> Scene:
             cv2.circle(discs, _point(x, y), max(1, round(radius)), 1.0, -1, cv2.LINE_AA)
         static = discs if static is None else np.maximum(static, discs)
 
+    motion = [(_mask_at(path, width, height, new_w, new_h,
+                        f"case {case.name!r} motion mask {number}"), label)
+              for number, (path, label) in enumerate(case.motion, 1)]
+    for number, (values, _) in enumerate(motion, 1):
+        if not (values > 0.5).any():
+            raise JobError(f"case {case.name!r} motion mask {number} is empty at {new_w} x "
+                           f"{new_h}; draw a larger region or evaluate at a higher resolution")
+
     if case.region_person:
         from engine.face.segmentation import person_mask
 
         region = person_mask(cv2.cvtColor(frames_io.to_display(still),
                                           cv2.COLOR_BGR2RGB)) > 0.5
+    elif case.region_motion:
+        region = np.max([values for values, _ in motion], axis=0) > 0.5
     elif case.region_mask is not None:
         region = _mask_at(case.region_mask, width, height, new_w, new_h,
                           f"case {case.name!r} region mask") > 0.5
@@ -106,21 +118,32 @@ def scene_at(case: Case, source: np.ndarray, resolution: int) -> Scene:
         column, row = min(int(x), new_w - 1), min(int(y), new_h - 1)
         patches.append((max(0, column - half), max(0, row - half),
                         min(new_w, column + half + 1), min(new_h, row + half + 1)))
-    return Scene(still, pokes, pins, static, region, patches, scale)
+    return Scene(still, pokes, pins, static, region, patches, scale, motion)
 
 
-def write_inputs(scene: Scene, folder: Path) -> tuple[Path, list[Path]]:
-    """still.png and (when there are pins or masks) static.png for the jobs."""
+def write_inputs(scene: Scene, folder: Path, still: np.ndarray | None = None
+                 ) -> tuple[Path, list[Path], list[tuple[Path, str]]]:
+    """still.png (the scene's still, or `still` in its place: the stylized one), static.png
+    (when there are pins or masks) and motion_N.png (one per motion mask) for the jobs:
+    (still, static masks, [(motion mask, label)])."""
     folder.mkdir(parents=True, exist_ok=True)
     still_path = folder / "still.png"
-    frames_io.write_image(still_path, scene.still, "PNG8")
+    frames_io.write_image(still_path, scene.still if still is None else still, "PNG8")
+    motion = []
+    for number, (values, label) in enumerate(scene.motion, 1):
+        path = folder / f"motion_{number}.png"
+        _write_mask(path, values)
+        motion.append((path, label))
     if scene.static is None:
-        return still_path, []
+        return still_path, [], motion
     mask_path = folder / "static.png"
+    _write_mask(mask_path, scene.static)
+    return still_path, [mask_path], motion
+
+
+def _write_mask(path: Path, values: np.ndarray) -> None:
     # as 8-bit samples: a float array would be taken for linear light and sRGB-encoded
-    frames_io.write_image(mask_path, frames_io.from_float(scene.static[..., None], np.uint8),
-                          "PNG8")
-    return still_path, [mask_path]
+    frames_io.write_image(path, frames_io.from_float(values[..., None], np.uint8), "PNG8")
 
 
 def _mask_at(path: Path, width: int, height: int, new_w: int, new_h: int,

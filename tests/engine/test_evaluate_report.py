@@ -269,8 +269,18 @@ def test_default_case_file_reads(monkeypatch):
                         folder / value)
     loaded = cases_module.load_cases(REPO / "tools" / "eval_cases.json")
     assert [c.name for c in loaded] == ["carphone_held_out", "carphone_two_pokes",
-                                        "astronaut_unseen", "portrait_painting"]
+                                        "astronaut_unseen", "portrait_painting",
+                                        "meadow_starry_advect", "astronaut_strokes_warp",
+                                        "meadow_strokes_masks"]
     assert [r.engine for r in loaded[0].engines] == ["warp", "poke", "poke", "poke", "poke"]
-    assert [len(c.pokes) for c in loaded] == [1, 2, 1, 1]
+    assert [len(c.pokes) for c in loaded] == [1, 2, 1, 1, 1, 1, 1]
+    # the style cases: a landscape moved by dyntex, a portrait by warp, one styled in its masks
+    styled = {c.name: c for c in loaded if c.style is not None}
+    assert [styled[n].engines[0].engine for n in styled] == ["dyntex", "warp", "dyntex"]
+    assert [styled[n].style.where for n in styled] == ["all", "all", "masks"]
+    assert [label for _, label in styled["meadow_starry_advect"].motion] == ["clouds", "grass"]
+    assert all(c.resolution <= 384 for c in styled.values())
+    for name in ("meadow_sky.png", "meadow_grass.png", "strokes_painting.jpg"):
+        assert (REPO / "tools" / "eval_media" / name).is_file()  # committed, not fetched
     assert loaded[0].frame == 101 and loaded[0].video.name == "carphone.mp4"
     assert evaluate.slug("poke (pixels)") == "poke_pixels"
