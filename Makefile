@@ -30,13 +30,18 @@ media/.fetched: tools/fetch_media.py .venv/.installed
 	.venv/bin/python tools/fetch_media.py
 	touch $@
 
+# The style demo's painting comes from a Debian package: only `make demo` needs it.
+media/.fetched-painting: tools/fetch_media.py .venv/.installed
+	.venv/bin/python tools/fetch_media.py --set painting
+	touch $@
+
 media: media/.fetched
 
 # Training media (VGG-19 weights, clips, a painting): only for training shipped models.
 media-train: .venv/.installed media/.fetched
 	.venv/bin/python tools/fetch_media.py --set train
 
-demo: .venv/.installed .venv-bpy-$(DEMO_BPY)/.installed media/.fetched
+demo: .venv/.installed .venv-bpy-$(DEMO_BPY)/.installed media/.fetched media/.fetched-painting
 	.venv-bpy-$(DEMO_BPY)/bin/python tools/demo.py --engine-python $(ENGINE_PY) --out out
 
 # Only the landscape half of the demo (Dynamic Texture engine), into out/.

@@ -9,7 +9,9 @@
                                        advect (1920x1080 x 48 frames) vs two-stream
     bench poke [--quick]               poke: sampling and train-step times, memory, parameters
                                        next to the original 1 B-parameter cINN
+    bench style                        the style stage at 1024x1024 and 1920x1080: cold, cached
                                        (every bench ends with a JSON summary line)
+    stylize STILL PAINTING --out FILE  the still with a painting's colours and brushwork
     train-msoe --out FILE              train the MSOE dynamics network (--evaluate FILE: EPE)
     train-poke VIDEO... --out M        train a poke model (iPOKE) from clips of one person
     dyntex --image I --mask M.png:water --out DIR   animate masked regions (two-stream synthesis)
@@ -90,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     vgg.set_defaults(command=_vgg_convert)
 
     bench = commands.add_parser("bench", help="time and peak memory of an engine")
-    bench.add_argument("engine", choices=["warp", "dyntex", "poke"])
+    bench.add_argument("engine", choices=["warp", "dyntex", "poke", "style"])
     bench.add_argument("--size", type=int, default=1024,
                        help="warp, and poke's full-resolution rows: square still side (pixels)")
     bench.add_argument("--frames", type=int, default=None,
@@ -119,13 +121,26 @@ def _parser() -> argparse.ArgumentParser:
                        "target iterations, advect vs two-stream at 480x270 x 12 frames (11 "
                        "CPU-minutes on the 2-core EPYC, 9 of them the bf16 row: no bf16 "
                        "instructions; the default run is about 20 where bf16 is fast)")
-    bench.add_argument("--repeat", type=int, default=3, help="runs; the median is reported")
+    bench.add_argument("--repeat", type=int, default=None,
+                       help="runs; the median is reported (default 3, style 1)")
     bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     bench.add_argument("--no-perceptual", action="store_true",
                        help="poke: train steps without the VGG-19 perceptual loss")
     bench.add_argument("--threads", type=int, default=0,
                        help="torch CPU threads (default: torch's choice, one per core)")
     bench.set_defaults(command=_bench)
+
+    stylize = commands.add_parser("stylize", help="the still with a painting's colours and "
+                                  "brushwork (the style stage of a job, engine/style/)")
+    stylize.add_argument("still", help="the picture (PNG, JPEG, TIFF, EXR)")
+    stylize.add_argument("painting", help="the painting whose style it takes")
+    stylize.add_argument("--out", required=True, help="file to write (.png or .exr); must not "
+                         "exist")
+    stylize.add_argument("--strength", type=float, default=None,
+                         help="0 = the still, 1 = fully the painting's statistics (default: a "
+                         "job's, 0.8)")
+    stylize.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    stylize.set_defaults(command=_stylize)
 
     msoe = commands.add_parser("train-msoe", help="train the MSOE dynamics network, or "
                                "--evaluate its held-out end-point error (models/msoe.md)")
@@ -304,7 +319,13 @@ def _bench(args, progress: Progress) -> int:
     if args.engine == "poke":
         from engine.poke.bench import run_bench
 
+        args.repeat = args.repeat or 3
         run_bench(args)
+        return 0
+    if args.engine == "style":
+        from engine.style.bench import bench_style
+
+        bench_style(repeat=args.repeat or 1, device=args.device)
         return 0
     if args.engine == "dyntex":
         from engine.bench import bench_dyntex
@@ -322,8 +343,38 @@ def _bench(args, progress: Progress) -> int:
                      advect_frames=args.advect_frames or (12 if quick else 48),
                      two_stream_frames=args.two_stream_frames or (2 if quick else 8))
         return 0
-    bench_warp(size=args.size, frames_count=args.frames or 48, repeat=args.repeat,
+    bench_warp(size=args.size, frames_count=args.frames or 48, repeat=args.repeat or 3,
                device=args.device)
+    return 0
+
+
+def _stylize(args, progress: Progress) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from engine import frames
+    from engine.device import resolve_device
+    from engine.job import StyleSettings
+    from engine.style import read_painting, stylize
+
+    out = Path(args.out).absolute()
+    if os.path.lexists(out):
+        raise JobError(f"{out} already exists; choose a new --out (nothing is overwritten)")
+    if out.suffix.lower() not in (".png", ".exr"):
+        raise JobError(f"--out {out.name}: write a .png or an .exr")
+    strength = StyleSettings.strength if args.strength is None else args.strength
+    still = frames.read_image(args.still)
+    painting = read_painting(args.painting)
+    result = stylize(still, painting, strength, device=resolve_device(args.device),
+                     progress=progress)
+    fmt = "EXR" if out.suffix.lower() == ".exr" else (
+        "PNG16" if result.dtype != np.uint8 else "PNG8")
+    try:
+        frames.write_image(out, result, fmt)
+    except OSError as exc:
+        raise JobError(f"cannot write {out}: {exc.strerror or exc}") from None
+    progress.emit("done", output=str(out))
     return 0
 
 

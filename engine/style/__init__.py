@@ -87,10 +87,11 @@ def read_painting(path) -> np.ndarray:
 
 
 def stylize(still: np.ndarray, painting: np.ndarray, strength: float, *, device="cpu",
-            progress=None, config=None) -> np.ndarray:
+            progress=None, config=None, region: np.ndarray | None = None) -> np.ndarray:
     """The whole still with the painting's statistics at `strength` (0..1): same shape, sample
     type and alpha as `still`. Strength 0 returns the still itself (not a copy, not a round
-    trip). progress: an engine.progress.Progress, told ("style", done, total)."""
+    trip). progress: an engine.progress.Progress, told ("style", done, total). region: H x W
+    weights of the part that will be kept (style "masks"), whose colours are matched."""
     if not 0.0 <= strength <= 1.0:
         raise JobError(f"style strength must be from 0 to 1 (got {strength})")
     if strength == 0.0:
@@ -108,5 +109,5 @@ def stylize(still: np.ndarray, painting: np.ndarray, strength: float, *, device=
             progress.emit("style", done, total)
 
     rgb = stylize_rgb(display_rgb_float(still), display_rgb_float(painting), strength, vgg,
-                      config, report)
+                      config, report, region=region)
     return from_display_rgb(rgb, still)

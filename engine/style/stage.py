@@ -4,12 +4,13 @@ the engines a job whose still is the stylized one.
 The cache ($STILLMOTION_CACHE/style, or ~/.cache/stillmotion/style) holds two kinds of file:
 
     whole-<key>.png     the whole still stylized, 16-bit sRGB; key = the still's and the
-                        painting's file contents, the strength, the algorithm (STYLE_VERSION)
+                        painting's file contents, the strength, the algorithm (STYLE_VERSION),
+                        and for "masks" the masks (their region's colours are the ones matched)
     still-<key>.<ext>   what the engines read: the above restricted to the masks (or not), in
                         the still's own sample type and channels; key adds where, feather, masks
 
 A re-bake, a new take or another engine on the same still and painting pays the optimisation
-once; changing only the masks or the feather re-composites in well under a second. The first
+once; changing only the feather re-composites in well under a second. The first
 bake already reads the 16-bit quantised copy, so a re-bake is bit-identical to it. Files are
 written under a temporary name and renamed, so a cancelled bake never leaves half a file that a
 later one would trust; the oldest files beyond MAX_CACHE_FILES are removed.
@@ -32,7 +33,7 @@ from engine.style import display_rgb_float, from_display_rgb, read_painting
 
 # Bump when the optimisation or its defaults change what a stylized still looks like, so cached
 # results from an older engine are not reused.
-STYLE_VERSION = "gatys-pyramid-1"
+STYLE_VERSION = "gatys-pyramid-2"
 MAX_CACHE_FILES = 64
 # Automatic feather of "masks": a share of the still's shorter side (about 10 px at 1080p).
 AUTO_FEATHER_SHARE = 0.01
@@ -87,13 +88,17 @@ def _cached(path: Path) -> np.ndarray | None:
     return pixels
 
 
-def stylized_whole(job, still: np.ndarray, device, progress) -> np.ndarray:
-    """The whole still stylized, as float32 sRGB RGB (from the cache when it holds it)."""
+def stylized_whole(job, still: np.ndarray, device, progress,
+                   region: np.ndarray | None = None, masks=()) -> np.ndarray:
+    """The whole still stylized, as float32 sRGB RGB (from the cache when it holds it).
+    region: the union of the masks for style "masks" (its colours are matched to the
+    painting's); masks: their file digests, part of the cache key when there is a region."""
     from engine.style.gatys import StyleConfig, stylize_rgb
 
     style = job.style
     key = _key({"still": _digest(job.image), "painting": _digest(style.image),
-                "strength": style.strength, "version": STYLE_VERSION})
+                "strength": style.strength, "version": STYLE_VERSION,
+                "region": list(masks) if region is not None else None})
     path = cache_folder() / f"whole-{key}.png"
     found = _cached(path)
     if found is not None:
@@ -107,19 +112,17 @@ def stylized_whole(job, still: np.ndarray, device, progress) -> np.ndarray:
     vgg = load_vgg19(device=torch.device(device))
     progress.emit("style", 0, StyleConfig().total_evaluations(StyleConfig().levels))
     rgb = stylize_rgb(display_rgb_float(still), display_rgb_float(painting), style.strength,
-                      vgg, StyleConfig(), lambda done, total: progress.emit("style", done, total))
+                      vgg, StyleConfig(), lambda done, total: progress.emit("style", done, total),
+                      region=region)
     quantised = frames.from_float(rgb, np.uint16)
     _write_atomic(path, quantised, "PNG16")
     _prune(path.parent)
     return frames.to_float(quantised)
 
 
-def style_weights(job, width: int, height: int) -> np.ndarray | None:
-    """H x W float32 in [0, 1]: where the style applies (None: everywhere). For "masks", the
-    union of the job's masks with a feathered edge that stays inside them, so every pixel outside
-    every mask is the still's own."""
-    style = job.style
-    if style.where == "all":
+def style_region(job, width: int, height: int) -> np.ndarray | None:
+    """H x W float32 in [0, 1]: the union of the job's masks for style "masks", None for "all"."""
+    if job.style.where == "all":
         return None
     if not job.masks:
         raise JobError("style.where is \"masks\" but the job has no masks; draw a closed outline "
@@ -130,6 +133,17 @@ def style_weights(job, width: int, height: int) -> np.ndarray | None:
     if not (union > 0).any():
         raise JobError("style.where is \"masks\" but every mask is empty; paint the region to "
                        "stylize in white, or stylize the whole picture")
+    return union
+
+
+def style_weights(job, union: np.ndarray | None) -> np.ndarray | None:
+    """H x W float32 in [0, 1]: where the style applies (None: everywhere). For "masks", the
+    union of the masks with a feathered edge that stays inside them, so every pixel outside
+    every mask is the still's own."""
+    if union is None:
+        return None
+    style = job.style
+    height, width = union.shape
     feather = style.feather or AUTO_FEATHER_SHARE * min(width, height)
     radius = int(round(feather))
     if radius < 1:
@@ -164,8 +178,9 @@ def apply_style(job, device, progress):
     read_painting(style.image)  # a bad painting fails before anything is computed
     still = frames.read_image(job.image)
     height, width = still.shape[:2]
-    weights = style_weights(job, width, height)
-    masks = [(_digest(m.path), m.label) for m in job.masks] if weights is not None else []
+    region = style_region(job, width, height)
+    weights = style_weights(job, region)
+    masks = [(_digest(m.path), m.label) for m in job.masks] if region is not None else []
     fmt = "EXR" if still.dtype == np.float32 else "PNG16" if still.dtype == np.uint16 else "PNG8"
     key = _key({"still": _digest(job.image), "painting": _digest(style.image),
                 "strength": style.strength, "where": style.where, "feather": style.feather,
@@ -173,7 +188,7 @@ def apply_style(job, device, progress):
                 "channels": still.shape[2]})
     path = cache_folder() / f"still-{key}{'.exr' if fmt == 'EXR' else '.png'}"
     if _cached(path) is None:
-        rgb = stylized_whole(job, still, device, progress)
+        rgb = stylized_whole(job, still, device, progress, region, masks)
         _write_atomic(path, compose(still, from_display_rgb(rgb, still), weights), fmt)
         _prune(path.parent)
     else:
