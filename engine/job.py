@@ -157,6 +157,9 @@ class Job:
     dyntex: DyntexSettings = field(default_factory=DyntexSettings)
     poke: PokeSettings = field(default_factory=PokeSettings)
     style: StyleSettings | None = None
+    # Set by the style stage (engine/style/stage.py), which points `image` at the stylized
+    # still: the still as the artist gave it, for what decides motion (finding the face).
+    unstyled_image: Path | None = None
     version: int = VERSION
 
     @property
@@ -362,6 +365,17 @@ def check_against_image(job: Job, width: int, height: int) -> None:
                            f"image by more than {MAX_POKE_OVERSHOOT} picture diagonals "
                            f"({reach:.0f} px); an end may leave the image, but not that far: drag "
                            "its end closer")
+
+
+def read_motion_still(job: Job, width: int, height: int):
+    """The still that decides motion, at width x height: the artist's own when the style stage
+    replaced `image` (a face finder should look at the photo, not at brushstrokes), else
+    `image`."""
+    from engine import frames
+
+    if job.unstyled_image is None:
+        return None
+    return frames.resize(frames.read_image(job.unstyled_image), width, height)
 
 
 def read_working_still(job: Job):

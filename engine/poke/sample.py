@@ -474,7 +474,7 @@ def sample_name(index: int) -> str:
 
 
 def prepare(job, device, progress):
-    from engine.job import read_working_still
+    from engine.job import read_motion_still, read_working_still
     from engine.poke.model import load_model
 
     settings = job.poke
@@ -491,7 +491,10 @@ def prepare(job, device, progress):
                        "nothing is asked to move; drag at least one arrow from a spot to where "
                        "it should go")
     starts = [(p.start[0] * sx, p.start[1] * sy) for p in job.pokes]
-    rgb = display_rgb(still) if settings.snap or settings.background else None
+    # The face and the person are found on the artist's still even when a style painted it.
+    unstyled = read_motion_still(job, work_w, work_h)
+    rgb = (display_rgb(still if unstyled is None else unstyled)
+           if settings.snap or settings.background else None)
     if settings.snap:
         face = face_parts.find_face(rgb, progress.warning)
         driven = face_parts.snap_pokes(starts, is_pin, face)
@@ -520,7 +523,10 @@ def prepare(job, device, progress):
     model = load_model(settings.model_path(), device)
     progress.emit("sample", 0, 1)
     indices = None if settings.thumbnails else [settings.sample]
-    result = sample_clips(model, still, pokes, settings.samples, job.seed,
+    # Motion is decided on the artist's still and moves the stylized one; only "frames" (the
+    # published baseline, which pastes the model's own frames) must see the painted pixels.
+    seen = still if unstyled is None or settings.compose == "frames" else unstyled
+    result = sample_clips(model, seen, pokes, settings.samples, job.seed,
                           settings.temperature, indices=indices, warn=progress.warning,
                           pins_px=pins, guide=settings.guide)
     progress.emit("sample", 1, 1)

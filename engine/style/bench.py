@@ -7,7 +7,8 @@ For each size (default 1024 x 1024 and 1920 x 1080, the issue's two): the proced
             the artist's wait on a first bake minus a one-off ~1 s model load)
   stage     a job's style stage from an empty cache (what `run` adds before an engine starts)
   cached    the same stage again: what a re-bake or a new take pays
-  peak_mb   the process's peak resident memory above the level before the size ran
+  peak_mb   the process's peak resident memory so far (a high-water mark: a later, smaller
+            size shows the earlier one's peak)
 
 One run per size by default (a stylization takes tens of seconds; --repeat for a median). The
 last line is the JSON summary (engine/bench.py summary_line).
@@ -88,7 +89,6 @@ def bench_style(sizes=((1024, 1024), (1920, 1080)), repeat: int = 1, device: str
             folder = Path(tmp)
             os.environ["STILLMOTION_CACHE"] = str(folder / "cache")
             still, _ = landscape(width, height)
-            baseline = _peak_rss_mb()
             times = []
             for _ in range(repeat):
                 start = time.perf_counter()
@@ -111,7 +111,7 @@ def bench_style(sizes=((1024, 1024), (1920, 1080)), repeat: int = 1, device: str
             cached = time.perf_counter() - start
             row = {"width": width, "height": height, "stylize_s": statistics.median(times),
                    "stage_s": stage, "cached_s": cached,
-                   "peak_mb": _peak_rss_mb() - baseline}
+                   "peak_mb": _peak_rss_mb()}
             results["sizes"].append(row)
             out(f"{width:>5}x{height:<5} {row['stylize_s']:>10.1f} {stage:>8.1f} {cached:>9.2f} "
                 f"{row['peak_mb']:>8.0f}")

@@ -193,4 +193,4 @@ def apply_style(job, device, progress):
         _prune(path.parent)
     else:
         progress.emit("style", 1, 1, cached=True)
-    return dataclasses.replace(job, image=path)
+    return dataclasses.replace(job, image=path, unstyled_image=job.image)

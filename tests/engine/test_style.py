@@ -296,3 +296,33 @@ def test_stylize_command_writes_the_stylized_still_and_never_overwrites(tmp_path
     again = run_engine("stylize", str(still), str(painting), "--out", str(out))
     assert again.returncode == 2 and "already exists" in again.stderr
     assert np.array_equal(frames.read_image(out), styled)
+
+
+def test_faces_decide_motion_on_the_artists_still_and_move_the_stylized_one(tmp_path, fresh,
+                                                                            monkeypatch):
+    """The poke model (and the face finder) look at the photo, not at brushstrokes; the frames
+    it renders are the stylized still moved."""
+    from conftest import tiny_poke_model
+    from engine.poke import sample
+    from engine.poke.model import save_model
+
+    model = save_model(tmp_path / "tiny.safetensors", tiny_poke_model())
+    job_path = _style_job(tmp_path, engine="poke",
+                          pokes=[{"start": [48, 48], "end": [54, 45]}],
+                          poke={"model": str(model), "samples": 1, "snap": False,
+                                "background": False})
+    seen = {}
+    real = sample.sample_clips
+
+    def recording(model, still, *args, **kwargs):
+        seen["still"] = still
+        return real(model, still, *args, **kwargs)
+
+    monkeypatch.setattr(sample, "sample_clips", recording)
+    job = load_job(job_path)
+    run_job(job, Silent())
+    original = frames.read_image(job.image)
+    assert np.array_equal(seen["still"], original)
+    first = _frames(tmp_path / "out" / "take_001")[0]
+    stylized = frames.read_image(stage.apply_style(job, "cpu", Silent()).image)
+    assert np.array_equal(first, stylized)  # frame 1 of the poke engine is its still
