@@ -67,6 +67,9 @@ def _write_atomic(path: Path, pixels: np.ndarray, fmt: str) -> None:
         raise JobError(f"cannot write the stylized still into the cache {path.parent}: "
                        f"{exc.strerror or exc}; free disk space or set STILLMOTION_CACHE to a "
                        "writable folder") from None
+    except BaseException:  # Cancel (SIGTERM -> Cancelled) while writing: leave nothing behind
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def _prune(folder: Path) -> None:

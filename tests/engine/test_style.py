@@ -6,7 +6,10 @@ stylization takes a couple of seconds with the real VGG-19 (converted once per m
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
 
 import numpy as np
 import pytest
@@ -20,7 +23,8 @@ from engine.style import check_painting, stylize
 from engine.style import gatys, stage
 from engine.style.bench import brush_painting
 
-from conftest import json_lines, run_engine, save, texture, write_job
+from conftest import REPO, engine_command, engine_env, json_lines, run_engine, save, texture, \
+    write_job
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -326,3 +330,27 @@ def test_faces_decide_motion_on_the_artists_still_and_move_the_stylized_one(tmp_
     first = _frames(tmp_path / "out" / "take_001")[0]
     stylized = frames.read_image(stage.apply_style(job, "cpu", Silent()).image)
     assert np.array_equal(first, stylized)  # frame 1 of the poke engine is its still
+
+
+def test_cancel_during_the_style_stage_leaves_no_take_and_nothing_half_cached(tmp_path, fresh):
+    job_path = _style_job(tmp_path, still=texture(256, 256),
+                          pokes=[{"start": [128, 128], "end": [140, 120]}])
+    env = engine_env()
+    env["STILLMOTION_CACHE"] = os.environ["STILLMOTION_CACHE"]
+    process = subprocess.Popen(engine_command("run", str(job_path)), cwd=REPO, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stdout:  # wait until the optimisation is under way
+            if '"style"' in line and json.loads(line)["done"] >= 2:
+                break
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 143
+    assert json_lines(out)[-1]["stage"] == "cancelled"
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+    left = list((fresh / "style").iterdir()) if (fresh / "style").exists() else []
+    assert left == []
