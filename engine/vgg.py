@@ -191,9 +191,10 @@ def gram(features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tens
 
 
 def default_weights_path() -> Path:
-    """Where the converted weights live: $STILLMOTION_CACHE or ~/.cache/stillmotion."""
-    root = os.environ.get("STILLMOTION_CACHE") or Path.home() / ".cache" / "stillmotion"
-    return Path(root) / "vgg19.safetensors"
+    """Where the converted weights live: the user cache (engine/cache.py)."""
+    from engine.cache import user_cache
+
+    return user_cache() / "vgg19.safetensors"
 
 
 def _media_source() -> Path:

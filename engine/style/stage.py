@@ -40,8 +40,9 @@ AUTO_FEATHER_SHARE = 0.01
 
 
 def cache_folder() -> Path:
-    root = os.environ.get("STILLMOTION_CACHE") or Path.home() / ".cache" / "stillmotion"
-    return Path(root) / "style"
+    from engine.cache import user_cache
+
+    return user_cache() / "style"
 
 
 def _digest(path: Path) -> str:
