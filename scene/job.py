@@ -44,7 +44,7 @@ import numpy as np
 
 from . import raster, strokes
 from .errors import StillMotionError
-from .plane import export_image, export_still, find_target, image_filepath, image_size
+from .plane import export_image, export_still, find_target, missing_file, unreadable
 
 JOB_VERSION = 1
 CLOSE_GAP = 0.15  # a mask is closed when its end-start gap is at most this share of its length
@@ -410,15 +410,13 @@ def check_painting(image):
         raise StillMotionError(
             f"The Style painting '{image.name}' is {kind}: pick a single picture as the "
             "Painting under Style, or clear it to bake without a style")
-    if image.source == "FILE" and image.packed_file is None and not image.is_dirty:
-        path = image_filepath(image)
-        if not image.filepath or not path.is_file():
-            shown = image.filepath or "(no file path)"
-            raise StillMotionError(
-                f"The file of the Style painting '{image.name}' is missing: {shown}. Relink it "
-                "(Image Editor › Image › Replace), pack it into the .blend, or pick another "
-                "Painting under Style (clear it to bake without a style)")
-    if image_size(image)[0] <= 0:
+    shown = missing_file(image)
+    if shown is not None:
+        raise StillMotionError(
+            f"The file of the Style painting '{image.name}' is missing: {shown}. Relink it "
+            "(Image Editor › Image › Replace), pack it into the .blend, or pick another "
+            "Painting under Style (clear it to bake without a style)")
+    if unreadable(image):
         where = f" ({image.filepath})" if image.filepath else ""
         raise StillMotionError(
             f"Blender cannot read the Style painting '{image.name}'{where}: the file may be "

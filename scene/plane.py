@@ -68,6 +68,21 @@ def image_filepath(image) -> pathlib.Path:
     return pathlib.Path(os.path.normpath(path))
 
 
+def missing_file(image):
+    """The path to show the artist when `image` should come from a file that is not there
+    (neither packed into the .blend nor edited in Blender), else None."""
+    if image.source in {"FILE", "SEQUENCE"} and image.packed_file is None and not image.is_dirty:
+        if not image.filepath or not image_filepath(image).is_file():
+            return image.filepath or "(no file path)"
+    return None
+
+
+def unreadable(image):
+    """Blender read no pixels of `image` (a damaged file, a format it does not open)."""
+    width, height = image_size(image)[:2]
+    return width <= 0 or height <= 0
+
+
 def image_size(image) -> tuple:
     """(width, height) in pixels, or (0, 0) when the image cannot be read.
 
@@ -395,15 +410,13 @@ def find_target(obj) -> Target:
         raise StillMotionError(
             f"'{still.name}' is a viewer image: save it as a file and open that in the Image "
             "Texture node")
-    if still.source in {"FILE", "SEQUENCE"} and still.packed_file is None and not still.is_dirty:
-        path = image_filepath(still)
-        if not still.filepath or not path.is_file():
-            shown_path = still.filepath or "(no file path)"
-            raise StillMotionError(
-                f"The picture file of '{still.name}' is missing: {shown_path}. Relink it "
-                "(Image Editor › Image › Replace) or pack it into the .blend "
-                "(File › External Data › Pack Resources)")
-    size = image_size(still)
+    shown_path = missing_file(still)
+    if shown_path is not None:
+        raise StillMotionError(
+            f"The picture file of '{still.name}' is missing: {shown_path}. Relink it "
+            "(Image Editor › Image › Replace) or pack it into the .blend "
+            "(File › External Data › Pack Resources)")
+    size = image_size(still)  # once: for a sequence it loads a frame
     if size[0] <= 0 or size[1] <= 0:
         where = f" ({still.filepath})" if still.filepath else ""
         raise StillMotionError(
