@@ -112,6 +112,28 @@ def run_engine(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout)
 
 
+def terminate_when(ready, *args: str, env: dict | None = None, check=None
+                   ) -> subprocess.CompletedProcess:
+    """Run `python -m engine ARGS`, send SIGTERM once `ready(record)` holds for a progress line
+    (after calling check(), when given, while the engine is still running), and return what it
+    printed: Cancel as the add-on does it."""
+    process = subprocess.Popen(engine_command(*args), cwd=REPO, env=env or engine_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stdout:
+            if line.startswith("{") and ready(json.loads(line)):
+                break
+        if check is not None:
+            check()
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
 def json_lines(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 

@@ -2,14 +2,11 @@
 
 import errno
 import json
-import signal
-import subprocess
 
 import cv2
 import numpy as np
 import pytest
-from conftest import (REPO, engine_command, engine_env, json_lines, run_engine, texture,
-                      write_job)
+from conftest import REPO, json_lines, run_engine, terminate_when, texture, write_job
 
 from engine import cli, frames
 
@@ -35,22 +32,14 @@ def test_run_reports_progress_and_renames_into_place(tmp_path):
 def test_sigterm_leaves_no_output_folder(tmp_path):
     job = write_job(tmp_path, texture(400, 400), frames=400, format="PNG16",
                     pokes=[{"start": [200.0, 200.0], "end": [260.0, 170.0], "radius": 150.0}])
-    process = subprocess.Popen(engine_command("run", str(job)), cwd=REPO, env=engine_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        for line in process.stdout:  # wait until frames are being written
-            if '"render"' in line and json.loads(line)["done"] >= 2:
-                break
+    def writing():
         partial = list((tmp_path / "out").glob("take_001.partial-*"))
         assert len(partial) == 1 and any(partial[0].iterdir())
-        process.send_signal(signal.SIGTERM)
-        out, _ = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 143
-    assert json_lines(out)[-1]["stage"] == "cancelled"
+
+    result = terminate_when(lambda r: r["stage"] == "render" and r["done"] >= 2,  # frames written
+                            "run", str(job), check=writing)
+    assert result.returncode == 143
+    assert json_lines(result.stdout)[-1]["stage"] == "cancelled"
     assert list((tmp_path / "out").iterdir()) == []
 
 

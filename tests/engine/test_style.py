@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
 
 import numpy as np
 import pytest
@@ -23,7 +21,7 @@ from engine.style import check_painting, stylize
 from engine.style import gatys, stage
 from engine.style.bench import brush_painting
 
-from conftest import REPO, engine_command, engine_env, json_lines, run_engine, save, texture, \
+from conftest import engine_env, json_lines, run_engine, save, terminate_when, texture, \
     write_job
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -337,20 +335,10 @@ def test_cancel_during_the_style_stage_leaves_no_take_and_nothing_half_cached(tm
                           pokes=[{"start": [128, 128], "end": [140, 120]}])
     env = engine_env()
     env["STILLMOTION_CACHE"] = os.environ["STILLMOTION_CACHE"]
-    process = subprocess.Popen(engine_command("run", str(job_path)), cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        for line in process.stdout:  # wait until the optimisation is under way
-            if '"style"' in line and json.loads(line)["done"] >= 2:
-                break
-        process.send_signal(signal.SIGTERM)
-        out, _ = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 143
-    assert json_lines(out)[-1]["stage"] == "cancelled"
+    result = terminate_when(lambda r: r["stage"] == "style" and r["done"] >= 2,  # under way
+                            "run", str(job_path), env=env)
+    assert result.returncode == 143
+    assert json_lines(result.stdout)[-1]["stage"] == "cancelled"
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
     left = list((fresh / "style").iterdir()) if (fresh / "style").exists() else []
     assert left == []
