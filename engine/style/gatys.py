@@ -92,10 +92,11 @@ def _tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(device)
 
 
-def _grams(vgg: Vgg19Features, rgb: torch.Tensor) -> dict[str, torch.Tensor]:
+def _grams(vgg: Vgg19Features, rgb: torch.Tensor, mask: torch.Tensor | None = None
+           ) -> dict[str, torch.Tensor]:
     with torch.no_grad():
         features = vgg(rgb, STYLE_LAYERS)
-    return {name: gram(features[name]) for name in STYLE_LAYERS}
+    return {name: gram(features[name], mask) for name in STYLE_LAYERS}
 
 
 def stylize_rgb(rgb: np.ndarray, painting: np.ndarray, strength: float, vgg: Vgg19Features,
@@ -105,8 +106,9 @@ def stylize_rgb(rgb: np.ndarray, painting: np.ndarray, strength: float, vgg: Vgg
     """float32 sRGB H x W x 3 in [0, 1] -> the same, with the painting's statistics at
     `strength` (0..1). painting: float32 sRGB h x w x 3 in [0, 1]. callback(done, total) after
     each loss evaluation. region: H x W weights of the part that will be kept (style "masks"):
-    its colour statistics, not the whole picture's, are moved to the painting's, so a sky
-    stylized alone takes the painting's palette rather than a share of the whole still's shift."""
+    its colour statistics and Grams, not the whole picture's, are moved to the painting's, so a
+    sky stylized alone takes the painting's palette and strokes rather than a share of the whole
+    still's shift."""
     device = next(vgg.parameters()).device
     height, width = rgb.shape[:2]
     painting_stats = lab_statistics(painting)
@@ -118,13 +120,15 @@ def stylize_rgb(rgb: np.ndarray, painting: np.ndarray, strength: float, vgg: Vgg
 
     residual = None  # the optimisation's change over the colour-transferred still, last level
     for (w, h), budget in zip(sizes, budgets):
-        still_level = _tensor(resize_rgb(rgb, w, h), device)
         base_level = resize_rgb(base, w, h)
+        mask = None if region is None else torch.from_numpy(
+            np.ascontiguousarray(resize_rgb(region.astype(np.float32), w, h))).to(device)
         start = base_level if residual is None else np.clip(
             base_level + resize_rgb(residual, w, h), 0.0, 1.0)
         painting_grams = _grams(vgg, _tensor(painting_at(painting, w * h), device))
-        still_grams = _grams(vgg, still_level)
-        targets = {name: torch.lerp(still_grams[name], painting_grams[name], strength)
+        # From the colour-transferred still, not the still: the palette step is not undone.
+        base_grams = _grams(vgg, _tensor(base_level, device), mask)
+        targets = {name: torch.lerp(base_grams[name], painting_grams[name], strength)
                    for name in STYLE_LAYERS}
         scales = {name: targets[name].square().mean().clamp_min(1e-12) for name in STYLE_LAYERS}
         with torch.no_grad():
@@ -140,8 +144,8 @@ def stylize_rgb(rgb: np.ndarray, painting: np.ndarray, strength: float, vgg: Vgg
             nonlocal done
             optimiser.zero_grad()
             features = vgg(x, STYLE_LAYERS)
-            loss = sum((gram(features[name]) - targets[name]).square().mean() / scales[name]
-                       for name in STYLE_LAYERS) / len(STYLE_LAYERS)
+            loss = sum((gram(features[name], mask) - targets[name]).square().mean()
+                       / scales[name] for name in STYLE_LAYERS) / len(STYLE_LAYERS)
             loss = loss + config.content_weight * (
                 (features[CONTENT_LAYER] - content).square().mean() / content_scale)
             loss = loss + config.range_weight * (F.relu(x - 1.0).square().mean()

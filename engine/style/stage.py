@@ -33,7 +33,7 @@ from engine.style import display_rgb_float, from_display_rgb, read_painting
 
 # Bump when the optimisation or its defaults change what a stylized still looks like, so cached
 # results from an older engine are not reused.
-STYLE_VERSION = "gatys-pyramid-2"
+STYLE_VERSION = "gatys-pyramid-3"
 MAX_CACHE_FILES = 64
 # Automatic feather of "masks": a share of the still's shorter side (about 10 px at 1080p).
 AUTO_FEATHER_SHARE = 0.01
