@@ -5,7 +5,6 @@ mask, a painting Blender cannot read), Strength 0 as no style, and the Style sub
 every engine (Feather only for Masked Regions)."""
 
 import json
-import pathlib
 import types
 
 import bpy
@@ -13,9 +12,9 @@ import numpy as np
 import pytest
 
 from conftest import save_test_image
-from test_bake_flow import make_plane, pixel_to_world
+from test_bake_flow import make_plane
 from test_bake_operator import RecordingLayout
-from test_poke_panel import fake_model
+from test_poke_panel import fake_model, poked_plane
 
 POKE = [(10.0, 24.0), (20.0, 24.0)]  # image pixels (64 x 48 still), y down
 SKY = [(2.0, 2.0), (62.0, 2.0), (62.0, 18.0), (2.0, 18.0)]
@@ -37,19 +36,11 @@ def sm(addon, tmp_path, monkeypatch):
 
 def styled_plane(sm, folder, engine, *, masks=(), labels=(), pokes=(POKE,)):
     """A 64 x 48 plane on engine with the given strokes (masks take labels in order)."""
-    folder = pathlib.Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    plane = make_plane(folder)
-    gp = sm.strokes.ensure_strokes_object(bpy.context, plane)
-    for outline in masks:
-        sm.strokes.add_stroke(gp, "Masks", [pixel_to_world(plane, p) for p in outline])
-    for poke in pokes:
-        sm.strokes.add_stroke(gp, "Pokes", [pixel_to_world(plane, p) for p in poke])
+    plane = poked_plane(sm, folder, pokes=pokes, masks=masks)
     settings = plane.stillmotion
     settings.engine = engine
     for label in labels:
         settings.mask_labels.add().label = label
-    bpy.context.view_layer.objects.active = plane
     return plane
 
 
