@@ -96,6 +96,16 @@ def stylize(still: np.ndarray, painting: np.ndarray, strength: float, *, device=
         raise JobError(f"style strength must be from 0 to 1 (got {strength})")
     if strength == 0.0:
         return still
+    rgb = stylize_display(display_rgb_float(still), display_rgb_float(painting), strength,
+                          device=device, progress=progress, config=config, region=region)
+    return from_display_rgb(rgb, still)
+
+
+def stylize_display(rgb: np.ndarray, painting_rgb: np.ndarray, strength: float, *, device="cpu",
+                    progress=None, config=None, region: np.ndarray | None = None) -> np.ndarray:
+    """float32 sRGB RGB in, the same stylized out (display_rgb_float's terms): the one place that
+    loads VGG-19, reports progress and runs the optimisation (gatys.stylize_rgb), for `stylize`
+    and for the job's stage (stage.py)."""
     import torch
 
     from engine.style.gatys import StyleConfig, stylize_rgb
@@ -108,6 +118,5 @@ def stylize(still: np.ndarray, painting: np.ndarray, strength: float, *, device=
         if progress is not None:
             progress.emit("style", done, total)
 
-    rgb = stylize_rgb(display_rgb_float(still), display_rgb_float(painting), strength, vgg,
-                      config, report, region=region)
-    return from_display_rgb(rgb, still)
+    report(0, config.total_evaluations(config.levels))
+    return stylize_rgb(rgb, painting_rgb, strength, vgg, config, report, region=region)

@@ -29,7 +29,8 @@ import numpy as np
 
 from engine import frames
 from engine.errors import JobError
-from engine.style import display_rgb_float, from_display_rgb, read_painting
+from engine.style import (display_rgb_float, from_display_rgb, read_painting,
+                          stylize_display)
 
 # Bump when the optimisation or its defaults change what a stylized still looks like, so cached
 # results from an older engine are not reused.
@@ -92,35 +93,20 @@ def _cached(path: Path) -> np.ndarray | None:
     return pixels
 
 
-def stylized_whole(job, still: np.ndarray, device, progress,
-                   region: np.ndarray | None = None, masks=()) -> np.ndarray:
-    """The whole still stylized, as float32 sRGB RGB (from the cache when it holds it).
-    region: the union of the masks for style "masks" (its colours are matched to the
-    painting's); masks: their file digests, part of the cache key when there is a region."""
-    from engine.style.gatys import StyleConfig, stylize_rgb
-
-    style = job.style
-    key = _key({"still": _digest(job.image), "painting": _digest(style.image),
-                "strength": style.strength, "version": STYLE_VERSION,
-                "region": list(masks) if region is not None else None})
+def stylized_whole(still: np.ndarray, painting: np.ndarray, strength: float, key: str, device,
+                   progress, region: np.ndarray | None = None) -> np.ndarray:
+    """The whole still stylized, as float32 sRGB RGB, from the cache file named by `key` when it
+    holds it. region: the union of the masks for style "masks" (its colours and Grams are the
+    ones matched to the painting's)."""
     path = cache_folder() / f"whole-{key}.png"
     found = _cached(path)
     if found is not None:
         progress.emit("style", 1, 1, cached=True)
         return frames.to_float(found)
-    painting = read_painting(style.image)
-    import torch
-
-    from engine.vgg import load_vgg19
-
-    vgg = load_vgg19(device=torch.device(device))
-    progress.emit("style", 0, StyleConfig().total_evaluations(StyleConfig().levels))
-    rgb = stylize_rgb(display_rgb_float(still), display_rgb_float(painting), style.strength,
-                      vgg, StyleConfig(), lambda done, total: progress.emit("style", done, total),
-                      region=region)
+    rgb = stylize_display(display_rgb_float(still), display_rgb_float(painting), strength,
+                          device=device, progress=progress, region=region)
     quantised = frames.from_float(rgb, np.uint16)
     _write_atomic(path, quantised, "PNG16")
-    _prune(path.parent)
     return frames.to_float(quantised)
 
 
@@ -179,20 +165,21 @@ def apply_style(job, device, progress):
     style = job.style
     if style is None or style.strength == 0.0:
         return job
-    read_painting(style.image)  # a bad painting fails before anything is computed
+    painting = read_painting(style.image)  # a bad painting fails before anything is computed
     still = frames.read_image(job.image)
     height, width = still.shape[:2]
     region = style_region(job, width, height)
     weights = style_weights(job, region)
     masks = [(_digest(m.path), m.label) for m in job.masks] if region is not None else []
+    whole_key = _key({"still": _digest(job.image), "painting": _digest(style.image),
+                      "strength": style.strength, "version": STYLE_VERSION,
+                      "region": masks if region is not None else None})
     fmt = "EXR" if still.dtype == np.float32 else "PNG16" if still.dtype == np.uint16 else "PNG8"
-    key = _key({"still": _digest(job.image), "painting": _digest(style.image),
-                "strength": style.strength, "where": style.where, "feather": style.feather,
-                "masks": masks, "version": STYLE_VERSION, "dtype": str(still.dtype),
-                "channels": still.shape[2]})
+    key = _key({"whole": whole_key, "where": style.where, "feather": style.feather,
+                "dtype": str(still.dtype), "channels": still.shape[2]})
     path = cache_folder() / f"still-{key}{'.exr' if fmt == 'EXR' else '.png'}"
     if _cached(path) is None:
-        rgb = stylized_whole(job, still, device, progress, region, masks)
+        rgb = stylized_whole(still, painting, style.strength, whole_key, device, progress, region)
         _write_atomic(path, compose(still, from_display_rgb(rgb, still), weights), fmt)
         _prune(path.parent)
     else:
