@@ -76,10 +76,11 @@ def shrink(image: np.ndarray, long_side: int) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
-def detect_faces(image: np.ndarray, max_faces: int = 1,
-                 min_confidence: float = 0.5) -> list[FaceParts]:
-    """The faces in an RGB still (H x W x 3, float in [0, 1] or uint8), largest first, each as
-    named parts in the still's pixels. An empty list when there is no face."""
+def detect_meshes(image: np.ndarray, max_faces: int = 1,
+                  min_confidence: float = 0.5) -> list[np.ndarray]:
+    """The face meshes of an RGB still (H x W x 3, float in [0, 1] or uint8), largest first:
+    each [468, 3] float32, x and y in the still's pixels and z (depth, towards the camera
+    negative) in the same pixel scale as x. An empty list when there is no face."""
     face_mesh, _ = import_mediapipe()
     rgb = to_rgb8(image)
     height, width = rgb.shape[:2]
@@ -88,13 +89,29 @@ def detect_faces(image: np.ndarray, max_faces: int = 1,
                             refine_landmarks=False,
                             min_detection_confidence=min_confidence) as mesh:
         result = mesh.process(small)
-    faces = []
+    meshes = []
     for landmarks in result.multi_face_landmarks or ():
-        # Normalised coordinates: x * width is the pixel position in the full-size still.
-        xy = np.array([(point.x * width, point.y * height) for point in landmarks.landmark],
-                      np.float32)
-        faces.append(FaceParts({name: xy[list(indices)] for name, indices in MESH_PARTS.items()},
-                               height, width))
+        # Normalised coordinates: x * width is the pixel position in the full-size still;
+        # MediaPipe scales z like x.
+        meshes.append(np.array([(point.x * width, point.y * height, point.z * width)
+                                for point in landmarks.landmark], np.float32))
+    meshes.sort(key=lambda points: -float(np.prod(np.ptp(points[:, :2], axis=0))))
+    return meshes
+
+
+def mesh_parts(mesh: np.ndarray, height: int, width: int) -> FaceParts:
+    """The named parts of one face mesh ([468, 2+] pixels) in a still of height x width."""
+    return FaceParts({name: mesh[list(indices), :2] for name, indices in MESH_PARTS.items()},
+                     height, width)
+
+
+def detect_faces(image: np.ndarray, max_faces: int = 1,
+                 min_confidence: float = 0.5) -> list[FaceParts]:
+    """The faces in an RGB still (H x W x 3, float in [0, 1] or uint8), largest first, each as
+    named parts in the still's pixels. An empty list when there is no face."""
+    height, width = np.asarray(image).shape[:2]
+    faces = [mesh_parts(mesh, height, width)
+             for mesh in detect_meshes(image, max_faces, min_confidence)]
     faces.sort(key=FaceParts.size, reverse=True)
     return faces
 
