@@ -20,6 +20,11 @@ H x W, a pixel is inside where the mask is > 0.5.
   orientation_shift     style: the same ratio for brushwork, gradient orientation and
                         normalised magnitude histograms at one analysis scale
   edge_similarity       style: SSIM of the normalised Sobel edge maps of still and result
+  face_structure        faces: the largest rigid-landmark residual (MediaPipe mesh, similarity
+                        fit) of the still's face over the frames; 1.0 where the face is lost
+  person_edge_seam      faces: length of edge lines in a band along the person's silhouette,
+                        frame / still, of the frame furthest from 1 (a seam or doubled outline
+                        > 1, blur < 1)
 """
 
 from __future__ import annotations
@@ -396,6 +401,108 @@ def _stroke_histograms(rgb: np.ndarray, inside) -> tuple[np.ndarray, np.ndarray]
 def _stroke_distance(a, b) -> float:
     return 0.5 * ((1 - histogram_intersection(a[0], b[0]))
                   + (1 - histogram_intersection(a[1], b[1])))
+
+
+# --------------------------------------------------------------------------------------------
+# Faces: does a moved face stay a face, and does the person sit in the background seamlessly
+
+# A frame whose face MediaPipe no longer finds scores this: the residual of a face that is still
+# a face stays near 0.02-0.08 and a melted one reaches 0.1-0.2 (DESIGN.md), so a vanished face
+# counts as worse than any melted one rather than being skipped (skipping would reward melting a
+# face beyond recognition).
+FACE_LOST = 1.0
+# Faces looked for per picture: the still's largest is the one measured, and in a frame the one
+# nearest it, so a second person who comes and goes does not stand in for it.
+FACE_CANDIDATES = 4
+# Half-width of the band along the silhouette, as a share of the shorter side (at least
+# SEAM_MIN_HALF px; 13 px at 512): a seam, halo or doubled outline lies within a few pixels of
+# the edge, and the band must hold both outlines of a person a poke moved by a drag's length.
+SEAM_BAND = 0.025
+SEAM_MIN_HALF = 3
+# Canny's hysteresis thresholds in the band, as shares of the still's 90th-percentile gradient
+# there (its silhouette edge): low enough that an outline at half the contrast (a 50 % ghost)
+# is a line, high enough that the background's faint texture and a model's noise are not.
+SEAM_LOW, SEAM_HIGH = 0.15, 0.35
+
+
+def face_structure(still, frames) -> float | None:
+    """Do the frames keep the still's face a face: MediaPipe's face mesh on the still and on
+    every frame (engine/face/landmarks.py detect_meshes); for the still's largest face, the
+    frame's face nearest it (mean rigid landmark); engine/face/geometry.py rigid_residual (a
+    similarity fitted on the landmarks that move with the skull, the largest residual over the
+    still's inter-ocular distance); the maximum over the frames. ~0.02-0.08 for real head
+    motion, 0.1-0.2 for a melted face. A frame in which the face is lost counts FACE_LOST
+    (1.0), the worst there is: the result is capped at it. None when the still has no face.
+    Pictures are RGB, uint8 or float in [0, 1]; needs mediapipe (requirements/face.txt; the
+    JobError of a missing one says how to install it)."""
+    from engine.face.geometry import RIGID, rigid_residual
+    from engine.face.landmarks import detect_meshes
+
+    faces = detect_meshes(still, FACE_CANDIDATES)
+    if not faces:
+        return None
+    face = faces[0]
+    centre = face[list(RIGID), :2].mean(0)
+    worst = 0.0
+    for frame in frames:
+        found = detect_meshes(frame, FACE_CANDIDATES)
+        if not found:
+            return FACE_LOST
+        nearest = min(found, key=lambda m: float(np.hypot(*(m[list(RIGID), :2].mean(0)
+                                                             - centre))))
+        worst = max(worst, rigid_residual(face, nearest))
+    return min(worst, FACE_LOST)
+
+
+def person_edge_seam(still, frames, person) -> float:
+    """Is the person's edge as clean as in the still: in a band straddling the silhouette of
+    `person` ([H, W] soft mask in [0, 1], the edge at 0.5; SEAM_BAND (2.5 %) of the shorter
+    side, at least 3 px, each side), the length of edge lines in each frame over the still's,
+    and of those ratios the one furthest from 1 (in log). Edge lines are Canny's (luminance,
+    1 px Gaussian blur, 3 x 3 Sobel) with the same thresholds for every frame, SEAM_LOW and
+    SEAM_HIGH of the still's 90th-percentile gradient in the band (its silhouette edge), so an
+    outline at half the silhouette's contrast still counts. 1 = as many edge lines along the
+    person as the still has; a seam line (an edge each side of it), a halo or a doubled outline
+    adds lines (a second outline: about 2); blur or a smeared edge loses them (< 1). A length
+    of lines rather than a sum of gradients because the sum cannot tell one edge from the same
+    contrast split into two (a ghost), and a person moved a few pixels keeps its outline's
+    length (the edge stays in the band). nan when the mask has no edge or the still has no
+    edge line in the band: nothing to compare."""
+    reference = _rgb(still)
+    inside = np.asarray(person, np.float32)
+    if inside.shape != reference.shape[:2]:
+        raise ValueError(f"the person mask is {inside.shape}, the still {reference.shape[:2]}; "
+                         "make the mask at the still's size")
+    half = max(SEAM_MIN_HALF, round(SEAM_BAND * min(inside.shape)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * half + 1, 2 * half + 1))
+    binary = (inside > 0.5).astype(np.uint8)
+    band = (cv2.dilate(binary, kernel) - cv2.erode(binary, kernel)) > 0
+    if not band.any():
+        return float("nan")
+
+    def gradients(image):  # int16 Sobel of the 8-bit-scaled luminance, as cv2.Canny takes them
+        grey = cv2.GaussianBlur(_luminance(_rgb(image)) * 255, (0, 0), 1.0)
+        return [np.clip(np.round(cv2.Sobel(grey, cv2.CV_32F, dx, dy, ksize=3,
+                                           borderType=cv2.BORDER_REFLECT)), -32768, 32767)
+                .astype(np.int16) for dx, dy in ((1, 0), (0, 1))]
+
+    dx, dy = gradients(reference)
+    top = float(np.percentile(np.hypot(dx, dy, dtype=np.float32)[band], 90))
+    low, high = SEAM_LOW * top, SEAM_HIGH * top
+
+    def length(image):
+        return int((cv2.Canny(*gradients(image), low, high, L2gradient=True)[band] > 0).sum())
+
+    base = length(reference)
+    if top <= 0 or base == 0:
+        return float("nan")
+    return furthest_from_one([length(frame) / base for frame in frames])
+
+
+def furthest_from_one(ratios) -> float:
+    """The ratio furthest from 1 in log terms (2 and 0.5 are as far): a seam and a blur are both
+    a change of the edge; 1.0 for no ratios."""
+    return max(ratios, key=lambda r: abs(np.log(max(r, 1e-12))), default=1.0)
 
 
 # --------------------------------------------------------------------------------------------
