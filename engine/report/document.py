@@ -16,9 +16,15 @@ COLUMNS = (  # (key in an engine's summary, column heading)
     ("sharpness_region", "sharpness (region)"),
     ("fidelity_min", "fidelity min"),
     ("fidelity_mean", "fidelity mean"),
+    ("face_structure", "face structure"),
+    ("edge_seam", "edge seam"),
     ("seconds_per_clip_64", "s/clip 64"),
     ("seconds_per_clip", "s/clip"),
 )
+
+# Measured only for some rows (poke engines, stills with a face): blank where not measured,
+# rather than n/a, which elsewhere means a measure that could not be taken.
+BLANK_WHEN_NONE = {"face_structure", "edge_seam"}
 
 STYLE_COLUMNS = (  # (key in an engine's "style", column heading)
     ("colour_shift", "colour shift"),
@@ -48,8 +54,15 @@ def write_index(results: dict, path: Path) -> None:
              "in the moving region (colour in [0, 1]). Sharpness: Laplacian variance of the "
              "generated frames / of the still (whole frame; and inside the moving region). "
              "Fidelity: SSIM outside the moving region, every generated frame against the "
-             "still. s/clip: seconds to prepare and render one clip, with the still's longer "
-             "side at 64 px and at the case's resolution.", "",
+             "still. Face structure: MediaPipe face mesh of the still's face in every frame, the "
+             "largest residual of a similarity fitted on the landmarks that move with the "
+             "skull, over the inter-ocular distance (real head motion 0.02-0.08, a melted face "
+             "0.1-0.2, 1 = the face was lost); the worst frame and sample. Edge seam: length "
+             "of edge lines in a band along the person's silhouette, frame / still (1 = as "
+             "the still; a seam, halo or doubled outline > 1, a smeared edge < 1); the frame "
+             "and sample furthest from 1. Both blank where not measured (only poke engines "
+             "and stills with a face are). s/clip: seconds to prepare and render one clip, "
+             "with the still's longer side at 64 px and at the case's resolution.", "",
              "## Summary", ""]
     lines += _table(results["cases"], with_case=True)
     styled = [case for case in results["cases"] if case.get("style")]
@@ -103,7 +116,8 @@ def _table(cases: list[dict], with_case: bool) -> list[str]:
     for case in cases:
         for run in case["engines"]:
             cells = ([case["name"]] if with_case else []) + [run["label"]]
-            cells += [_number(run["summary"].get(key)) for key, _ in COLUMNS]
+            cells += ["" if key in BLANK_WHEN_NONE and run["summary"].get(key) is None
+                      else _number(run["summary"].get(key)) for key, _ in COLUMNS]
             lines.append("| " + " | ".join(cells) + " |")
     return lines
 

@@ -13,7 +13,8 @@ entry (engines.make_clip). Time per clip is measured at the case's resolution (e
 and with the still's longer side at 64 px (sample 0, after one untimed run at 64 px that pays
 for imports and first-call set-up). A case with a style is stylized once (timed) and every
 engine's clips are made a second time from the stylized still (engines.make_clip), for the
-style table.
+style table. Face structure and edge seam (MediaPipe) are measured for poke engines, and for
+every engine when the still has a face; the other rows leave them blank.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def evaluate_case(case: Case, report: Path, work: Path, device, counter) -> dict
     style = painting = None
     if case.style is not None:
         style, painting, style_seconds = _stylize(case, scene, device, counter)
+    faces = _Faces(scene.still, counter.progress, case.name)
     height, width = scene.still.shape[:2]
     result = {
         "name": case.name, "source": case.source, "resolution": case.resolution,
@@ -131,10 +133,13 @@ def evaluate_case(case: Case, report: Path, work: Path, device, counter) -> dict
             seconds_64 = clip(0, at_full=False).seconds
             counter.step(case.name, run.label, "64 px" + (" (timed)" if timed else " (warm-up)"))
         clips, numbers = [], []
+        person = faces.person(run.engine)
         for sample in range(count):
             made = clip(sample)
             numbers.append({**measures.sample_numbers(made.frames, scene),
                             "seconds": made.seconds})
+            if person is not None:
+                numbers[-1].update(measures.face_numbers(made.frames, scene.still, person))
             clips.append(made.frames)
             counter.step(case.name, run.label, f"sample {sample + 1} of {count}")
         summary = measures.summary(numbers)
@@ -170,6 +175,40 @@ def evaluate_case(case: Case, report: Path, work: Path, device, counter) -> dict
         _write_png(report / result["style"]["sheet"],
                    pictures.style_sheet(scene.still, painting, style_rows))
     return result
+
+
+class _Faces:
+    """Whether a case x engine gets the face columns, and the still's person mask for them,
+    each found once per case: poke engines always (faces are what they are for), any other
+    engine when the still has a face. Without mediapipe the columns stay blank, with one
+    warning, as a bake without it goes on without facial parts."""
+
+    def __init__(self, still: np.ndarray, progress: Progress, case: str):
+        self.still, self.progress, self.case = still, progress, case
+        self.has_face: bool | None = None
+        self.mask: np.ndarray | None = None
+        self.missing = False
+
+    def person(self, engine: str) -> np.ndarray | None:
+        """The still's person mask when this engine's rows are measured, else None."""
+        if self.missing:
+            return None
+        try:
+            from engine.face.landmarks import detect_meshes
+            from engine.face.segmentation import person_mask
+
+            if engine != "poke" and self.has_face is None:
+                self.has_face = bool(detect_meshes(self.still))
+            if engine != "poke" and not self.has_face:
+                return None
+            if self.mask is None:
+                self.mask = person_mask(self.still)
+        except JobError as error:
+            self.missing = True
+            self.progress.warning(f"{self.case}: face structure and edge seam are left blank: "
+                                  f"{error}")
+            return None
+        return self.mask
 
 
 def _stylize(case: Case, scene, device, counter) -> tuple[StyleInput, np.ndarray, float]:

@@ -14,6 +14,11 @@ Across samples: diversity, the per-pixel std of the generated frames across samp
 values in [0, 1], mean over frames and channels), averaged inside the moving region and over
 the frame; flow histograms of consecutive-frame DIS flow (metrics.flow_histograms) inside and
 outside the moving region.
+Faces (face_numbers; poke engines, and any engine on a still with a face): face structure, the
+rigid-landmark residual of the still's face in every frame (metrics.face_structure, 1.0 where
+the face is lost; None without a face), and edge seam, edge lines along the person's silhouette
+frame / still (metrics.person_edge_seam, the frame furthest from 1); across samples the largest
+face structure and the edge seam furthest from 1.
 A case with a style (style_numbers): colour and orientation shift of the stylized still toward
 the painting inside the stylized area (metrics.colour_shift, orientation_shift), edge similarity
 of still and stylized still (metrics.edge_similarity), and the unexplained change
@@ -29,7 +34,8 @@ import numpy as np
 
 from engine.flow import dis_flow, to_grey
 from engine.metrics import (background_leakage, clip_flows, colour_shift, edge_similarity,
-                            flow_histograms, layout_fidelity, orientation_shift, poke_following,
+                            face_structure, flow_histograms, furthest_from_one, layout_fidelity,
+                            orientation_shift, person_edge_seam, poke_following,
                             unexplained_change)
 from engine.report.stills import Scene
 
@@ -62,6 +68,14 @@ def sample_numbers(frames: list[np.ndarray], scene: Scene) -> dict:
     }
 
 
+def face_numbers(frames: list[np.ndarray], still: np.ndarray, person: np.ndarray) -> dict:
+    """Face structure and edge seam of one sample; None where there is nothing to measure (no
+    face in the still, no person edge)."""
+    seam = person_edge_seam(still, frames, person)
+    return {"face_structure": face_structure(still, frames),
+            "edge_seam": None if math.isnan(seam) else seam}
+
+
 def diversity(clips: list[list[np.ndarray]], region: np.ndarray) -> dict | None:
     """Per-pixel std across samples; None with fewer than two samples."""
     if len(clips) < 2:
@@ -87,7 +101,8 @@ def histograms(clips: list[list[np.ndarray]], region: np.ndarray) -> dict:
 
 
 def summary(samples: list[dict]) -> dict:
-    """The row of the table: means over samples (fidelity_min: the minimum)."""
+    """The row of the table: means over samples (fidelity_min: the minimum; face structure the
+    largest and edge seam the one furthest from 1, None where not measured)."""
     def mean(key):
         values = [s[key] for s in samples]
         if any(v is None for v in values):
@@ -98,6 +113,11 @@ def summary(samples: list[dict]) -> dict:
                                       "background_leakage", "sharpness", "sharpness_region",
                                       "fidelity_mean")}
     row["fidelity_min"] = float(min(s["fidelity_min"] for s in samples))
+    # the worst sample, as each measure takes the worst frame; None where none was measured
+    structure = [s["face_structure"] for s in samples if s.get("face_structure") is not None]
+    seams = [s["edge_seam"] for s in samples if s.get("edge_seam") is not None]
+    row["face_structure"] = max(structure) if structure else None
+    row["edge_seam"] = furthest_from_one(seams) if seams else None
     return row
 
 

@@ -15,6 +15,7 @@ from conftest import save, texture
 
 from engine import cli
 from engine.errors import JobError
+from engine.face import geometry, landmarks, segmentation
 from engine.job import read_working_still
 from engine.poke.model import PokeModel, PokeModelConfig, save_model
 from engine.progress import Recorded
@@ -31,6 +32,17 @@ def hold_still(job, device, progress):
 
 
 STILL_ONLY = engines.Engine("warp", lambda options, sample, samples: {}, prepare=hold_still)
+
+
+def left_half(image):
+    """A stand-in person mask: the left half of the picture."""
+    mask = np.zeros(np.asarray(image).shape[:2], np.float32)
+    mask[:, : mask.shape[1] // 2] = 1.0
+    return mask
+
+
+def no_face(image, max_faces=1, min_confidence=0.5):
+    return []
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +96,10 @@ def report(tmp_path_factory, model_path):
     progress = Recorded()
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(engines.ENGINES, "still", STILL_ONLY)
+        # a person (so edge seam is measured) and no face (so face structure is blank), whatever
+        # MediaPipe would make of the synthetic still
+        patch.setattr(segmentation, "person_mask", left_half)
+        patch.setattr(landmarks, "detect_meshes", no_face)
         assert evaluate_command(["--cases", str(cases), "--out", str(folder / "report")],
                                 progress) == 0
     results = json.loads((folder / "report" / "results.json").read_text(encoding="utf-8"))
@@ -173,6 +189,81 @@ def test_still_only_engine_scores_as_the_still(report):
     assert summary["poke_magnitude_ratio"] == 0.0
 
 
+def test_face_columns_only_where_measured(report):
+    """Poke rows get edge seam (the fixture's still has a person) and a blank face structure
+    (no face); the other engines, on a still without a face, get neither."""
+    out, results, rows, _ = report
+    for label in ("poke", "poke cool"):
+        summary = rows[label]["summary"]
+        assert summary["face_structure"] is None
+        seams = [sample["edge_seam"] for sample in rows[label]["samples"]]
+        assert len(seams) == 2 and all(math.isfinite(v) and v > 0 for v in seams)
+        assert summary["edge_seam"] == max(seams, key=lambda v: abs(math.log(v)))
+    for label in ("warp", "still only"):
+        assert rows[label]["summary"]["face_structure"] is None
+        assert rows[label]["summary"]["edge_seam"] is None
+        assert "edge_seam" not in rows[label]["samples"][0]
+    index = (out / "index.md").read_text(encoding="utf-8")
+    head = next(line for line in index.splitlines() if line.startswith("| case | engine |"))
+    columns = [cell.strip() for cell in head.strip("|").split("|")]
+    face, seam = columns.index("face structure"), columns.index("edge seam")
+    for label, run in rows.items():
+        row = next(line for line in index.splitlines()
+                   if line.startswith(f"| synthetic | {label} |"))
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert cells[face] == ""
+        assert cells[seam] == ("" if run["engine"] != "poke"
+                               else f"{run['summary']['edge_seam']:.3f}")
+
+
+def test_face_columns_on_a_still_with_a_face(tmp_path, monkeypatch):
+    """A still with a face: every engine is measured. A stand-in detector finds the still's
+    face in any picture equal to the still and a melted one (a temple 0.3 inter-ocular
+    distances down) in any other, so the engine that returns the still scores 0 and 1 and the
+    one that moves it shows the melt."""
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    face = (rng.normal(0, 10, (geometry.MESH_POINTS, 3)) + [48, 36, 0]).astype(np.float32)
+    face[[33, 133]], face[[362, 263]] = [38, 30, 0], [58, 30, 0]
+    melted = face.copy()
+    melted[geometry.RIGID[-1], 1] += 0.3 * geometry.interocular(face)
+    stills = []
+
+    def detector(image, max_faces=1, min_confidence=0.5):
+        image = np.ascontiguousarray(image)
+        if not stills:
+            stills.append(image.copy())  # the first picture measured is the still
+        same = image.shape == stills[0].shape and np.array_equal(image, stills[0])
+        return [face if same else melted]
+
+    monkeypatch.setattr(landmarks, "detect_meshes", detector)
+    monkeypatch.setattr(segmentation, "person_mask", left_half)
+    monkeypatch.setitem(engines.ENGINES, "still", STILL_ONLY)
+    cases = write_cases(tmp_path, [{"engine": "warp", "options": {"falloff": 30}},
+                                   {"engine": "still", "label": "still only"}], samples=1)
+    assert evaluate_command(["--cases", str(cases), "--out", str(tmp_path / "report")],
+                            Recorded()) == 0
+    results = json.loads((tmp_path / "report" / "results.json").read_text(encoding="utf-8"))
+    rows = {run["label"]: run["summary"] for run in results["cases"][0]["engines"]}
+    assert rows["still only"]["face_structure"] == pytest.approx(0.0, abs=1e-9)
+    assert rows["still only"]["edge_seam"] == 1.0
+    assert rows["warp"]["face_structure"] == pytest.approx(0.3, abs=0.05)
+    assert rows["warp"]["edge_seam"] is not None
+
+
+def test_face_summary_takes_the_worst_sample():
+    base = {"poke_cosine": 1.0, "poke_magnitude_ratio": 1.0, "background_leakage": 0.0,
+            "sharpness": 1.0, "sharpness_region": 1.0, "fidelity_mean": 1.0,
+            "fidelity_min": 1.0}
+    samples = [{**base, "face_structure": 0.05, "edge_seam": 1.3},
+               {**base, "face_structure": None, "edge_seam": 0.6},
+               {**base, "face_structure": 0.12, "edge_seam": None}]
+    row = measures.summary(samples)
+    assert row["face_structure"] == 0.12 and row["edge_seam"] == 0.6
+    row = measures.summary([base, base])
+    assert row["face_structure"] is None and row["edge_seam"] is None
+
+
 def test_pokes_pins_and_patches_scale_with_the_still(report):
     case = report[1]["cases"][0]  # 120 x 90 evaluated at 96 x 72: x 0.8
     assert case["pins"] == [[12.0, 12.0, pytest.approx(4.8)]]
@@ -213,13 +304,6 @@ def test_case_file_mistakes_name_the_fix(tmp_path, change, message):
 
 
 def test_person_region_is_the_person_mask(tmp_path, monkeypatch):
-    from engine.face import segmentation
-
-    def left_half(image):
-        mask = np.zeros(image.shape[:2], np.float32)
-        mask[:, : image.shape[1] // 2] = 1.0
-        return mask
-
     monkeypatch.setattr(segmentation, "person_mask", left_half)
     loaded = cases_module.load_cases(write_cases(tmp_path, ["warp"], region={"person": True}))
     assert loaded[0].region_person
