@@ -352,12 +352,25 @@ def test_default_case_file_reads(monkeypatch):
     monkeypatch.setattr(cases_module, "_file", lambda value, folder, where, what:
                         folder / value)
     loaded = cases_module.load_cases(REPO / "tools" / "eval_cases.json")
+    faces = ["faces_photo_mouth", "faces_photo_turn", "faces_closeup_eyelid",
+             "faces_painting_mouth", "faces_cgi_turn", "faces_drawing_chin", "faces_small_turn"]
     assert [c.name for c in loaded] == ["carphone_held_out", "carphone_two_pokes",
                                         "astronaut_unseen", "portrait_painting",
                                         "meadow_starry_advect", "astronaut_strokes_warp",
-                                        "meadow_strokes_masks"]
+                                        "meadow_strokes_masks", *faces]
     assert [r.engine for r in loaded[0].engines] == ["warp", "poke", "poke", "poke", "poke"]
-    assert [len(c.pokes) for c in loaded] == [1, 2, 1, 1, 1, 1, 1]
+    assert [len(c.pokes) for c in loaded] == [1, 2, 1, 1, 1, 1, 1] + [1] * len(faces)
+    # the held-out faces (`make media-faces`): none from a training clip; the poke engine with
+    # the default model first, then each shipped model by name
+    held_out = loaded[-len(faces):]
+    assert not any(c.video or c.still.name in ("face.png",) for c in held_out)
+    assert all(c.still.parent.name == "media" and c.still.name.startswith("faces_")
+               and c.region_person and c.samples == 4 for c in held_out)
+    for case in held_out:
+        assert [r.engine for r in case.engines] == ["poke"] * 4
+        assert [r.options["model"] and r.options["model"].name for r in case.engines] == [
+            None, "poke_default.safetensors", "poke_motion.safetensors",
+            "poke_faces.safetensors"]
     # the style cases: a landscape moved by dyntex, a portrait by warp, one styled in its masks
     styled = {c.name: c for c in loaded if c.style is not None}
     assert [styled[n].engines[0].engine for n in styled] == ["dyntex", "warp", "dyntex"]

@@ -158,3 +158,15 @@ def test_face_structure_on_a_real_face(astronaut):
     melted = cv2.remap(astronaut, xs, ys - pull, cv2.INTER_LINEAR)
     assert face_structure(astronaut, [turned, melted]) > max(0.1, 3 * rigid)
     assert face_structure(astronaut, [np.zeros_like(astronaut)]) == metrics.FACE_LOST
+
+
+@pytest.mark.parametrize("name", ["faces_photo.jpg", "faces_closeup.png", "faces_painting.jpg",
+                                  "faces_cgi.png", "faces_drawing.png", "faces_small.png"])
+def test_held_out_portraits_have_a_face(name):
+    """The evaluation's held-out portraits (`make media-faces`): MediaPipe must find the face
+    the cases poke, or face structure would be blank for them."""
+    pytest.importorskip("mediapipe")
+    image = cv2.imread(str(MEDIA / name))
+    if image is None:
+        pytest.skip(f"media/{name} is missing: run `make media-faces`")
+    assert landmarks.detect_meshes(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
