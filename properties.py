@@ -191,12 +191,15 @@ def _model_items(self, context):
         for number, (choice, path, exists) in enumerate(key):
             missing = "" if exists else " (missing)"
             if not choice:
-                note = ("the model shipped with the extension"
-                        if exists else "not installed: train a model or pick another")
-                items.append((models.DEFAULT_ID, "Default", f"Shipped default ({note})",
-                              "PACKAGE", number))
+                note = ((models.shipped_tooltip(choice) or "the model shipped with the "
+                         "extension") if exists else "not installed: train a model or pick "
+                        "another")
+                items.append((models.DEFAULT_ID, models.display_name(choice),
+                              f"Shipped default: {note}", "PACKAGE", number))
             elif models.is_shipped_extra(choice):
-                items.append((choice, models.display_name(choice) + missing, f"{path} (shipped)",
+                what = models.shipped_tooltip(choice)
+                items.append((choice, models.display_name(choice) + missing,
+                              f"{what} ({path})" if what else f"{path} (shipped)",
                               "PACKAGE" if exists else "ERROR", number))
             else:
                 items.append((choice, models.display_name(choice) + missing, path,
@@ -299,14 +302,16 @@ class StillMotionPokeSettings(bpy.types.PropertyGroup):
         name="Land Pokes Exactly",
         description="Motion-space models only (trained on motion, not pixels): correct each "
                     "sample so every poke ends exactly where it was dragged and every pin stays "
-                    "put. Off: the model's own motion. Pixel models ignore it",
+                    "put. Off: the model's own motion. Pixel models ignore it; the face-mesh "
+                    "model always lands pokes exactly",
         default=True,
     )
     snap: BoolProperty(
         name="Snap to Face Parts",
-        description="Move a poke that starts near an eye, a brow, the nose, the mouth or the "
-                    "jaw onto that part; after Sample the panel lists which part each poke "
-                    "drives (the face is found by MediaPipe, part of Install Engine)",
+        description="iPOKE models: move a poke that starts near an eye, a brow, the nose, the "
+                    "mouth or the jaw onto that part; after Sample the panel lists which part "
+                    "each poke drives (the face is found by MediaPipe, part of Install Engine). "
+                    "The face-mesh model needs no snapping: it moves the face's own landmarks",
         default=True,
     )
     background: BoolProperty(

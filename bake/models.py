@@ -3,7 +3,10 @@ in the extension's `models/` folder, and the ones in the models folder.
 
 No bpy at module level and never torch: a model is recognised by the architecture tag in its
 safetensors header (engine/checkpoints.py writes `stillmotion.architecture`), read as plain
-JSON, so listing a folder of large models costs a few bytes per file.
+JSON, so listing a folder of large models costs a few bytes per file. Two kinds are poke
+models: the face-mesh model (issue 14, the shipped default: it moves MediaPipe's landmarks, so
+any face works and pokes land by construction) and iPOKE's pixel and motion-space models, which
+the panel offers their own switches for (Land Pokes Exactly, Snap to Face Parts).
 
 The models folder is the add-on preference `models_dir`; when it is empty, the extension's user
 folder `<extensions>/.user/<repo>/stillmotion/models` (Blender keeps it across upgrades, and it
@@ -22,10 +25,34 @@ import struct
 from .process import EXTENSION_ROOT
 
 POKE_ARCHITECTURE = "stillmotion-poke"  # engine/poke/model.py ARCHITECTURE
+MESH_ARCHITECTURE = "stillmotion-mesh-poke"  # engine/poke/mesh/model.py ARCHITECTURE
+POKE_ARCHITECTURES = (MESH_ARCHITECTURE, POKE_ARCHITECTURE)
 ARCHITECTURE_KEY = "stillmotion.architecture"  # engine/checkpoints.py
 SUFFIX = ".safetensors"
 # engine/job.py DEFAULT_POKE_MODEL: a job with "model": null samples this one.
-SHIPPED_DEFAULT = EXTENSION_ROOT / "models" / "poke_default.safetensors"
+SHIPPED_DEFAULT = EXTENSION_ROOT / "models" / "poke_mesh.safetensors"
+
+# What the picker calls the models shipped in models/ (file name -> label, tooltip), in the
+# order it lists them; file names are what the model cards and the evaluation report use, not
+# what tells an artist which to pick. A shipped model not named here lists by its file name.
+SHIPPED_LABELS = {
+    "poke_mesh.safetensors": (
+        "Face mesh (any face)",
+        "Moves the landmarks of the face MediaPipe finds, so it works on any face; pokes land "
+        "exactly and the background holds (card: models/poke_mesh.md)"),
+    "poke_faces.safetensors": (
+        "iPOKE motion, 2 people",
+        "Older: iPOKE in motion space with facial parts, trained on two clips; kept for "
+        "comparison (models/poke_faces.md)"),
+    "poke_motion.safetensors": (
+        "iPOKE motion, 1 person",
+        "Older: iPOKE in motion space, trained on one clip; kept for comparison "
+        "(models/poke_motion.md)"),
+    "poke_default.safetensors": (
+        "iPOKE pixels, 1 person",
+        "Older: iPOKE as published (pixels), trained on one clip; kept for comparison "
+        "(models/poke_default.md)"),
+}
 DEFAULT_ID = "DEFAULT"  # the enum identifier (and stored choice "") of the shipped default
 SHIPPED_PREFIX = "shipped/"  # stored choice of a shipped model other than the default
 
@@ -33,6 +60,9 @@ _HEADER_LIMIT = 16 * 1024 * 1024  # a header bigger than this is not one the eng
 
 _found = None  # (models folder, poke model paths in it) at the last scan
 _shipped_found = None  # (shipped folder, the other shipped poke models) at the last scan
+# str(path) -> (mtime_ns, size, architecture): the panel asks on every redraw which kind the
+# chosen model is; a stat is cheap there, opening and parsing the header is not.
+_architectures = {}
 
 
 def architecture(path):
@@ -54,7 +84,27 @@ def architecture(path):
 
 
 def is_poke_model(path):
-    return architecture(path) == POKE_ARCHITECTURE
+    return architecture(path) in POKE_ARCHITECTURES
+
+
+def cached_architecture(path):
+    """architecture(path), read again only when the file changed (None for no file)."""
+    try:
+        stat = pathlib.Path(path).stat()
+    except OSError:
+        return None
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    known = _architectures.get(str(path))
+    if known is None or known[:2] != stamp:
+        known = stamp + (architecture(path),)
+        _architectures[str(path)] = known
+    return known[2]
+
+
+def is_mesh_model(path):
+    """A face-mesh poke model: it lands pokes and finds the face by itself, so the panel leaves
+    out the switches only iPOKE's models read."""
+    return cached_architecture(path) == MESH_ARCHITECTURE
 
 
 def find_poke_models(folder):
@@ -105,6 +155,9 @@ def cached_shipped():
     folder = shipped_folder()
     if _shipped_found is None or _shipped_found[0] != folder:
         extras = [p for p in find_poke_models(folder) if p.name != SHIPPED_DEFAULT.name]
+        order = list(SHIPPED_LABELS)
+        extras.sort(key=lambda p: (order.index(p.name) if p.name in order else len(order),
+                                   p.name.lower()))
         _shipped_found = (folder, extras)
     return list(_shipped_found[1])
 
@@ -114,6 +167,7 @@ def refresh(context):
     the models folder holds."""
     global _found, _shipped_found
     _found = _shipped_found = None
+    _architectures.clear()
     return len(cached_models(context))
 
 
@@ -139,10 +193,22 @@ def model_path(context, choice):
 
 
 def display_name(choice):
+    """What the picker (and the strip's "made with") calls a stored choice."""
     if not choice:
-        return "Default"
+        return SHIPPED_LABELS.get(SHIPPED_DEFAULT.name, ("Default",))[0]
     name = pathlib.Path(choice).name
+    if is_shipped_extra(choice) and name in SHIPPED_LABELS:
+        return SHIPPED_LABELS[name][0]
     return name[:-len(SUFFIX)] if name.lower().endswith(SUFFIX) else name
+
+
+def shipped_tooltip(choice):
+    """What a shipped model is for, or "" for one SHIPPED_LABELS does not know (and for the
+    artist's own models, whatever their file names)."""
+    if choice and not is_shipped_extra(choice):
+        return ""
+    name = SHIPPED_DEFAULT.name if not choice else pathlib.Path(choice).name
+    return SHIPPED_LABELS.get(name, ("", ""))[1]
 
 
 def safe_model_name(text):

@@ -174,6 +174,9 @@ def strip_key(plane):
     poke = settings.poke
     key = (settings.seed, poke.model_file, round(poke.temperature, 4), poke.samples,
            poke.guide, poke.snap, poke.background)
+    if models.is_mesh_model(models.model_path(bpy.context, poke.model_file)):
+        # It ignores guide and snap (and the panel hides them): no reason to Sample again.
+        key = key[:4] + (poke.background,)
     painting = settings.style_image
     if painting is not None and settings.style_strength > 0:  # (no style: keys as before)
         key += ((painting.name, round(settings.style_strength, 4), settings.style_where,

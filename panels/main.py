@@ -15,6 +15,9 @@ from ..scene.job import DYNTEX_PREVIEW
 
 HAS_PROGRESS = "progress" in bpy.types.UILayout.bl_rna.functions  # Blender 4.0+
 _CHARS_PER_PIXEL = 1 / 7.0  # rough width of a UI character, to wrap long messages
+# Why a face-mesh model shows no Land Pokes Exactly or Snap to Face Parts.
+MESH_HINT = ("Face mesh: pokes land exactly on the face's own landmarks, no snapping needed; "
+             "a still without a face needs the Warp engine")
 
 
 class STILLMOTION_UL_mask_labels(bpy.types.UIList):
@@ -122,19 +125,26 @@ class VIEW3D_PT_stillmotion(bpy.types.Panel):
         row = box.row(align=True)
         row.prop(poke, "model", text="")
         row.operator("stillmotion.poke_refresh_models", text="", icon="FILE_REFRESH")
-        if not models.model_path(context, poke.model_file).is_file():
+        path = models.model_path(context, poke.model_file)
+        if not path.is_file():
             fix = ("reinstall or update the extension" if models.is_shipped_extra(poke.model_file)
                    else "train one below (Train from Clip)")
             _wrapped(box, f"This model file is not there: pick another model, or {fix}",
                      "ERROR", context)
+        mesh = models.is_mesh_model(path)
         col = box.column(align=True)
         col.use_property_split = True
         col.use_property_decorate = False
         col.prop(poke, "samples")
         col.prop(poke, "temperature")
         col = box.column(align=True)
-        col.prop(poke, "guide")
-        col.prop(poke, "snap")
+        if mesh:
+            # Switches the engine would ignore are not offered (scene/job.py still writes them:
+            # harmless, and a switch back to an iPOKE model finds them as the artist left them).
+            _wrapped(box, MESH_HINT, "INFO", context)
+        else:
+            col.prop(poke, "guide")
+            col.prop(poke, "snap")
         col.prop(poke, "background")
         _wrapped(box, "A click without a drag on the Pokes layer is a pin: that spot holds "
                  "still", "PINNED", context)

@@ -1,6 +1,7 @@
-"""The poke model picker with several shipped models: the shipped default, the other poke models
-in the extension's models/ folder, then the user's models folder; stored choices that keep
-naming their file, the job's model path for each, and shipped files that go away."""
+"""The poke model picker with several shipped models: the shipped default (the face-mesh model,
+issue 14), the older iPOKE models in the extension's models/ folder under names that say what
+they are, then the user's models folder; stored choices that keep naming their file, the job's
+model path for each, and shipped files that go away."""
 
 import json
 import shutil
@@ -11,7 +12,7 @@ import pytest
 
 from conftest import ADDON
 from test_bake_flow import make_plane
-from test_poke_panel import fake_model, poked_plane
+from test_poke_panel import fake_mesh_model, fake_model, poked_plane
 
 
 @pytest.fixture
@@ -20,15 +21,18 @@ def sm(addon, tmp_path, monkeypatch):
     from bl_ext.user_default.stillmotion.bake import models
     from bl_ext.user_default.stillmotion.scene import errors, job, strokes
 
-    # A fake extension models/ folder: the default, two more poke models (one with its card),
-    # and another network's weights that the picker must leave out.
+    # A fake extension models/ folder as shipped: the face-mesh default, the three older iPOKE
+    # models (one with its card), one the picker has no label for, and another network's
+    # weights that it must leave out.
     shipped = tmp_path / "extension_models"
+    fake_mesh_model(shipped / "poke_mesh.safetensors")
     fake_model(shipped / "poke_default.safetensors")
     fake_model(shipped / "poke_faces.safetensors")
     (shipped / "poke_faces.md").write_text("# poke_faces\n", encoding="utf-8")
+    fake_model(shipped / "poke_motion.safetensors")
     fake_model(shipped / "poke_zoe.safetensors")
     fake_model(shipped / "msoe.safetensors", arch="stillmotion-msoe")
-    monkeypatch.setattr(models, "SHIPPED_DEFAULT", shipped / "poke_default.safetensors")
+    monkeypatch.setattr(models, "SHIPPED_DEFAULT", shipped / "poke_mesh.safetensors")
     # The user's models folder: a model with a shipped model's file name, and one more.
     user = tmp_path / "user_models"
     fake_model(user / "poke_faces.safetensors")
@@ -55,24 +59,38 @@ def _job_model(sm, plane, tmp_path):
     return json.loads(plan.job_path.read_text(encoding="utf-8"))["poke"]["model"]
 
 
+SHIPPED = ["shipped/poke_faces.safetensors", "shipped/poke_motion.safetensors",
+           "shipped/poke_default.safetensors", "shipped/poke_zoe.safetensors"]
+
+
 def test_picker_lists_default_then_shipped_models_then_the_models_folder(sm, tmp_path):
     poke = make_plane(tmp_path).stillmotion.poke
-    assert _identifiers(sm, poke) == [
-        "DEFAULT", "shipped/poke_faces.safetensors", "shipped/poke_zoe.safetensors",
-        "anna.safetensors", "poke_faces.safetensors"]
+    assert poke.model == "DEFAULT"  # a new plane samples the face-mesh model
+    assert _identifiers(sm, poke) == ["DEFAULT"] + SHIPPED + ["anna.safetensors",
+                                                              "poke_faces.safetensors"]
     items = {item[0]: item for item in _enum(sm, poke)}
-    assert items["DEFAULT"][1:3] == ("Default",
-                                     "Shipped default (the model shipped with the extension)")
+    assert [items[i][1] for i in ["DEFAULT"] + SHIPPED] == [
+        "Face mesh (any face)", "iPOKE motion, 2 people", "iPOKE motion, 1 person",
+        "iPOKE pixels, 1 person", "poke_zoe"]
+    assert items["DEFAULT"][2].startswith("Shipped default: Moves the landmarks of the face")
     shipped_faces = items["shipped/poke_faces.safetensors"]
     user_faces = items["poke_faces.safetensors"]
-    assert shipped_faces[1] == user_faces[1] == "poke_faces"
-    assert shipped_faces[2] == f"{sm.shipped / 'poke_faces.safetensors'} (shipped)"
+    assert user_faces[1] == "poke_faces"  # the user's own file: its own name
+    assert shipped_faces[2].startswith("Older: ") and "kept for comparison" in shipped_faces[2]
+    assert shipped_faces[2].endswith(f"({sm.shipped / 'poke_faces.safetensors'})")
+    assert items["shipped/poke_zoe.safetensors"][2] == \
+        f"{sm.shipped / 'poke_zoe.safetensors'} (shipped)"
     assert user_faces[2] == str(sm.user / "poke_faces.safetensors")
     assert shipped_faces[3] == "PACKAGE" and user_faces[3] == "FILE_3D"
+    # The older pixel model is one of the shipped ones now, and its file is what a job names.
+    assert sm.models.model_path(bpy.context, "") == sm.shipped / "poke_mesh.safetensors"
+    assert sm.models.is_mesh_model(sm.models.model_path(bpy.context, ""))
+    assert not sm.models.is_mesh_model(sm.shipped / "poke_default.safetensors")
 
 
 @pytest.mark.parametrize("choice, stored, folder", [
     ("shipped/poke_faces.safetensors", "shipped/poke_faces.safetensors", "shipped"),
+    ("shipped/poke_default.safetensors", "shipped/poke_default.safetensors", "shipped"),
     ("poke_faces.safetensors", "poke_faces.safetensors", "user"),
     ("anna.safetensors", "anna.safetensors", "user"),
 ])
@@ -125,8 +143,10 @@ def test_shipped_models_that_are_gone_are_not_listed(sm, tmp_path):
     (sm.shipped / "poke_zoe.safetensors").unlink()  # not chosen: gone from the list at once
     assert "shipped/poke_zoe.safetensors" not in _identifiers(sm, poke)
     bpy.ops.stillmotion.poke_refresh_models()
-    assert _identifiers(sm, poke) == ["DEFAULT", "shipped/poke_faces.safetensors",
-                                      "anna.safetensors", "poke_faces.safetensors"]
+    assert _identifiers(sm, poke) == ["DEFAULT"] + SHIPPED[:3] + ["anna.safetensors",
+                                                                  "poke_faces.safetensors"]
+    for name in ("poke_motion", "poke_default"):
+        (sm.shipped / f"{name}.safetensors").unlink()
 
     # The chosen one gone: kept in the list as missing (not silently swapped for the default),
     # and Sample/Bake refuse it; the user's file of the same name is untouched.
@@ -135,9 +155,9 @@ def test_shipped_models_that_are_gone_are_not_listed(sm, tmp_path):
     assert _identifiers(sm, poke) == ["DEFAULT", "anna.safetensors", "poke_faces.safetensors",
                                       "shipped/poke_faces.safetensors"]
     assert poke.model == "shipped/poke_faces.safetensors"
-    assert _enum(sm, poke)[-1][1:4:2] == ("poke_faces (missing)", "ERROR")
+    assert _enum(sm, poke)[-1][1:4:2] == ("iPOKE motion, 2 people (missing)", "ERROR")
     with pytest.raises(sm.errors.StillMotionError,
-                       match="shipped poke model 'poke_faces' is missing.*reinstall"):
+                       match="shipped poke model 'iPOKE motion, 2 people' is missing.*reinstall"):
         sm.job.write_job(plane, tmp_path / "job", tmp_path / "out" / "take_001")
 
     # A stripped install without a models/ folder at all: the default entry and the user's.

@@ -23,14 +23,22 @@ STILL_POKE = [(40.0, 20.0), (40.0, 20.0)]  # a click without a drag: "hold still
 MASK = [(44.0, 30.0), (60.0, 30.0), (60.0, 44.0), (44.0, 44.0)]
 
 
+MESH = "stillmotion-mesh-poke"  # engine/poke/mesh/model.py ARCHITECTURE
+
+
 def fake_model(path, arch="stillmotion-poke"):
     """A safetensors file with no tensors and the header the engine writes (the add-on never
-    reads tensors, only the architecture tag)."""
+    reads tensors, only the architecture tag). The default arch is iPOKE's (pixel or motion)."""
     header = json.dumps({"__metadata__": {"stillmotion.architecture": arch}}).encode()
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(struct.pack("<Q", len(header)) + header)
     return path
+
+
+def fake_mesh_model(path):
+    """A face-mesh poke model's header (issue 14: the shipped default)."""
+    return fake_model(path, arch=MESH)
 
 
 @pytest.fixture
@@ -40,8 +48,9 @@ def sm(addon, tmp_path, monkeypatch):
     from bl_ext.user_default.stillmotion.panels import main
     from bl_ext.user_default.stillmotion.scene import errors, job, strokes
 
-    # The shipped default may or may not be in the checkout: the tests bring their own.
-    shipped = fake_model(tmp_path / "shipped" / "poke_default.safetensors")
+    # The shipped default may or may not be in the checkout: the tests bring their own, a
+    # face-mesh model under the shipped default's name.
+    shipped = fake_mesh_model(tmp_path / "shipped" / "poke_mesh.safetensors")
     monkeypatch.setattr(models, "SHIPPED_DEFAULT", shipped)
     folder = tmp_path / "models"
     folder.mkdir()
@@ -232,7 +241,7 @@ def test_sample_shows_the_strip_and_picking_sets_the_baked_sample(sm, tmp_path):
     poke = plane.stillmotion.poke
     assert poke.thumbnails_count == 3 and poke.sample == 0
     assert pathlib.Path(poke.thumbnails_dir, "sample_02.png").is_file()
-    assert poke.thumbnails_made_with == "seed 7 · Default · T 1"
+    assert poke.thumbnails_made_with == "seed 7 · Face mesh (any face) · T 1"
     runtime = bpy.context.window_manager.stillmotion
     assert not runtime.running and runtime.message.startswith("3 samples")
     assert not list((pathlib.Path(poke.thumbnails_dir).parent.parent).glob("*/samples.partial*"))

@@ -3,7 +3,8 @@ Snap to Face Parts and Hold Background in the job; the engine's "parts" line kep
 after Sample and listed under the thumbnail strip (one row per poke, pins as pins, a note when
 no face was found), hidden as soon as the pokes are not the ones it was made from.
 
-The engine here is a stand-in that answers like engine/poke/sample.py `prepare` (docs/JOB.md):
+These are iPOKE's options: the planes here sample an iPOKE model (the shipped default, a
+face-mesh model, ignores guide and snap; test_mesh_panel.py). The engine here is a stand-in that answers like engine/poke/sample.py `prepare` (docs/JOB.md):
 it reads the job, reports a part for each of the job's pokes and a pin for each click without a
 drag, then writes the thumbnails. The real engine's parts line is checked by
 test_poke_panel.py's tiny train-and-sample test."""
@@ -17,10 +18,21 @@ import pytest
 
 from test_bake_flow import pixel_to_world
 from test_bake_operator import draw_panel, use_engine
-from test_poke_panel import POKE, SAMPLE_ENGINE, STILL_POKE, poked_plane, sm, write  # noqa: F401
+from test_poke_panel import (POKE, SAMPLE_ENGINE, STILL_POKE, fake_model,  # noqa: F401
+                             poked_plane, sm, write)
 
 OFF_PICTURE = [(-30.0, 10.0), (5.0, 10.0)]  # starts off the 64x48 still: not in the job
 SECOND_POKE = [(50.0, 30.0), (56.0, 36.0)]
+
+
+def ipoke_plane(sm, folder, **strokes):
+    """A poked plane sampling an iPOKE model: the face options here are theirs (the shipped
+    default, a face-mesh model, reads none of guide and snap; test_mesh_panel.py)."""
+    fake_model(sm.models_dir / "ipoke.safetensors")
+    sm.models.refresh(bpy.context)
+    plane = poked_plane(sm, folder, **strokes)
+    plane.stillmotion.poke.model = "ipoke.safetensors"
+    return plane
 
 
 def parts_engine(parts, face=True, warning=None, keep_job=None):
@@ -54,7 +66,7 @@ def stale(sm):
 
 
 def test_face_options_go_into_the_job_and_the_panel(sm, tmp_path):
-    plane = poked_plane(sm, tmp_path)
+    plane = ipoke_plane(sm, tmp_path)
     poke = plane.stillmotion.poke
     assert (poke.guide, poke.snap, poke.background) == (True, True, True)
     block = write(sm, plane, tmp_path).job["poke"]
@@ -77,7 +89,7 @@ def test_face_options_go_into_the_job_and_the_panel(sm, tmp_path):
 def test_sample_lists_the_part_each_poke_drives(sm, tmp_path):
     """Four strokes, the first off the picture: the job has three pokes (a drag, a pin, a
     drag) and the rows name them by their strokes, 2 to 4."""
-    plane = poked_plane(sm, tmp_path / "scene", pokes=(OFF_PICTURE, POKE, STILL_POKE,
+    plane = ipoke_plane(sm, tmp_path / "scene", pokes=(OFF_PICTURE, POKE, STILL_POKE,
                                                        SECOND_POKE))
     plane.stillmotion.poke.samples = 2
     kept = tmp_path / "given-job.json"
@@ -100,7 +112,7 @@ def test_sample_lists_the_part_each_poke_drives(sm, tmp_path):
 
 
 def test_parts_come_back_when_the_pokes_are_undone(sm, tmp_path):
-    plane = poked_plane(sm, tmp_path / "scene", pokes=(POKE, STILL_POKE))
+    plane = ipoke_plane(sm, tmp_path / "scene", pokes=(POKE, STILL_POKE))
     plane.stillmotion.poke.samples = 1
     use_engine(tmp_path, parts_engine(["left_brow", "right_eye"]))
     assert bpy.ops.stillmotion.poke_sample() == {"FINISHED"}
@@ -126,7 +138,7 @@ def test_parts_come_back_when_the_pokes_are_undone(sm, tmp_path):
 
 
 def test_no_face_and_engines_without_a_parts_line(sm, tmp_path):
-    plane = poked_plane(sm, tmp_path / "scene", pokes=(POKE, STILL_POKE))
+    plane = ipoke_plane(sm, tmp_path / "scene", pokes=(POKE, STILL_POKE))
     plane.stillmotion.poke.samples = 1
     warning = "no face found in the still: pokes are not snapped to facial parts"
     use_engine(tmp_path, parts_engine([None, None], face=False, warning=warning))

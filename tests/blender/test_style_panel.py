@@ -14,7 +14,7 @@ import pytest
 from conftest import save_test_image
 from test_bake_flow import make_plane
 from test_bake_operator import RecordingLayout
-from test_poke_panel import fake_model, poked_plane
+from test_poke_panel import fake_mesh_model, poked_plane
 
 POKE = [(10.0, 24.0), (20.0, 24.0)]  # image pixels (64 x 48 still), y down
 SKY = [(2.0, 2.0), (62.0, 2.0), (62.0, 18.0), (2.0, 18.0)]
@@ -29,7 +29,7 @@ def sm(addon, tmp_path, monkeypatch):
     from bl_ext.user_default.stillmotion.scene import errors, job, strokes
 
     # The Sampled engine needs its model file; the shipped default may not be checked out.
-    shipped = fake_model(tmp_path / "shipped" / "poke_default.safetensors")
+    shipped = fake_mesh_model(tmp_path / "shipped" / "poke_mesh.safetensors")
     monkeypatch.setattr(models, "SHIPPED_DEFAULT", shipped)
     return types.SimpleNamespace(job=job, strokes=strokes, errors=errors, main=main, poke=poke)
 
