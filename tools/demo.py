@@ -5,13 +5,16 @@
 2. landscape: a Big Buck Bunny meadow on an image plane, the sky masked as clouds and the grass
    as grass, baked with the Dynamic Texture engine's defaults (Motion (advect): the still's own
    pixels moved at full resolution) as a seamless loop of LANDSCAPE["frames"] frames;
-3. face: a held-out frame of the carphone clip, one poke that turns the head, sampled with the
-   shipped poke model (models/poke_default.safetensors, Sampled (iPOKE) engine): the contact
-   sheet of FACE["samples"] samples, then the chosen one baked at the still's resolution;
-4. faces: the same frame with the shipped motion-space model (models/poke_faces.safetensors,
-   trained on two people): the lower lip pulled down, the brow raised, the bow tie pinned (a
-   click without a drag); the panel's parts rows (which part each poke drives) are printed, and the
-   sample is baked by warping the still itself at full resolution;
+3. face: the astronaut, a face no shipped model saw, with the panel's default poke model (the
+   face-mesh model, models/poke_mesh.safetensors, Sampled (iPOKE) engine): the lower lip
+   dragged down a quarter of the eyes' distance, so the mouth opens; Sample's thumbnails of
+   FACE["samples"] samples, then the chosen one baked at the still's resolution;
+   face-turn: the same face and model, the nose tip dragged sideways, so the head turns;
+4. faces: an older model kept for comparison, the motion-space iPOKE model
+   (models/poke_faces.safetensors, trained on two people) on a held-out frame of the carphone
+   clip: the lower lip pulled down, the brow raised, the bow tie pinned (a click without a
+   drag); the panel's parts rows (which part each poke drives) are printed, and the sample is
+   baked by warping the still itself at full resolution;
 5. stylized: the landscape of part 2 again with Van Gogh's Starry Night as its Style (the
    panel's default Strength, the whole picture): the still is stylized once, then the clouds
    and grass move the stylized pixels, so the brushwork travels with the motion.
@@ -21,8 +24,9 @@
 Writes into OUT: demo.blend and landscape.blend (open them in Blender and scrub the timeline),
 the baked frames under stillmotion/<plane>/take_001/, preview.mp4, contact_sheet.png and two
 Cycles renders for the portrait, the same under landscape/ for the landscape and under face/
-for the face (plus face/samples/, the thumbnails the panel's Sample button shows), and under
-stylized/ for the stylized landscape (stylized.blend beside demo.blend).
+for the face (plus face/samples/, the thumbnails the panel's Sample button shows), the same
+under face_turn/ and faces/, and under stylized/ for the stylized landscape (face.blend,
+face_turn.blend, faces.blend and stylized.blend beside demo.blend).
 """
 
 import argparse
@@ -45,6 +49,7 @@ import addon_utils  # noqa: E402
 
 ADDON = "bl_ext.user_default.stillmotion"
 FRAMES = 24
+PARTS = ["portrait", "landscape", "face", "face-turn", "faces", "stylized"]
 
 # In astronaut.png pixels (512 x 512, y down): the model shuttle lifts off its stand and the
 # head tilts; the stand under the shuttle is pinned so only the shuttle rises.
@@ -65,12 +70,17 @@ GRASS_MASK = [(0.0, 110.0), (60.0, 150.0), (130.0, 200.0), (240.0, 228.0), (383.
 # CPU, so the demo bakes the whole 2-second loop an artist would.
 LANDSCAPE = {"frames": 48}
 
-# In face.png pixels (352 x 288, y down; carphone frame 101, cut by tools/fetch_media.py): a
-# poke on the forehead, to the right, as a head turn; the model draws clips at 64 x 64 from the
-# centred square and the bake composes the generated change at full resolution.
-FACE_POKE = ((120.0, 95.0), (136.0, 92.0))
-FACE = {"frames": 11, "samples": 4, "sample": 0, "seed": 3}
-# The same picture for the motion-space model (face.png pixels, from MediaPipe's landmarks):
+# In astronaut.png pixels (512 x 512, y down), from MediaPipe's landmarks: the eyes are about
+# 43 px apart (IOD). No shipped model trained on this face, so it shows what the default does
+# on an artist's own portrait. The mouth: the lower inner lip (223.1, 149.6) down 0.25 IOD.
+# The head turn: the nose tip (224.1, 131.2) to the image's right 0.3 IOD; the rest of the
+# face follows the mesh.
+IOD = 43.0
+FACE_STROKES = [((223.1, 149.6), (223.1, 149.6 + 0.25 * IOD))]
+FACE_TURN_STROKES = [((224.1, 131.2), (224.1 + 0.3 * IOD, 131.2))]
+FACE = {"frames": 24, "samples": 4, "sample": 0, "seed": 3}
+# The comparison: the older motion-space iPOKE model on a held-out carphone frame (face.png,
+# 352 x 288, cut by tools/fetch_media.py; pixels from MediaPipe's landmarks):
 # the lower lip down and the person's left brow up; the bow tie pinned, so the head moves over
 # a still body (a pin on the face itself would fight the head's own motion and stretch it).
 # Temperature 0.7: the model also learnt a CGI character's large motions; this keeps the man's.
@@ -78,6 +88,7 @@ FACES_MODEL = "shipped/poke_faces.safetensors"
 FACES_STROKES = [((150.0, 166.0), (150.0, 176.0)), ((143.0, 95.0), (143.0, 87.0)),
                  ((178.0, 218.0), (178.0, 218.0))]
 FACES_TEMPERATURE = 0.7
+FACES_FRAMES = 11  # iPOKE's clip: x0 + 10
 
 
 def enable_extension():
@@ -155,12 +166,17 @@ def build_stylized(still: pathlib.Path, painting: pathlib.Path):
     return plane
 
 
-def build_face(still: pathlib.Path, model: str = "", strokes_px=(FACE_POKE,),
-               temperature: float = 1.0):
-    plane = import_plane(still, FACE["frames"])
+def build_face(still: pathlib.Path, name: str, strokes_px, model: str = "",
+               temperature: float = 1.0, frames: int = FACE["frames"]):
+    """A plane on the Sampled engine with strokes_px on its Pokes layer; model "" leaves the
+    panel's default, the face-mesh model."""
+    plane = import_plane(still, frames)
+    # Its takes go to //stillmotion/<plane name>/: one folder per part, though two parts (and
+    # the portrait) show the same picture.
+    plane.name = name
     settings = plane.stillmotion
     settings.engine = "POKE"
-    settings.frames = FACE["frames"]
+    settings.frames = frames
     settings.seed = FACE["seed"]
     settings.poke.samples = FACE["samples"]
     settings.poke.sample = FACE["sample"]
@@ -251,9 +267,12 @@ def main():
     parser.add_argument("--out", default="out")
     parser.add_argument("--still", default=str(REPO / "media" / "astronaut.png"))
     parser.add_argument("--landscape", default=str(REPO / "media" / "meadow.png"))
-    parser.add_argument("--face", default=str(REPO / "media" / "face.png"))
+    parser.add_argument("--face", default=str(REPO / "media" / "astronaut.png"),
+                        help="the face for the default model (parts face and face-turn)")
+    parser.add_argument("--carphone-face", default=str(REPO / "media" / "face.png"),
+                        help="the carphone frame for the older model (part faces)")
     parser.add_argument("--painting", default=str(REPO / "media" / "starry_night.jpg"))
-    parser.add_argument("--only", choices=["portrait", "landscape", "face", "faces", "stylized"],
+    parser.add_argument("--only", choices=PARTS,
                         help="run one part of the demo (default: all of them)")
     args = parser.parse_args()
 
@@ -263,11 +282,12 @@ def main():
     out.mkdir(parents=True)
     stills = {"portrait": pathlib.Path(args.still).resolve(),
               "landscape": pathlib.Path(args.landscape).resolve(),
-              "face": pathlib.Path(args.face).resolve()}
-    stills["faces"] = stills["face"]
+              "face": pathlib.Path(args.face).resolve(),
+              "faces": pathlib.Path(args.carphone_face).resolve()}
+    stills["face-turn"] = stills["face"]
     stills["stylized"] = stills["landscape"]
     painting = pathlib.Path(args.painting).resolve()
-    parts = [args.only] if args.only else ["portrait", "landscape", "face", "faces", "stylized"]
+    parts = [args.only] if args.only else PARTS
     if "stylized" in parts and not painting.exists():
         sys.exit(f"error: {painting} not found; run `make demo` (it fetches the painting)")
     for part in parts:
@@ -290,14 +310,19 @@ def main():
         bake_and_show(plane, out / "landscape.blend", out / "landscape", engine_python)
         print(f"landscape: open {out / 'landscape.blend'}; contact sheet "
               f"{out / 'landscape' / 'contact_sheet.png'}")
-    if "face" in parts:
-        plane = build_face(stills["face"])
-        (out / "face").mkdir(parents=True, exist_ok=True)
-        sample_face(plane, out / "face")
-        bake_and_show(plane, out / "face.blend", out / "face", engine_python)
-        print(f"face: open {out / 'face.blend'}; contact sheet {out / 'face' / 'contact_sheet.png'}")
+    for part, name, strokes_px in (("face", "face", FACE_STROKES),
+                                   ("face-turn", "face_turn", FACE_TURN_STROKES)):
+        if part not in parts:
+            continue
+        plane = build_face(stills[part], name, strokes_px)
+        (out / name).mkdir(parents=True, exist_ok=True)
+        sample_face(plane, out / name)
+        bake_and_show(plane, out / f"{name}.blend", out / name, engine_python)
+        print(f"{part}: open {out / f'{name}.blend'}; contact sheet "
+              f"{out / name / 'contact_sheet.png'}")
     if "faces" in parts:
-        plane = build_face(stills["faces"], FACES_MODEL, FACES_STROKES, FACES_TEMPERATURE)
+        plane = build_face(stills["faces"], "faces", FACES_STROKES, FACES_MODEL,
+                           FACES_TEMPERATURE, FACES_FRAMES)
         (out / "faces").mkdir(parents=True, exist_ok=True)
         sample_face(plane, out / "faces")
         bake_and_show(plane, out / "faces.blend", out / "faces", engine_python)

@@ -4,9 +4,10 @@ after Sample and listed under the thumbnail strip (one row per poke, pins as pin
 no face was found), hidden as soon as the pokes are not the ones it was made from.
 
 These are iPOKE's options: the planes here sample an iPOKE model (the shipped default, a
-face-mesh model, ignores guide and snap; test_mesh_panel.py). The engine here is a stand-in that answers like engine/poke/sample.py `prepare` (docs/JOB.md):
-it reads the job, reports a part for each of the job's pokes and a pin for each click without a
-drag, then writes the thumbnails. The real engine's parts line is checked by
+face-mesh model, ignores guide and snap; test_mesh_panel.py). The engine here is a stand-in
+that answers like engine/poke/sample.py `prepare` (docs/JOB.md): it reads the job, reports a
+part for each of the job's pokes and a pin for each click without a drag, then writes the
+thumbnails. The real engine's parts line is checked by
 test_poke_panel.py's tiny train-and-sample test."""
 
 import json
