@@ -111,7 +111,7 @@ class StyleSettings:
 
 
 # Where a job with "poke": {"model": null} finds its model: the shipped default (models/).
-DEFAULT_POKE_MODEL = Path(__file__).resolve().parents[1] / "models" / "poke_default.safetensors"
+DEFAULT_POKE_MODEL = Path(__file__).resolve().parents[1] / "models" / "poke_mesh.safetensors"
 MAX_POKE_SAMPLES = 64
 
 

@@ -46,3 +46,16 @@ class Recorded(Progress):
 
     def emit(self, stage, done=None, total=None, **extra) -> None:
         self.records.append({"stage": stage, "done": done, "total": total, **extra})
+
+
+class Nested(Progress):
+    """A whole job run inside a command (sample-poke runs one job per sample): its lines go to
+    the outer progress, its own "done" renamed "<name>_done" so that only the command's last
+    line reads "done"."""
+
+    def __init__(self, outer: Progress, name: str):
+        super().__init__()
+        self.outer, self.name = outer, name
+
+    def emit(self, stage, done=None, total=None, **extra) -> None:
+        self.outer.emit(f"{self.name}_done" if stage == "done" else stage, done, total, **extra)

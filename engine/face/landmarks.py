@@ -76,27 +76,59 @@ def shrink(image: np.ndarray, long_side: int) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
-def detect_meshes(image: np.ndarray, max_faces: int = 1,
-                  min_confidence: float = 0.5) -> list[np.ndarray]:
-    """The face meshes of an RGB still (H x W x 3, float in [0, 1] or uint8), largest first:
-    each [468, 3] float32, x and y in the still's pixels and z (depth, towards the camera
-    negative) in the same pixel scale as x. An empty list when there is no face."""
-    face_mesh, _ = import_mediapipe()
-    rgb = to_rgb8(image)
+def _mesh_pass(face_mesh, rgb: np.ndarray, max_faces: int, min_confidence: float
+               ) -> list[np.ndarray]:
+    """One run of the face mesh on an RGB uint8 picture: [468, 3] meshes in its pixels."""
     height, width = rgb.shape[:2]
     small = shrink(rgb, DETECT_LONG_SIDE)
     with face_mesh.FaceMesh(static_image_mode=True, max_num_faces=max_faces,
                             refine_landmarks=False,
                             min_detection_confidence=min_confidence) as mesh:
-        result = mesh.process(small)
-    meshes = []
-    for landmarks in result.multi_face_landmarks or ():
-        # Normalised coordinates: x * width is the pixel position in the full-size still;
-        # MediaPipe scales z like x.
-        meshes.append(np.array([(point.x * width, point.y * height, point.z * width)
-                                for point in landmarks.landmark], np.float32))
+        result = mesh.process(np.ascontiguousarray(small))
+    # Normalised coordinates: x * width is the pixel position in this picture; MediaPipe
+    # scales z like x.
+    return [np.array([(point.x * width, point.y * height, point.z * width)
+                      for point in landmarks.landmark], np.float32)
+            for landmarks in result.multi_face_landmarks or ()]
+
+
+def _same_face(a: np.ndarray, b: np.ndarray) -> bool:
+    eyes = [33, 263]
+    gap = float(np.hypot(*(a[eyes[0], :2] - a[eyes[1], :2])))
+    return float(np.abs(a[eyes, :2] - b[eyes, :2]).max()) < 0.5 * max(gap, 1.0)
+
+
+def detect_meshes(image: np.ndarray, max_faces: int = 1,
+                  min_confidence: float = 0.5) -> list[np.ndarray]:
+    """The face meshes of an RGB still (H x W x 3, float in [0, 1] or uint8), largest first:
+    each [468, 3] float32, x and y in the still's pixels and z (depth, towards the camera
+    negative) in the same pixel scale as x. An empty list when there is no face.
+
+    MediaPipe's detector looks for faces that fill a good part of its 128-px view, so a face
+    in a wide shot or one of several people is missed on the whole picture; the picture's
+    halves (overlapping squares along its longer side) are searched too, and a face found in
+    both counts once."""
+    face_mesh, _ = import_mediapipe()
+    rgb = to_rgb8(image)
+    height, width = rgb.shape[:2]
+    meshes = _mesh_pass(face_mesh, rgb, max_faces, min_confidence)
+    side = min(height, width)
+    if len(meshes) < max_faces or max(height, width) > 1.5 * side:
+        tile = max(32, int(round(0.6 * max(height, width))) if max(height, width) < 1.5 * side
+                   else side)
+        tile = min(tile, height, width)
+        ys = np.linspace(0, height - tile, max(2, int(np.ceil(height / tile)) + 1)).astype(int)
+        xs = np.linspace(0, width - tile, max(2, int(np.ceil(width / tile)) + 1)).astype(int)
+        for y in np.unique(ys):
+            for x in np.unique(xs):
+                for found in _mesh_pass(face_mesh, rgb[y:y + tile, x:x + tile], max_faces,
+                                        min_confidence):
+                    found[:, 0] += x
+                    found[:, 1] += y
+                    if not any(_same_face(found, known) for known in meshes):
+                        meshes.append(found)
     meshes.sort(key=lambda points: -float(np.prod(np.ptp(points[:, :2], axis=0))))
-    return meshes
+    return meshes[:max_faces]
 
 
 def mesh_parts(mesh: np.ndarray, height: int, width: int) -> FaceParts:

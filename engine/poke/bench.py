@@ -7,6 +7,9 @@ Rows, each in a process of its own (forked, so the peak resident memory is that 
   train STAGE   one optimisation step of each training stage (engine/poke/train.py, the real
                 step code) at batch 8: video (autoencoder + both discriminators, the adversarial
                 phase), codes (image and poke autoencoders), cinn (NLL, AMSGrad).
+  mesh          the shipped face-mesh model on a real face at --full-size: per still (face
+                mesh, person, field basis), one sample (draw + projection + frame fields),
+                and its 11 frames rendered.
   full res      one sample of 11 frames rendered at the still's resolution (--full-size,
                 default 1024 px square), for both spaces of the small model: pixels (the
                 generated change upsampled into the still) and motion (issue 5: decoded flows
@@ -28,6 +31,8 @@ import sys
 import time
 import types
 
+from pathlib import Path
+
 import torch
 
 from engine.bench import _peak_rss_mb, _ratio, run_forked, summary_line
@@ -35,6 +40,7 @@ from engine.poke.cinn import CinnConfig, count_parameters
 from engine.poke.model import PokeModel, PokeModelConfig
 
 BATCH = 8
+REPO = Path(__file__).resolve().parents[2]
 ORIGINAL_BATCH = 1
 BYTES = 4  # float32
 
@@ -145,6 +151,51 @@ def full_resolution_case(space: str, side: int, repeat: int) -> dict:
             pass
 
     return {"seconds": _median_seconds(work, repeat), "side": side}
+
+
+def mesh_case(side: int, repeat: int) -> dict:
+    """The shipped face-mesh model (models/poke_mesh.safetensors) on the astronaut at side x
+    side: seconds per still (face mesh, person mask, field operator, the code's basis fields),
+    per sample (cINN draw, the poke/pin projection, the 8 frames' fields), and the 11 frames
+    rendered at full resolution (the backward flows and the renderer)."""
+    import cv2
+    import numpy as np
+
+    from engine.job import DEFAULT_POKE_MODEL
+    from engine.poke.mesh.model import load_mesh_model
+    from engine.poke.mesh.sample import MotionSampler, face_scene, render_clip
+
+    path = REPO / "media" / "astronaut.png"
+    if not path.is_file() or not DEFAULT_POKE_MODEL.is_file():
+        return {"error": "skipped: needs media/astronaut.png (make media) and "
+                         "models/poke_mesh.safetensors"}
+    try:
+        import mediapipe  # noqa: F401
+    except ImportError:
+        return {"error": "skipped: needs mediapipe (requirements/face.txt)"}
+    still = cv2.resize(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), (side, side),
+                       interpolation=cv2.INTER_CUBIC)
+    model = load_mesh_model(DEFAULT_POKE_MODEL)
+    scale = side / 512  # the lower inner lip of the 512-px astronaut, dragged down
+    poke = [(223.1 * scale, 149.6 * scale, 0.0, 11.0 * scale)]
+    rgb = still.astype(np.float32) / 255
+    state = {}
+
+    def per_still():
+        state["scene"] = face_scene(still, rgb, poke, None)
+        state["sampler"] = MotionSampler(model, state["scene"])
+
+    def per_sample():
+        codes = state["sampler"].codes(poke, [], 1, seed=0, temperature=1.0)
+        state["fields"] = state["sampler"].frame_fields(codes[0])
+
+    def frames():
+        for _ in render_clip(state["scene"], state["fields"], 11):
+            pass
+
+    return {"side": side, "still_seconds": _median_seconds(per_still, repeat),
+            "seconds": _median_seconds(per_sample, repeat),
+            "render_11_seconds": _median_seconds(frames, repeat)}
 
 
 def _stand_in_trainer(model: PokeModel, perceptual: bool):
@@ -272,6 +323,14 @@ def run_bench(args, out=print) -> dict:
         result = isolated(full_resolution_case, space, side, repeat)
         results["small"][f"full_resolution_{space}"] = result
         row("small", f"{side}px {space}", 1, result)
+    result = isolated(mesh_case, side, repeat)
+    results["mesh"] = result
+    if "error" in result:
+        out(f"{'mesh':>9} {f'{side}px sample':>15} {1:>5}  {result['error']}")
+    else:
+        out(f"{'mesh':>9} {f'{side}px sample':>15} {1:>5} {result['seconds']:8.3f} "
+            f"{'':>7} {result['peak_rss_mb']:8.0f}   (+ {result['still_seconds']:.2f} s per "
+            f"still, {result['render_11_seconds']:.2f} s to render 11 frames)")
     for stage in ("video", "codes", "cinn"):
         result = isolated(train_case, "small", stage, BATCH, repeat, perceptual)
         results["small"][f"train_{stage}"] = result

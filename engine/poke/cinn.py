@@ -61,6 +61,9 @@ class CinnConfig:
     cond_net_channels: int = 64           # shared condition network width (0: use h as given)
     scale_clamp: float = 2.0              # |log scale| < clamp per affine transform
     shuffle_seed: int = 0                 # fixed channel permutations come from this seed
+    # 3: the couplings' outer convolutions are 3x3 (latent maps); 1: on a 1x1 latent (a code
+    # vector, engine/poke/mesh) a 3x3 kernel would only add weights that always meet padding.
+    coupling_kernel: int = 3
 
     @classmethod
     def tiny(cls) -> "CinnConfig":
@@ -128,6 +131,9 @@ class CinnConfig:
         if self.mcf_kernel[1] % 2 != 1 or self.mcf_kernel[0] < 1:
             raise ValueError(f"cINN config: mcf_kernel {self.mcf_kernel} needs an odd width "
                              "(centred on the column) and at least one row")
+        if self.coupling_kernel not in (1, 3):
+            raise ValueError(f"cINN config: coupling_kernel must be 1 or 3 "
+                             f"(got {self.coupling_kernel})")
         if self.mcf_layers < 1 or self.macow_units < 0 or self.scale_clamp <= 0:
             raise ValueError("cINN config: mcf_layers >= 1, macow_units >= 0, scale_clamp > 0")
 
@@ -303,7 +309,7 @@ class AffineCoupling(nn.Module):
     between; the last conv starts at zero (identity)."""
 
     def __init__(self, channels: int, hidden: int, cond_channels: int, split: str,
-                 change_second: bool, clamp: float):
+                 change_second: bool, clamp: float, kernel: int = 3):
         super().__init__()
         if split == "halves":
             first, second = list(range(channels - channels // 2)), \
@@ -324,9 +330,10 @@ class AffineCoupling(nn.Module):
                                                    dtype=torch.long), persistent=False)
         self.clamp = clamp
         self.uses_condition = cond_channels > 0
-        self.conv_in = nn.Conv2d(len(keep), hidden, 3, padding=1, bias=False)
+        self.conv_in = nn.Conv2d(len(keep), hidden, kernel, padding=kernel // 2, bias=False)
         self.conv_mid = nn.Conv2d(hidden, hidden, 1, bias=False)
-        self.conv_out = nn.Conv2d(hidden + cond_channels, 2 * len(change), 3, padding=1)
+        self.conv_out = nn.Conv2d(hidden + cond_channels, 2 * len(change), kernel,
+                                  padding=kernel // 2)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
@@ -387,7 +394,7 @@ def macow_step(channels: int, config: CinnConfig, cond_channels: int, seed: int)
 
     def coupling(split, change_second):
         return AffineCoupling(channels, config.coupling_hidden, coupling_cond, split,
-                              change_second, config.scale_clamp)
+                              change_second, config.scale_clamp, config.coupling_kernel)
 
     units = lambda: [macow_unit(channels, config, cond_channels)  # noqa: E731
                      for _ in range(config.macow_units)]
@@ -403,7 +410,8 @@ def split_prior(channels: int, leaving: int, config: CinnConfig, cond_channels: 
     coupling_cond = cond_channels if config.condition_couplings else 0
     return FlowSequence([Shuffle(channels, seed),
                          AffineCoupling(channels, config.coupling_hidden, coupling_cond,
-                                        f"last_{leaving}", True, config.scale_clamp),
+                                        f"last_{leaving}", True, config.scale_clamp,
+                                        config.coupling_kernel),
                          _LastChannels(ActNorm(leaving), leaving)])
 
 

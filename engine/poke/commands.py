@@ -9,6 +9,7 @@ from __future__ import annotations
 
 def add_commands(commands) -> None:
     _add_train(commands)
+    _add_train_mesh(commands)
     _add_sample(commands)
     _add_evaluate(commands)
 
@@ -17,6 +18,37 @@ def _train(args, progress) -> int:
     from engine.poke.train import run
 
     return run(args, progress)
+
+
+def _train_mesh(args, progress) -> int:
+    from engine.poke.mesh.train import run
+
+    return run(args, progress)
+
+
+def _add_train_mesh(commands) -> None:
+    parser = commands.add_parser(
+        "train-mesh-poke", help="train the face-mesh poke model (identity-free face motion) "
+                                "from face clips of anyone")
+    _mesh_arguments(parser)
+    parser.set_defaults(command=_train_mesh)
+
+
+def _mesh_arguments(parser) -> None:
+    parser.add_argument("videos", nargs="+", metavar="VIDEO",
+                        help="face clips (any person; more clips, more real expressions)")
+    parser.add_argument("--out", required=True, help="the model file (.safetensors)")
+    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--clips", type=int, default=60000,
+                        help="training clips drawn once (pokes are redrawn at every pass)")
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--codes", type=int, default=24)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--held-out", type=float, default=0.2,
+                        help="last fraction of each clip kept out of training")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
 
 
 def _add_train(commands) -> None:

@@ -477,7 +477,13 @@ def prepare(job, device, progress):
     from engine.job import read_motion_still, read_working_still
     from engine.poke.model import load_model
 
+    from engine.poke.mesh.model import is_mesh_model
+
     settings = job.poke
+    if is_mesh_model(settings.model_path()):
+        from engine.poke.mesh.sample import prepare as prepare_mesh
+
+        return prepare_mesh(job, device, progress)
     if not job.pokes:
         raise JobError("the job has no pokes, so the model has nothing to follow; draw at "
                        "least one arrow on the face")
@@ -563,6 +569,10 @@ def run_command(args, progress) -> int:
     if not model_path.is_file():
         raise JobError(f"poke model not found: {model_path}; train one with `python -m engine "
                        "train-poke VIDEO --out MODEL.safetensors`")
+    from engine.poke.mesh.model import is_mesh_model
+
+    if is_mesh_model(model_path):
+        return _run_mesh_command(args, progress, out, model_path)
     still = frames_io.read_image(args.image)
     model = load_model(model_path, resolve_device(args.device))
     progress.emit("sample", 0, args.samples)
@@ -600,4 +610,50 @@ def run_command(args, progress) -> int:
         cv2.imencode(".png", sheet)[1].tofile(partial / "contact_sheet.png")
     progress.emit("done", len(rows), len(rows), output=str(out),
                   contact_sheet=str(out / "contact_sheet.png"), box=list(result.box))
+    return 0
+
+
+def _run_mesh_command(args, progress, out: Path, model_path: Path) -> int:
+    """sample-poke with a face-mesh model: each sample is a poke job through the runner, so the
+    frames are exactly what a bake of that sample writes."""
+    from engine import preview
+    from engine.job import Job, Poke, PokeSettings
+    from engine.progress import Nested
+    from engine.runner import run_job
+    from engine.staging import staged_folder
+
+    if args.size == 64:
+        raise JobError("--size 64 is for pixel models' own 64-px clips; a face-mesh model "
+                       "renders the still itself: leave out --size")
+    if args.no_guide:
+        raise JobError("--no-guide does not apply to a face-mesh model: its pokes land by "
+                       "construction (a projection in code space), there is nothing to switch "
+                       "off")
+    image = Path(args.image).absolute()
+    pokes = tuple(Poke((x, y), (x + dx, y + dy)) for x, y, dx, dy in args.poke) + \
+        tuple(Poke((x, y), (x, y)) for x, y in args.pin)
+    count = args.frames or 11
+    rows = []
+    with staged_folder(out) as partial:
+        for index in range(args.samples):
+            folder = partial / sample_name(index)
+            job = Job(engine="poke", image=image, output=folder, frames=count, seed=args.seed,
+                      device=args.device, pokes=pokes,
+                      poke=PokeSettings(model=model_path.absolute(), samples=args.samples,
+                                        sample=index, temperature=args.temperature))
+            run_job(job, Nested(progress, "sample"))
+            row = []
+            for number in range(1, count + 1):
+                pixels = frames_io.read_image(folder / job.frame_name(number))
+                thumb = cv2.resize(frames_io.to_display(pixels), (THUMB_SIDE, THUMB_SIDE),
+                                   interpolation=cv2.INTER_AREA)
+                row.append((number, thumb))
+            rows.append(row)
+            cv2.imencode(".png", row[-1][1])[1].tofile(partial / f"{sample_name(index)}.png")
+            progress.emit("write", index + 1, args.samples, folder=str(out / folder.name))
+        sheet = preview.contact_sheet([cell for row in rows for cell in row],
+                                      columns=len(rows[0]))
+        cv2.imencode(".png", sheet)[1].tofile(partial / "contact_sheet.png")
+    progress.emit("done", len(rows), len(rows), output=str(out),
+                  contact_sheet=str(out / "contact_sheet.png"))
     return 0

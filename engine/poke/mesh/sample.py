@@ -1,0 +1,394 @@
+"""Sampling the face-mesh poke model: a still and pokes -> clips of the still's own pixels.
+
+1. The face: MediaPipe's mesh on the artist's still (before any style stage). With several
+   faces, the one under the longest poke moves and the others are held.
+2. Motion: the cINN draws the T frames' landmark codes given the still's layout and the longest
+   poke (face units). Sample i's noise comes from its own generator, seeded by (seed, i), so the
+   sample picked from the thumbnails bakes exactly as it looked.
+3. Pokes and pins, exactly: the dense field is linear in the code, so every poke's and pin's
+   displacement at its start is a linear function of each frame's code. The smallest change of
+   the (whitened) code that makes the last frame carry each poke's start to its end, and every
+   pin stay, at every frame, is solved in closed form: a projection in code space, before any
+   pixel is touched. Between the still and the last frame the correction grows linearly.
+4. Pixels: the field (engine/poke/mesh/field.py: piecewise-affine on the face, harmonic over the
+   person, zero elsewhere), inverted into a backward flow and rendered by the shared renderer at
+   the still's full resolution. Outside the person, pins and static masks it is exactly zero,
+   so those pixels are the still's, bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from engine import frames as frames_io
+from engine.errors import JobError
+from engine.face.geometry import FaceFrame
+from engine.poke.mesh.field import PERSON_SURE, MeshField, _hull_mask
+from engine.poke.mesh.model import MeshPokeModel
+from engine.render import FrameRenderer, cubic_matrix, smoothstep
+from engine.warp.pins import pin_discs
+
+THUMB_SIDE = 128
+# A poke whose start the field cannot move (outside the person, on a held face) moves less than
+# this many pixels per unit of code: it cannot be followed, and is dropped with a warning.
+REACH_FLOOR = 0.05
+# Ridge on the projection's normal equations, relative to their scale: keeps a pin and a poke
+# that start at nearly the same spot from asking for an unbounded code.
+RIDGE = 1e-6
+
+
+@dataclass
+class FaceScene:
+    """One still and the face that moves in it (working pixels)."""
+    still: np.ndarray               # native array (engine/frames.py), what the frames show
+    mesh: np.ndarray                # [468, 3] the moving face
+    frame: FaceFrame
+    field: MeshField
+    gate: np.ndarray                # [H, W] 1 where pixels may move, 0 where they are held
+
+
+def no_face_message() -> str:
+    return ("no face found in the still: the face model moves faces only (photos, paintings "
+            "and CGI faces MediaPipe finds, at least ~48 px across). For any other picture, "
+            "switch the engine to Warp, which moves exactly what the arrows say")
+
+
+def face_scene(still: np.ndarray, rgb: np.ndarray, pokes: Sequence[Sequence[float]],
+               hold: np.ndarray | None, person: bool = True,
+               warn: Callable[[str], None] = lambda message: None) -> FaceScene:
+    """Find the face under the pokes, the person around it, and build the field operator.
+    `rgb`: the artist's still (display RGB, float), for finding; `hold`: [H, W] pins and static
+    masks in [0, 1] (or None)."""
+    from engine.face.landmarks import detect_meshes
+
+    height, width = still.shape[:2]
+    meshes = detect_meshes(rgb, max_faces=4)
+    if not meshes:
+        raise JobError(no_face_message())
+    longest = max(pokes, key=lambda p: math.hypot(p[2], p[3])) if pokes else None
+    index = 0
+    if longest is not None and len(meshes) > 1:
+        index = int(np.argmin([_distance_to_face(m, longest[:2]) for m in meshes]))
+    mesh = meshes[index]
+    others = [m for k, m in enumerate(meshes) if k != index]
+    person_mask = None
+    if person:
+        try:
+            from engine.face.segmentation import person_mask as segment
+            person_mask = segment(rgb)
+        except JobError as error:
+            warn(f"only the face itself moves (no person mask for hair and neck): {error}")
+    field = MeshField(mesh, (height, width), person_mask, others, hold)
+    gate = _full_gate(field, mesh, person_mask, others, hold, (height, width))
+    return FaceScene(still, mesh, FaceFrame.of(mesh), field, gate)
+
+
+def _distance_to_face(mesh: np.ndarray, point) -> float:
+    hull = cv2.convexHull(mesh[:, :2].astype(np.float32))
+    return max(0.0, -cv2.pointPolygonTest(hull, (float(point[0]), float(point[1])), True))
+
+
+def _full_gate(field: MeshField, mesh, person, others, hold, size) -> np.ndarray:
+    """The field's support at full resolution: where output pixels may move at all."""
+    height, width = size
+    interocular = float(np.hypot(*(mesh[263, :2] - mesh[33, :2])))
+    from engine.poke.mesh.field import HULL_MARGIN
+    gate = _hull_mask(mesh[:, :2], (height, width), HULL_MARGIN * interocular).astype(np.float32)
+    if person is not None:
+        gate = np.maximum(gate, smoothstep(np.asarray(person, np.float32), *PERSON_SURE))
+    for other in others:
+        gate[_hull_mask(other[:, :2], (height, width))] = 0.0
+    if hold is not None:
+        gate *= 1.0 - np.clip(hold, 0.0, 1.0)
+    return gate
+
+
+class MotionSampler:
+    """The model's motion for one scene: basis fields once, then any sample's frame fields."""
+
+    def __init__(self, model: MeshPokeModel, scene: FaceScene):
+        self.model = model
+        self.scene = scene
+        c = model.config
+        # Landmark displacement (pixels) of the code's mean and of each code direction.
+        rows = torch.cat([model.motion_mean[None], model.motion_basis]).double().numpy()
+        pixels = scene.frame.vectors_to_pixels(rows.reshape(-1, 468, 2))
+        self.fields = scene.field.fields(pixels)                       # [K + 1, 2, gh, gw]
+        self.layout = torch.from_numpy(scene.frame.to_face(scene.mesh)[:, :2]).float()[None]
+        self.frames = c.frames
+
+    def values_at(self, points: Sequence[Sequence[float]]) -> torch.Tensor:
+        """Each basis field's full-resolution displacement (pixels) at each point:
+        [P, 2, K + 1], the renderer's own interpolation (engine/render.py upsample_flow)."""
+        height, width = self.scene.still.shape[:2]
+        gh, gw = self.scene.field.grid
+        out = []
+        for x, y in points:
+            row = min(height - 1, max(0, int(math.floor(y))))
+            col = min(width - 1, max(0, int(math.floor(x))))
+            wy = cubic_matrix(row, row + 1, height, gh, 0, gh, self.fields)[0]
+            wx = cubic_matrix(col, col + 1, width, gw, 0, gw, self.fields)[0]
+            value = torch.einsum("h,mchw,w->cm", wy, self.fields, wx)
+            out.append(value * torch.tensor([width / gw, height / gh])[:, None])
+        return torch.stack(out) if out else torch.zeros(0, 2, self.fields.shape[0])
+
+    def codes(self, pokes, pins, count: int, seed: int, temperature: float,
+              indices: Sequence[int] | None = None,
+              warn: Callable[[str], None] = lambda message: None) -> torch.Tensor:
+        """Codes [S, T, K] of the samples `indices` (default 0..count-1), each landing every
+        poke (x, y, dx, dy; working pixels) exactly at the last frame and holding every pin
+        (x, y) at every frame."""
+        from engine.poke.sample import sample_generator
+
+        indices = list(range(count)) if indices is None else list(indices)
+        model, frame = self.model, self.scene.frame
+        longest = max(pokes, key=lambda p: math.hypot(p[2], p[3]))
+        start = torch.from_numpy(frame.to_face(np.array([longest[:2]]))).float()
+        drag = torch.from_numpy(frame.vectors_to_face(np.array([longest[2:4]]))).float()
+        cond = model.condition(self.layout, start, drag)
+        dims = model.config.codes * model.config.frames
+        noise = torch.stack([torch.randn(dims, generator=sample_generator(seed, i))
+                             for i in indices]) * temperature
+        codes = model.sample(cond.expand(len(indices), -1, -1, -1), noise).double()
+        return self._project(codes, pokes, pins, warn)
+
+    def _project(self, codes, pokes, pins, warn) -> torch.Tensor:
+        values = self.values_at([p[:2] for p in pokes] + [p[:2] for p in pins]).double()
+        reach = values[:, :, 1:].norm(dim=(1, 2))
+        keep = []
+        for number, poke in enumerate(pokes):
+            if reach[number] < REACH_FLOOR:
+                warn(f"a poke starting at ({poke[0]:.0f}, {poke[1]:.0f}) is off the moving "
+                     "face and person, so nothing there can follow it; it is ignored")
+            else:
+                keep.append(number)
+        keep += [len(pokes) + k for k in range(len(pins)) if reach[len(pokes) + k] >= REACH_FLOOR]
+        if not keep:
+            return codes.float()
+        values = values[keep]
+        offset = values[:, :, 0].reshape(-1)                     # [2P] the mean's share
+        matrix = values[:, :, 1:].reshape(-1, values.shape[-1] - 1)  # [2P, K]
+        frames = codes.shape[1]
+        target_last = torch.tensor([c for k in keep for c in
+                                    ((pokes[k][2], pokes[k][3]) if k < len(pokes)
+                                     else (0.0, 0.0))], dtype=torch.float64)
+        is_pin = torch.tensor([k >= len(pokes) for k in keep for _ in (0, 1)])
+        now = codes @ matrix.T + offset                           # [S, T, 2P]
+        ramp = torch.arange(1, frames + 1, dtype=torch.float64) / frames
+        target = now + ramp[None, :, None] * (target_last - now[:, -1:, :])
+        target = torch.where(is_pin, torch.zeros_like(target), target)
+        normal = matrix @ matrix.T
+        normal = normal + RIDGE * normal.diagonal().mean() * torch.eye(len(normal),
+                                                                       dtype=torch.float64)
+        step = torch.linalg.solve(normal, (target - now).reshape(-1, len(normal)).T).T
+        return (codes + (step @ matrix).reshape(codes.shape)).float()
+
+    def frame_landmarks(self, codes: torch.Tensor) -> np.ndarray:
+        """[T, K] codes of one sample -> the landmarks' displacements [T, 468, 2] (pixels)."""
+        motion = self.model.decode_motion(codes.float()).double().numpy()
+        return self.scene.frame.vectors_to_pixels(motion)
+
+    def frame_fields(self, codes: torch.Tensor) -> torch.Tensor:
+        """[T, K] codes of one sample -> forward fields [T, 2, gh, gw] (grid cells)."""
+        weights = torch.cat([torch.ones(len(codes), 1), codes.float()], dim=1)
+        return torch.einsum("tm,mchw->tchw", weights, self.fields)
+
+
+def frame_positions(count: int, model_frames: int, loop: bool) -> np.ndarray:
+    """Where each of `count` output frames lies on the model's timeline (0 = the still,
+    model_frames = the last generated frame): evenly, or out and back for a loop."""
+    k = np.arange(count, dtype=np.float64)
+    if loop:
+        return model_frames * (1.0 - np.cos(2.0 * np.pi * k / count)) / 2.0
+    return model_frames * k / max(count - 1, 1)
+
+
+def field_at(fields: torch.Tensor, position: float) -> torch.Tensor:
+    """The forward field at a fractional position of [T, 2, h, w] (position 0: zero)."""
+    if position <= 0:
+        return torch.zeros_like(fields[0])
+    low = int(math.floor(position))
+    share = position - low
+    before = fields[low - 1] if low >= 1 else torch.zeros_like(fields[0])
+    after = fields[min(low, len(fields) - 1)]
+    return before * (1 - share) + after * share if share > 0 else before
+
+
+# The inner edge of the lips, round the mouth (MediaPipe face mesh).
+INNER_LIPS = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87,
+              178, 88, 95)
+# An opening smaller than this share of the inter-ocular distance squared is left as it is.
+MOUTH_OPENING_FLOOR = 0.01
+MOUTH_DARKEST = 0.9
+
+
+def _area(polygon: np.ndarray) -> float:
+    x, y = polygon[:, 0], polygon[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+
+
+class MouthCavity:
+    """What the motion uncovers inside the mouth. The warp can only stretch what lay between
+    the lips in the still (a lip line, teeth); a real mouth that opens shows its dark inside.
+    So inside the moved inner-lip outline the frame is blended toward the darkest colour of the
+    still's own mouth, by how much of the opening is new (1 - area in the still / area now),
+    with a soft edge: a closed mouth that opens turns dark inside, teeth that show in the still
+    stay visible, half-shaded."""
+
+    def __init__(self, scene: FaceScene):
+        self.scene = scene
+        lips = scene.mesh[list(INNER_LIPS), :2].astype(np.float64)
+        self.area = _area(lips)
+        self.floor = MOUTH_OPENING_FLOOR * scene.frame.scale ** 2
+        self.soft = max(0.7, 0.03 * scene.frame.scale)
+        still = frames_io.to_float(scene.still)
+        box = self._box(scene.mesh[[61, 291, 0, 17], :2], still.shape)
+        region = still[box[1]:box[3], box[0]:box[2], :3].reshape(-1, min(3, still.shape[2]))
+        light = region.mean(axis=1)
+        dark = region[light <= np.quantile(light, 0.05)].mean(axis=0) if len(region) else \
+            np.zeros(3)
+        self.colour = (dark * 0.5).astype(np.float32)
+
+    @staticmethod
+    def _box(points, shape, pad=4):
+        low = np.floor(points.min(0)).astype(int) - pad
+        high = np.ceil(points.max(0)).astype(int) + pad
+        return (max(0, low[0]), max(0, low[1]), min(shape[1], high[0]), min(shape[0], high[1]))
+
+    def apply(self, frame: np.ndarray, displacement: np.ndarray) -> np.ndarray:
+        """frame (native array) and the landmarks' displacement [468, 2] at that frame."""
+        lips = self.scene.mesh[list(INNER_LIPS), :2] + displacement[list(INNER_LIPS)]
+        area = _area(lips)
+        if area - self.area <= self.floor:
+            return frame
+        strength = min(MOUTH_DARKEST, (area - self.area) / area)
+        x0, y0, x1, y1 = self._box(lips, frame.shape, pad=int(3 * self.soft) + 2)
+        if x1 <= x0 or y1 <= y0:
+            return frame
+        mask = np.zeros((y1 - y0, x1 - x0), np.float32)
+        cv2.fillPoly(mask, [np.round((lips - [x0, y0]) * 16).astype(np.int32)], 1.0,
+                     lineType=cv2.LINE_AA, shift=4)
+        mask = cv2.GaussianBlur(mask, (0, 0), self.soft) * strength
+        # the soft edge stays inside the lips' own pixels: no darkening past the outline
+        mask *= cv2.erode((mask > 0).astype(np.uint8), None).astype(np.float32)
+        patch = frames_io.to_float(frame[y0:y1, x0:x1])
+        colour = patch[..., :3] * (1 - mask[..., None]) + self.colour * mask[..., None]
+        out = frame.copy()
+        if patch.shape[2] == 4:
+            colour = np.concatenate([colour, patch[..., 3:]], axis=2)
+        out[y0:y1, x0:x1] = frames_io.from_float(colour, frame.dtype)
+        return out
+
+
+def render_clip(scene: FaceScene, fields: torch.Tensor, count: int, loop: bool = False,
+                device="cpu", landmarks: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """The sample's `count` frames at the still's resolution; with the landmarks'
+    displacements [T, 468, 2], the mouth's inside is filled where it opens (MouthCavity)."""
+    from engine.poke.motion import backward_flow
+
+    renderer = FrameRenderer(scene.still, device, gate=scene.gate)
+    mouth = MouthCavity(scene) if landmarks is not None else None
+    for position in frame_positions(count, len(fields), loop):
+        forward = field_at(fields, float(position))
+        if not bool((forward != 0).any()):
+            yield scene.still.copy()
+            continue
+        frame = renderer.render(backward_flow(forward[None])[0])
+        if mouth is not None:
+            moved = field_at(torch.from_numpy(landmarks), float(position)).numpy()
+            frame = mouth.apply(frame, moved)
+        yield frame
+
+
+def thumbnail(scene: FaceScene, fields: torch.Tensor, landmarks: np.ndarray | None = None,
+              side: int = THUMB_SIDE) -> np.ndarray:
+    """uint8 RGB: the sample's last frame around the face, `side` px square."""
+    last = list(render_clip(scene, fields[-1:], 2, landmarks=None if landmarks is None
+                            else landmarks[-1:]))[-1]
+    height, width = last.shape[:2]
+    low, high = scene.mesh[:, :2].min(0), scene.mesh[:, :2].max(0)
+    centre, half = (low + high) / 2, 0.8 * float((high - low).max())
+    x0, y0 = int(max(0, centre[0] - half)), int(max(0, centre[1] - half))
+    x1, y1 = int(min(width, centre[0] + half)), int(min(height, centre[1] + half))
+    crop = frames_io.to_display(last[y0:y1, x0:x1])
+    crop = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
+    return cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA
+                      if crop.shape[0] > side else cv2.INTER_CUBIC)
+
+
+# --------------------------------------------------------------------------------------------
+# Job file entry (engine/runner.py through engine/poke/sample.py): engine "poke" with a
+# face-mesh model.
+
+
+class MeshClip:
+    """One sample's frames at full resolution, as the runner iterates them."""
+
+    def __init__(self, scene: FaceScene, fields: torch.Tensor, landmarks: np.ndarray,
+                 count: int, loop: bool, device):
+        self.scene, self.fields, self.landmarks = scene, fields, landmarks
+        self.count, self.loop, self.device = count, loop, device
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return render_clip(self.scene, self.fields, self.count, self.loop, self.device,
+                           self.landmarks)
+
+
+def prepare(job, device, progress):
+    """The frames (or the thumbnails) a poke job with a face-mesh model asks for."""
+    from engine.job import read_motion_still, read_working_still
+    from engine.poke.mesh.model import load_mesh_model
+    from engine.poke.sample import NamedImages, display_rgb, sample_name
+
+    settings = job.poke
+    if not job.pokes:
+        raise JobError("the job has no pokes, so the face has nothing to follow; draw at "
+                       "least one arrow on the face")
+    still, width, height, sx, sy = read_working_still(job)
+    work_h, work_w = still.shape[:2]
+    is_pin = [p.is_pin(width, height) for p in job.pokes]
+    if all(is_pin):
+        raise JobError(f"the job has only pins ({len(is_pin)} clicks without a drag), so "
+                       "nothing is asked to move; drag at least one arrow from a spot to where "
+                       "it should go")
+    pokes = [(p.start[0] * sx, p.start[1] * sy, p.vector[0] * sx, p.vector[1] * sy)
+             for p, pinned in zip(job.pokes, is_pin) if not pinned]
+    pins = [(p.start[0] * sx, p.start[1] * sy, p.radius * math.sqrt(sx * sy))
+            for p, pinned in zip(job.pokes, is_pin) if pinned]
+    statics = []
+    for index, mask in enumerate(job.masks, 1):
+        if mask.label == "static":
+            values = frames_io.read_mask(mask.path, width, height, name=f"mask {index}")
+            statics.append(cv2.resize(values, (work_w, work_h), interpolation=cv2.INTER_AREA))
+    hold = pin_discs(pins, work_w, work_h)
+    for values in statics:
+        hold = values if hold is None else np.maximum(hold, values)
+    # The face and the person are found on the artist's still even when a style painted it.
+    unstyled = read_motion_still(job, work_w, work_h)
+    rgb = display_rgb(still if unstyled is None else unstyled)
+    progress.emit("face", 0, 1)
+    scene = face_scene(still, rgb, pokes, hold, person=settings.background,
+                       warn=progress.warning)
+    progress.emit("face", 1, 1, interocular=round(scene.frame.scale, 1))
+    model = load_mesh_model(settings.model_path())
+    sampler = MotionSampler(model, scene)
+    indices = list(range(settings.samples)) if settings.thumbnails else [settings.sample]
+    progress.emit("sample", 0, len(indices))
+    codes = sampler.codes(pokes, [p[:2] for p in pins], settings.samples, job.seed,
+                          settings.temperature, indices, progress.warning)
+    progress.emit("sample", len(indices), len(indices))
+    if settings.thumbnails:
+        return NamedImages([(f"{sample_name(i)}.png",
+                             thumbnail(scene, sampler.frame_fields(c), sampler.frame_landmarks(c)))
+                            for i, c in zip(indices, codes)])
+    return MeshClip(scene, sampler.frame_fields(codes[0]), sampler.frame_landmarks(codes[0]),
+                    job.frames, job.loop, device)
