@@ -349,6 +349,8 @@ class SampleRun(_EngineRun):
         elif stage == "thumbnail" and isinstance(done, int) and isinstance(total, int) and total:
             self.progress = runtime.progress = max(0.0, min(1.0, done / total))
             runtime.message = f"Sampling: {done}/{total} samples"
+        elif stage == "face":
+            runtime.message = "Sampling: found the face, measuring it"
         elif stage in {"sample", "load"}:
             runtime.message = "Sampling: the model draws the clips"
         elif stage:

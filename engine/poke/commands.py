@@ -43,7 +43,9 @@ def _mesh_arguments(parser) -> None:
     parser.add_argument("--clips", type=int, default=60000,
                         help="training clips drawn once (pokes are redrawn at every pass)")
     parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--codes", type=int, default=24)
+    parser.add_argument("--codes", type=int, default=16)
+    parser.add_argument("--code-noise", type=float, default=0.05,
+                        help="std of the noise added to the (whitened) codes in training")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--held-out", type=float, default=0.2,
                         help="last fraction of each clip kept out of training")

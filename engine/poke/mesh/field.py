@@ -167,6 +167,38 @@ class MeshField:
                     self.triangles[k]]
         return out
 
+    def backward(self, forward: torch.Tensor, displacement: np.ndarray) -> torch.Tensor:
+        """The backward flow [2, gh, gw] (grid cells) the renderer needs, for one frame's
+        forward field and its landmark displacement [468, 2] (pixels). On the moved face the
+        inverse is exact: each moved triangle maps back affinely onto its place in the still
+        (a fixed-point inversion is not, where the lips part and the field is steep). Off the
+        face the field is smooth and the fixed point (engine/poke/motion.py) serves."""
+        from engine.poke.motion import backward_flow
+
+        back = backward_flow(forward[None])[0].clone()
+        gh, gw = self.grid
+        moved = self.points + np.asarray(displacement, np.float64) * self.scale
+        corners = moved[self.triangles]
+        sources = self.points[self.triangles]
+        low = np.clip(np.floor(corners.min(1)).astype(int), 0, [gw - 1, gh - 1])
+        high = np.clip(np.ceil(corners.max(1)).astype(int), 0, [gw - 1, gh - 1])
+        rows, cols, values = [], [], []
+        for index in range(len(self.triangles)):
+            (x0, y0), (x1, y1) = low[index], high[index]
+            ys, xs = np.mgrid[y0:y1 + 1, x0:x1 + 1]
+            centres = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
+            weights = _barycentric(centres, np.repeat(corners[index][None], len(centres), 0))
+            hit = (weights >= -1e-9).all(1)
+            if hit.any():
+                rows.append(ys.ravel()[hit])
+                cols.append(xs.ravel()[hit])
+                values.append(centres[hit] - weights[hit] @ sources[index])
+        if rows:
+            rows, cols = np.concatenate(rows), np.concatenate(cols)
+            values = torch.from_numpy(np.concatenate(values).T.astype(np.float32))
+            back[:, torch.from_numpy(rows), torch.from_numpy(cols)] = values
+        return back
+
     def to_grid(self, pixels: np.ndarray) -> np.ndarray:
         return np.asarray(pixels, np.float64) * self.scale - 0.5
 

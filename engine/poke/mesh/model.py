@@ -35,11 +35,11 @@ CONFIG_KEY = "stillmotion.config"
 @dataclass
 class MeshPokeConfig:
     frames: int = 8             # model frames after the still
-    codes: int = 24             # K: principal directions of the per-frame landmark motion
+    codes: int = 16             # K: principal directions of the per-frame landmark motion
     layout_codes: int = 8       # L: principal directions of the still's landmark layout
     hidden: int = 256
     levels: tuple[int, ...] = (2, 2)
-    factor_out: int = 48
+    factor_out: int = 32
 
     @property
     def cond(self) -> int:

@@ -41,6 +41,10 @@ REACH_FLOOR = 0.05
 # Ridge on the projection's normal equations, relative to their scale: keeps a pin and a poke
 # that start at nearly the same spot from asking for an unbounded code.
 RIDGE = 1e-6
+# A code is in standard deviations of the training motion; one beyond this is a diverged
+# inverse (its frames would tear the face), drawn again from the sample's next generator.
+DIVERGED = 8.0
+REDRAWS = 8
 
 
 @dataclass
@@ -153,10 +157,21 @@ class MotionSampler:
         drag = torch.from_numpy(frame.vectors_to_face(np.array([longest[2:4]]))).float()
         cond = model.condition(self.layout, start, drag)
         dims = model.config.codes * model.config.frames
-        noise = torch.stack([torch.randn(dims, generator=sample_generator(seed, i))
-                             for i in indices]) * temperature
-        codes = model.sample(cond.expand(len(indices), -1, -1, -1), noise).double()
-        return self._project(codes, pokes, pins, warn)
+        rows = []
+        for index in indices:
+            for redraw in range(REDRAWS + 1):
+                noise = torch.randn(dims, generator=sample_generator(seed, index, redraw))
+                code = model.sample(cond, noise[None] * temperature)[0]
+                if bool(torch.isfinite(code).all()) and float(code.abs().max()) < DIVERGED:
+                    break
+            else:
+                raise JobError(f"sample {index}: the model's inverse diverged on {REDRAWS + 1} "
+                               "draws; lower the temperature or change the seed")
+            if redraw:
+                warn(f"sample {index} was drawn again ({redraw}x): the model's inverse "
+                     "diverged on its first noise")
+            rows.append(code)
+        return self._project(torch.stack(rows).double(), pokes, pins, warn)
 
     def _project(self, codes, pokes, pins, warn) -> torch.Tensor:
         values = self.values_at([p[:2] for p in pokes] + [p[:2] for p in pins]).double()
@@ -299,10 +314,11 @@ def render_clip(scene: FaceScene, fields: torch.Tensor, count: int, loop: bool =
         if not bool((forward != 0).any()):
             yield scene.still.copy()
             continue
-        frame = renderer.render(backward_flow(forward[None])[0])
-        if mouth is not None:
+        if landmarks is None:
+            frame = renderer.render(backward_flow(forward[None])[0])
+        else:
             moved = field_at(torch.from_numpy(landmarks), float(position)).numpy()
-            frame = mouth.apply(frame, moved)
+            frame = mouth.apply(renderer.render(scene.field.backward(forward, moved)), moved)
         yield frame
 
 

@@ -143,13 +143,18 @@ def run(args, progress) -> int:
         for group in optimiser.param_groups:
             group["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * step / args.steps))
         index = rng.integers(0, len(codes), args.batch)
-        loss = model.nll(codes[index], batch_condition(index, rng)).mean() \
+        # Dequantisation: the prior's motion lies on fewer dimensions than the code has, and a
+        # flow fitted to a degenerate direction contracts it without bound, so that sampling
+        # (the inverse) blows ordinary noise up by orders of magnitude. A little noise on the
+        # codes bounds that.
+        noisy = codes[index] + args.code_noise * torch.randn(codes[index].shape)
+        loss = model.nll(noisy, batch_condition(index, rng)).mean() \
             / (config.codes * config.frames)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.cinn.parameters(), 10.0)
         optimiser.step()
-        running.append(float(loss))
+        running.append(float(loss.detach()))
         if step % report_every == 0 or step == args.steps:
             progress.emit("train", step, args.steps, nll=round(float(np.mean(running)), 4),
                           seconds=round(time.perf_counter() - started, 1))
@@ -160,7 +165,7 @@ def run(args, progress) -> int:
              "held_out_nll_tracks": round(held_nll(held_real), 4),
              "train_minutes": round(minutes, 1), "steps": args.steps, "clips": args.clips,
              "videos": " ".join(Path(v).name for v in args.videos),
-             "held_out": args.held_out, "seed": args.seed,
+             "held_out": args.held_out, "seed": args.seed, "code_noise": args.code_noise,
              **{k: round(v, 4) for k, v in explained.items()}}
     save_mesh_model(args.out, model, facts)
     progress.emit("done", 1, 1, output=str(args.out), **facts)
