@@ -473,8 +473,25 @@ def sample_name(index: int) -> str:
     return f"sample_{index:02d}"
 
 
+def read_poke_still(job):
+    """The checks every poke model makes, and the still at working size: (pixels, full width,
+    full height, x scale, y scale, which pokes are pins)."""
+    from engine.job import read_working_still
+
+    if not job.pokes:
+        raise JobError("the job has no pokes, so the model has nothing to follow; draw at "
+                       "least one arrow on the face")
+    still, width, height, sx, sy = read_working_still(job)
+    is_pin = [p.is_pin(width, height) for p in job.pokes]
+    if all(is_pin):
+        raise JobError(f"the job has only pins ({len(is_pin)} clicks without a drag), so "
+                       "nothing is asked to move; drag at least one arrow from a spot to where "
+                       "it should go")
+    return still, width, height, sx, sy, is_pin
+
+
 def prepare(job, device, progress):
-    from engine.job import read_motion_still, read_working_still
+    from engine.job import read_motion_still
     from engine.poke.model import load_model
 
     from engine.poke.mesh.model import is_mesh_model
@@ -484,18 +501,10 @@ def prepare(job, device, progress):
         from engine.poke.mesh.sample import prepare as prepare_mesh
 
         return prepare_mesh(job, device, progress)
-    if not job.pokes:
-        raise JobError("the job has no pokes, so the model has nothing to follow; draw at "
-                       "least one arrow on the face")
     from engine.poke import parts as face_parts
 
-    still, width, height, sx, sy = read_working_still(job)
+    still, width, height, sx, sy, is_pin = read_poke_still(job)
     work_h, work_w = still.shape[:2]
-    is_pin = [p.is_pin(width, height) for p in job.pokes]
-    if all(is_pin):
-        raise JobError(f"the job has only pins ({len(is_pin)} clicks without a drag), so "
-                       "nothing is asked to move; drag at least one arrow from a spot to where "
-                       "it should go")
     starts = [(p.start[0] * sx, p.start[1] * sy) for p in job.pokes]
     # The face and the person are found on the artist's still even when a style painted it.
     unstyled = read_motion_still(job, work_w, work_h)

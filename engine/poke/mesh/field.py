@@ -82,6 +82,23 @@ def _barycentric(points: np.ndarray, corners: np.ndarray) -> np.ndarray:
     return np.stack([1.0 - wb - wc, wb, wc], axis=1)
 
 
+def _cells_in_triangles(corners: np.ndarray, grid: tuple[int, int]):
+    """For each triangle [M, 3, 2] (grid coordinates): (index, rows, columns, barycentric
+    weights) of the grid cells whose centres lie in it, tested exactly (a rasteriser's edge
+    pixels can lie just outside their triangle and would extrapolate it)."""
+    gh, gw = grid
+    low = np.clip(np.floor(corners.min(1)).astype(int), 0, [gw - 1, gh - 1])
+    high = np.clip(np.ceil(corners.max(1)).astype(int), 0, [gw - 1, gh - 1])
+    for index in range(len(corners)):
+        (x0, y0), (x1, y1) = low[index], high[index]
+        ys, xs = np.mgrid[y0:y1 + 1, x0:x1 + 1]
+        centres = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
+        weights = _barycentric(centres, np.repeat(corners[index][None], len(centres), 0))
+        hit = (weights >= -1e-9).all(1)
+        if hit.any():
+            yield index, ys.ravel()[hit], xs.ravel()[hit], weights[hit]
+
+
 def _hull_mask(points: np.ndarray, shape: tuple[int, int], grow: float = 0.0) -> np.ndarray:
     hull = cv2.convexHull(np.round(points * 16).astype(np.int32))
     mask = np.zeros(shape, np.uint8)
@@ -110,19 +127,11 @@ class MeshField:
         self.points = self.to_grid(np.asarray(mesh, np.float64)[:, :2])
         self.triangles = delaunay(self.points)
 
-        # Which triangle holds each cell centre, tested exactly (a rasteriser's edge pixels
-        # can lie just outside their triangle, and would extrapolate it).
+        # Which triangle holds each cell centre (the last one on a shared edge, where both give
+        # the same value).
         owner = np.full((gh, gw), -1, np.int64)
-        corners = self.points[self.triangles]                      # [M, 3, 2]
-        low = np.clip(np.floor(corners.min(1)).astype(int), 0, [gw - 1, gh - 1])
-        high = np.clip(np.ceil(corners.max(1)).astype(int), 0, [gw - 1, gh - 1])
-        for index in range(len(self.triangles)):
-            (x0, y0), (x1, y1) = low[index], high[index]
-            ys, xs = np.mgrid[y0:y1 + 1, x0:x1 + 1]
-            centres = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
-            weights = _barycentric(centres, np.repeat(corners[index][None], len(centres), 0))
-            hit = (weights >= -1e-9).all(1)
-            owner[ys.ravel()[hit], xs.ravel()[hit]] = index
+        for index, rows, cols, _ in _cells_in_triangles(self.points[self.triangles], self.grid):
+            owner[rows, cols] = index
         self.inside = owner >= 0
         cells = np.argwhere(self.inside)                      # [N, 2] (row, column)
         centres = cells[:, ::-1].astype(np.float64)
@@ -176,23 +185,15 @@ class MeshField:
         from engine.poke.motion import backward_flow
 
         back = backward_flow(forward[None])[0].clone()
-        gh, gw = self.grid
         moved = self.points + np.asarray(displacement, np.float64) * self.scale
-        corners = moved[self.triangles]
         sources = self.points[self.triangles]
-        low = np.clip(np.floor(corners.min(1)).astype(int), 0, [gw - 1, gh - 1])
-        high = np.clip(np.ceil(corners.max(1)).astype(int), 0, [gw - 1, gh - 1])
         rows, cols, values = [], [], []
-        for index in range(len(self.triangles)):
-            (x0, y0), (x1, y1) = low[index], high[index]
-            ys, xs = np.mgrid[y0:y1 + 1, x0:x1 + 1]
-            centres = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
-            weights = _barycentric(centres, np.repeat(corners[index][None], len(centres), 0))
-            hit = (weights >= -1e-9).all(1)
-            if hit.any():
-                rows.append(ys.ravel()[hit])
-                cols.append(xs.ravel()[hit])
-                values.append(centres[hit] - weights[hit] @ sources[index])
+        for index, hit_rows, hit_cols, weights in _cells_in_triangles(moved[self.triangles],
+                                                                      self.grid):
+            rows.append(hit_rows)
+            cols.append(hit_cols)
+            centres = np.stack([hit_cols, hit_rows], 1).astype(np.float64)
+            values.append(centres - weights @ sources[index])
         if rows:
             rows, cols = np.concatenate(rows), np.concatenate(cols)
             values = torch.from_numpy(np.concatenate(values).T.astype(np.float32))

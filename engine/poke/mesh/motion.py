@@ -45,6 +45,9 @@ UPPER_INNER_LIP = 13
 LOWER_INNER_LIP = 14
 LOWER_OUTER_LIP = 17
 MOUTH_CORNERS = ((61, 78), (291, 308))     # (outer, inner), person's right then left
+# The lips' inner and outer edges between the corners (MediaPipe FACEMESH_LIPS).
+UPPER_LIP = (191, 80, 81, 82, 13, 312, 311, 310, 415, 185, 40, 39, 37, 0, 267, 269, 270, 409)
+LOWER_LIP = (95, 88, 178, 87, 14, 317, 402, 318, 324, 146, 91, 181, 84, 17, 314, 405, 321, 375)
 RIGHT_BROW = (46, 53, 52, 65, 55, 70, 63, 105, 66, 107)
 LEFT_BROW = (276, 283, 282, 295, 285, 300, 293, 334, 296, 336)
 EXPRESSIONS = ("jaw", "smile", "right_lids", "left_lids", "brows")
@@ -94,12 +97,16 @@ def expression_basis(reference: np.ndarray) -> dict[str, np.ndarray]:
     basis = {}
     # Jaw: the mandible turns ~14 degrees about a hinge in front of the ears; how much of it a
     # landmark follows grows from the upper inner lip (none) to the lower outer lip (all).
+    # The whole lower lip goes with the jaw and the whole upper lip stays (setting only the
+    # middle landmarks would pull a notch into the lip); the corners go half way, the skin
+    # between the corners' line and the chin follows by height.
     hinge = np.array([ref[:, 1].mean(), HEAD_CENTRE[2] * 0.8])
-    y_top, y_low = ref[UPPER_INNER_LIP, 1], ref[LOWER_OUTER_LIP, 1]
-    follow = _smoothstep(ref[:, 1], y_top + 0.01, y_low)
-    follow[[UPPER_INNER_LIP]] = 0.0
-    follow[[LOWER_INNER_LIP, LOWER_OUTER_LIP]] = 1.0
+    corners_y = ref[[c for pair in MOUTH_CORNERS for c in pair], 1].mean()
+    follow = _smoothstep(ref[:, 1], corners_y, ref[LOWER_OUTER_LIP, 1])
     follow *= 1.0 - 0.5 * _smoothstep(np.abs(ref[:, 0]), 0.6, 1.1)
+    follow[list(UPPER_LIP)] = 0.0
+    follow[list(LOWER_LIP)] = 1.0
+    follow[[c for pair in MOUTH_CORNERS for c in pair]] = 0.5
     angle = np.radians(14.0)
     rel = np.stack([ref[:, 1] - hinge[0], ref[:, 2] - hinge[1]], axis=1)
     turned = rel @ np.array([[np.cos(angle), np.sin(angle)], [-np.sin(angle), np.cos(angle)]])

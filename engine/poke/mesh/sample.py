@@ -44,6 +44,8 @@ RIDGE = 1e-6
 # A code is in standard deviations of the training motion; one beyond this is a diverged
 # inverse (its frames would tear the face), drawn again from the sample's next generator.
 DIVERGED = 8.0
+# Pokes and pins are landed by changing this many leading codes (more when there are many).
+LEADING_CODES = 6
 REDRAWS = 8
 
 
@@ -198,11 +200,19 @@ class MotionSampler:
         ramp = torch.arange(1, frames + 1, dtype=torch.float64) / frames
         target = now + ramp[None, :, None] * (target_last - now[:, -1:, :])
         target = torch.where(is_pin, torch.zeros_like(target), target)
-        normal = matrix @ matrix.T
+        # The change is made of the leading codes only: they are the motions of the whole face
+        # (the head, the jaw, a smile). The minimum-norm change over every code would reach
+        # for the small local ones too and pull the poked landmark alone out of its
+        # neighbours (a notch in the lip).
+        leading = min(matrix.shape[1], max(LEADING_CODES, len(matrix) + 2))
+        moving = matrix[:, :leading]
+        normal = moving @ moving.T
         normal = normal + RIDGE * normal.diagonal().mean() * torch.eye(len(normal),
                                                                        dtype=torch.float64)
         step = torch.linalg.solve(normal, (target - now).reshape(-1, len(normal)).T).T
-        return (codes + (step @ matrix).reshape(codes.shape)).float()
+        change = torch.zeros(step.shape[0], matrix.shape[1], dtype=torch.float64)
+        change[:, :leading] = step @ moving
+        return (codes + change.reshape(codes.shape)).float()
 
     def frame_landmarks(self, codes: torch.Tensor) -> np.ndarray:
         """[T, K] codes of one sample -> the landmarks' displacements [T, 468, 2] (pixels)."""
@@ -235,40 +245,49 @@ def field_at(fields: torch.Tensor, position: float) -> torch.Tensor:
     return before * (1 - share) + after * share if share > 0 else before
 
 
-# The inner edge of the lips, round the mouth (MediaPipe face mesh).
-INNER_LIPS = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87,
-              178, 88, 95)
-# An opening smaller than this share of the inter-ocular distance squared is left as it is.
-MOUTH_OPENING_FLOOR = 0.01
-MOUTH_DARKEST = 0.9
+# The inner edges of the lips, corner (78) to corner (308) (MediaPipe face mesh).
+UPPER_INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
+LOWER_INNER_LIP = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
+# The lips must part by more than this (face units) before the mouth's inside is drawn.
+MOUTH_OPENING_FLOOR = 0.005
+CAVITY_DARKNESS = 0.6    # the inside: the still's darkest mouth colour times this
 
 
-def _area(polygon: np.ndarray) -> float:
-    x, y = polygon[:, 0], polygon[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+def _along(contour: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """A lip contour [N, 2] (face units, corner to corner) at positions s in [0, 1] from the
+    first corner to the last along x: [len(s), 2]."""
+    x = contour[:, 0]
+    t = (x - x[0]) / max(float(x[-1] - x[0]), 1e-9)
+    order = np.argsort(t)
+    t, contour = t[order], contour[order]
+    return np.stack([np.interp(s, t, contour[:, k]) for k in (0, 1)], axis=1)
 
 
 class MouthCavity:
-    """What the motion uncovers inside the mouth. The warp can only stretch what lay between
-    the lips in the still (a lip line, teeth); a real mouth that opens shows its dark inside.
-    So inside the moved inner-lip outline the frame is blended toward the darkest colour of the
-    still's own mouth, by how much of the opening is new (1 - area in the still / area now),
-    with a soft edge: a closed mouth that opens turns dark inside, teeth that show in the still
-    stay visible, half-shaded."""
+    """What the motion uncovers inside the mouth. The warp alone would stretch whatever lay
+    between the lips in the still (a lip line, teeth) into the opening. A jaw that drops
+    parts the mouth instead: what lay along the upper lip (the upper teeth) stays with it, what
+    lay along the lower lip goes down with it, and between them the dark inside shows. So,
+    column by column across the mouth (in face units), inside the moved inner-lip outline: the
+    first half of the still's own gap under the upper lip is copied from under the still's
+    upper lip, the same over the lower lip, and the rest is the darkest colour of the still's
+    own mouth, shaded; the edges blend over a fraction of a pixel's worth of face units."""
 
     def __init__(self, scene: FaceScene):
         self.scene = scene
-        lips = scene.mesh[list(INNER_LIPS), :2].astype(np.float64)
-        self.area = _area(lips)
-        self.floor = MOUTH_OPENING_FLOOR * scene.frame.scale ** 2
-        self.soft = max(0.7, 0.03 * scene.frame.scale)
-        still = frames_io.to_float(scene.still)
-        box = self._box(scene.mesh[[61, 291, 0, 17], :2], still.shape)
-        region = still[box[1]:box[3], box[0]:box[2], :3].reshape(-1, min(3, still.shape[2]))
+        self.frame = scene.frame
+        units = scene.frame.to_face(scene.mesh[:, :2])
+        self.upper0 = units[list(UPPER_INNER_LIP)]
+        self.lower0 = units[list(LOWER_INNER_LIP)]
+        self.still = frames_io.to_float(scene.still)
+        self.soft = max(1.2 / scene.frame.scale, 0.015)  # face units: a pixel or more
+        box = self._box(scene.mesh[[61, 291, 0, 17], :2], self.still.shape)
+        region = self.still[box[1]:box[3], box[0]:box[2]]
+        region = region.reshape(-1, region.shape[-1])[:, :min(3, region.shape[-1])]
         light = region.mean(axis=1)
         dark = region[light <= np.quantile(light, 0.05)].mean(axis=0) if len(region) else \
-            np.zeros(3)
-        self.colour = (dark * 0.5).astype(np.float32)
+            np.zeros(region.shape[-1])
+        self.colour = (dark * CAVITY_DARKNESS).astype(np.float32)
 
     @staticmethod
     def _box(points, shape, pad=4):
@@ -278,26 +297,60 @@ class MouthCavity:
 
     def apply(self, frame: np.ndarray, displacement: np.ndarray) -> np.ndarray:
         """frame (native array) and the landmarks' displacement [468, 2] at that frame."""
-        lips = self.scene.mesh[list(INNER_LIPS), :2] + displacement[list(INNER_LIPS)]
-        area = _area(lips)
-        if area - self.area <= self.floor:
+        moved = self.frame.vectors_to_face(displacement)
+        upper = self.upper0 + moved[list(UPPER_INNER_LIP)]
+        lower = self.lower0 + moved[list(LOWER_INNER_LIP)]
+        probe = np.linspace(0, 1, 33)
+        if float((_along(lower, probe)[:, 1] - _along(upper, probe)[:, 1]
+                  - (_along(self.lower0, probe)[:, 1] - _along(self.upper0, probe)[:, 1])
+                  ).max()) <= MOUTH_OPENING_FLOOR:
             return frame
-        strength = min(MOUTH_DARKEST, (area - self.area) / area)
-        x0, y0, x1, y1 = self._box(lips, frame.shape, pad=int(3 * self.soft) + 2)
+        outline = self.frame.to_pixels(np.concatenate([upper, lower[::-1]]))
+        x0, y0, x1, y1 = self._box(outline, frame.shape, pad=2)
         if x1 <= x0 or y1 <= y0:
             return frame
-        mask = np.zeros((y1 - y0, x1 - x0), np.float32)
-        cv2.fillPoly(mask, [np.round((lips - [x0, y0]) * 16).astype(np.int32)], 1.0,
-                     lineType=cv2.LINE_AA, shift=4)
-        mask = cv2.GaussianBlur(mask, (0, 0), self.soft) * strength
-        # the soft edge stays inside the lips' own pixels: no darkening past the outline
-        mask *= cv2.erode((mask > 0).astype(np.uint8), None).astype(np.float32)
+        ys, xs = np.mgrid[y0:y1, x0:x1] + 0.5
+        u = self.frame.to_face(np.stack([xs.ravel(), ys.ravel()], 1))
+        left, right = upper[0, 0], upper[-1, 0]
+        s = (u[:, 0] - left) / max(float(right - left), 1e-9)
+        inside_s = (s > 0) & (s < 1)
+        s = np.clip(s, 0, 1)
+        top, bottom = _along(upper, s), _along(lower, s)
+        top0, bottom0 = _along(self.upper0, s), _along(self.lower0, s)
+        gap0 = np.maximum(bottom0[:, 1] - top0[:, 1], 0.0)
+        a = u[:, 1] - top[:, 1]           # below the moved upper lip
+        b = bottom[:, 1] - u[:, 1]        # above the moved lower lip
+        inside = inside_s & (a > 0) & (b > 0)
+        if not inside.any():
+            return frame
+        # Where each pixel's content comes from in the still (face units), and how much of
+        # the dark inside shows there.
+        from_top = top0 + np.stack([u[:, 0] - top[:, 0], a], 1)
+        from_bottom = bottom0 + np.stack([u[:, 0] - bottom[:, 0], -b], 1)
+        half = gap0 / 2
+        near_top = a <= b
+        source = np.where(near_top[:, None], from_top, from_bottom)
+        reach = np.where(near_top, a, b) - half
+        cavity = smoothstep(reach / self.soft, 0.0, 1.0) * inside
+        pixels = self.frame.to_pixels(source).astype(np.float32) - 0.5
+        map_x = pixels[:, 0].reshape(xs.shape)
+        map_y = pixels[:, 1].reshape(xs.shape)
+        content = cv2.remap(self.still, map_x, map_y, cv2.INTER_CUBIC,
+                            borderMode=cv2.BORDER_REPLICATE)
+        if content.ndim == 2:
+            content = content[:, :, None]
         patch = frames_io.to_float(frame[y0:y1, x0:x1])
-        colour = patch[..., :3] * (1 - mask[..., None]) + self.colour * mask[..., None]
+        # shade toward the back of the mouth: darker where it is deepest
+        depth = np.clip(reach / np.maximum(np.maximum(a, b), 1e-9), 0, 1).reshape(xs.shape)
+        dark = self.colour * (1.0 - 0.4 * depth[..., None])
+        weight = cavity.reshape(xs.shape)[..., None]
+        filled = content[..., :dark.shape[-1]] * (1 - weight) + dark * weight
+        keep = inside.reshape(xs.shape)[..., None]
+        colour = np.where(keep, filled, patch[..., :dark.shape[-1]])
+        if patch.shape[2] > colour.shape[2]:
+            colour = np.concatenate([colour, patch[..., colour.shape[2]:]], axis=2)
         out = frame.copy()
-        if patch.shape[2] == 4:
-            colour = np.concatenate([colour, patch[..., 3:]], axis=2)
-        out[y0:y1, x0:x1] = frames_io.from_float(colour, frame.dtype)
+        out[y0:y1, x0:x1] = frames_io.from_float(colour.astype(np.float32), frame.dtype)
         return out
 
 
@@ -361,21 +414,13 @@ class MeshClip:
 
 def prepare(job, device, progress):
     """The frames (or the thumbnails) a poke job with a face-mesh model asks for."""
-    from engine.job import read_motion_still, read_working_still
+    from engine.job import read_motion_still
     from engine.poke.mesh.model import load_mesh_model
-    from engine.poke.sample import NamedImages, display_rgb, sample_name
+    from engine.poke.sample import NamedImages, display_rgb, read_poke_still, sample_name
 
     settings = job.poke
-    if not job.pokes:
-        raise JobError("the job has no pokes, so the face has nothing to follow; draw at "
-                       "least one arrow on the face")
-    still, width, height, sx, sy = read_working_still(job)
+    still, width, height, sx, sy, is_pin = read_poke_still(job)
     work_h, work_w = still.shape[:2]
-    is_pin = [p.is_pin(width, height) for p in job.pokes]
-    if all(is_pin):
-        raise JobError(f"the job has only pins ({len(is_pin)} clicks without a drag), so "
-                       "nothing is asked to move; drag at least one arrow from a spot to where "
-                       "it should go")
     pokes = [(p.start[0] * sx, p.start[1] * sy, p.vector[0] * sx, p.vector[1] * sy)
              for p, pinned in zip(job.pokes, is_pin) if not pinned]
     pins = [(p.start[0] * sx, p.start[1] * sy, p.radius * math.sqrt(sx * sy))
