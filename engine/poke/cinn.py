@@ -108,15 +108,7 @@ class CinnConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "CinnConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown cINN config field '{unknown[0]}' (known: {sorted(known)})")
-        values = dict(values)
-        for name in ("levels", "mcf_kernel"):
-            if name in values:
-                values[name] = tuple(values[name])
-        return cls(**values)
+        return config_from_dict(cls, values, "cINN", ("levels", "mcf_kernel"))
 
     @property
     def dims(self) -> int:
@@ -136,6 +128,20 @@ class CinnConfig:
                              f"(got {self.coupling_kernel})")
         if self.mcf_layers < 1 or self.macow_units < 0 or self.scale_clamp <= 0:
             raise ValueError("cINN config: mcf_layers >= 1, macow_units >= 0, scale_clamp > 0")
+
+
+def config_from_dict(cls, values: dict, what: str, tuples: tuple[str, ...] = ()):
+    """A config dataclass from a model file's JSON header: unknown fields refused by name,
+    JSON lists turned back into the tuples the dataclass holds."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} config field '{unknown[0]}' (known: {sorted(known)})")
+    values = dict(values)
+    for name in tuples:
+        if name in values:
+            values[name] = tuple(values[name])
+    return cls(**values)
 
 
 def count_parameters(config: CinnConfig) -> int:

@@ -16,7 +16,7 @@ the network never sees a pixel.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ import torch.nn as nn
 from engine.checkpoints import load_weights, read_metadata, save_weights
 from engine.errors import JobError
 from engine.face.geometry import MESH_POINTS
-from engine.poke.cinn import CinnConfig, ConditionalInn
+from engine.poke.cinn import CinnConfig, ConditionalInn, config_from_dict
 
 ARCHITECTURE = "stillmotion-mesh-poke"
 CONFIG_KEY = "stillmotion.config"
@@ -57,14 +57,7 @@ class MeshPokeConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "MeshPokeConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown mesh poke config field '{unknown[0]}'")
-        values = dict(values)
-        if "levels" in values:
-            values["levels"] = tuple(values["levels"])
-        return cls(**values)
+        return config_from_dict(cls, values, "mesh poke", ("levels",))
 
 
 class MeshPokeModel(nn.Module):
