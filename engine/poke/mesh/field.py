@@ -140,25 +140,39 @@ class MeshField:
         self.vertices = torch.from_numpy(vertices)
         self.weights = torch.from_numpy(_barycentric(centres, self.points[vertices])).float()
 
-        interocular = float(np.hypot(*(self.points[263] - self.points[33])))
-        around = _hull_mask(self.points + 0.5, self.grid, HULL_MARGIN * interocular)
-        if person is not None:
-            support = cv2.resize(np.asarray(person, np.float32), (gw, gh),
-                                 interpolation=cv2.INTER_AREA)
-            support = smoothstep(support, *PERSON_SURE)
-            support = np.maximum(support, around.astype(np.float32))
-        else:
-            support = around.astype(np.float32)
-        for other in others:
-            support[_hull_mask(self.to_grid(np.asarray(other)[:, :2]) + 0.5, self.grid)] = 0.0
-        if hold is not None:
-            held = cv2.resize(np.asarray(hold, np.float32), (gw, gh), interpolation=cv2.INTER_AREA)
-            support = support * (1.0 - np.clip(held, 0.0, 1.0))
+        self._inputs = (np.asarray(mesh, np.float64)[:, :2], person,
+                        [np.asarray(o, np.float64)[:, :2] for o in others], hold)
+        support = self.support_at(self.grid)
         support[self.inside] = 1.0
         self.support = torch.from_numpy(support.astype(np.float32))
         # Solved for: cells of the person outside the face; fixed: the face (its affine values)
         # and everything the person mask leaves out (zero).
         self.free = torch.from_numpy(~self.inside & (support > 0))
+
+    def support_at(self, shape: tuple[int, int]) -> np.ndarray:
+        """[rows, columns] float32 over the still at that resolution: where the field may be
+        non-zero. The face's hull grown by HULL_MARGIN and the sure part of the person mask,
+        less the other faces' hulls, times 1 - hold. The solve uses it on the grid; the
+        renderer gates with it at full resolution, so what it holds is the still, bit for bit."""
+        mesh, person, others, hold = self._inputs
+        rows, cols = shape
+        scale = np.array([cols / self.width, rows / self.height])
+        points = mesh * scale
+        interocular = float(np.hypot(*(points[263] - points[33])))
+        support = _hull_mask(points, shape, HULL_MARGIN * interocular).astype(np.float32)
+        if person is not None:
+            sure = np.asarray(person, np.float32)
+            if sure.shape != shape:
+                sure = cv2.resize(sure, (cols, rows), interpolation=cv2.INTER_AREA)
+            support = np.maximum(support, smoothstep(sure, *PERSON_SURE))
+        for other in others:
+            support[_hull_mask(other * scale, shape)] = 0.0
+        if hold is not None:
+            held = np.asarray(hold, np.float32)
+            if held.shape != shape:
+                held = cv2.resize(held, (cols, rows), interpolation=cv2.INTER_AREA)
+            support *= 1.0 - np.clip(held, 0.0, 1.0)
+        return support
 
     def interpolate(self, points: np.ndarray, displacements: np.ndarray) -> np.ndarray:
         """The face's piecewise-affine field, exactly, at still pixel positions [P, 2] inside

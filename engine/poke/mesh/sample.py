@@ -29,7 +29,7 @@ import torch
 from engine import frames as frames_io
 from engine.errors import JobError
 from engine.face.geometry import FaceFrame
-from engine.poke.mesh.field import PERSON_SURE, MeshField, _hull_mask
+from engine.poke.mesh.field import MeshField
 from engine.poke.mesh.model import MeshPokeModel
 from engine.render import FrameRenderer, cubic_matrix, smoothstep
 from engine.warp.pins import pin_discs
@@ -91,28 +91,13 @@ def face_scene(still: np.ndarray, rgb: np.ndarray, pokes: Sequence[Sequence[floa
         except JobError as error:
             warn(f"only the face itself moves (no person mask for hair and neck): {error}")
     field = MeshField(mesh, (height, width), person_mask, others, hold)
-    gate = _full_gate(field, mesh, person_mask, others, hold, (height, width))
+    gate = field.support_at((height, width))
     return FaceScene(still, mesh, FaceFrame.of(mesh), field, gate)
 
 
 def _distance_to_face(mesh: np.ndarray, point) -> float:
     hull = cv2.convexHull(mesh[:, :2].astype(np.float32))
     return max(0.0, -cv2.pointPolygonTest(hull, (float(point[0]), float(point[1])), True))
-
-
-def _full_gate(field: MeshField, mesh, person, others, hold, size) -> np.ndarray:
-    """The field's support at full resolution: where output pixels may move at all."""
-    height, width = size
-    interocular = float(np.hypot(*(mesh[263, :2] - mesh[33, :2])))
-    from engine.poke.mesh.field import HULL_MARGIN
-    gate = _hull_mask(mesh[:, :2], (height, width), HULL_MARGIN * interocular).astype(np.float32)
-    if person is not None:
-        gate = np.maximum(gate, smoothstep(np.asarray(person, np.float32), *PERSON_SURE))
-    for other in others:
-        gate[_hull_mask(other[:, :2], (height, width))] = 0.0
-    if hold is not None:
-        gate *= 1.0 - np.clip(hold, 0.0, 1.0)
-    return gate
 
 
 class MotionSampler:
@@ -225,24 +210,12 @@ class MotionSampler:
         return torch.einsum("tm,mchw->tchw", weights, self.fields)
 
 
-def frame_positions(count: int, model_frames: int, loop: bool) -> np.ndarray:
-    """Where each of `count` output frames lies on the model's timeline (0 = the still,
-    model_frames = the last generated frame): evenly, or out and back for a loop."""
-    k = np.arange(count, dtype=np.float64)
-    if loop:
-        return model_frames * (1.0 - np.cos(2.0 * np.pi * k / count)) / 2.0
-    return model_frames * k / max(count - 1, 1)
-
-
-def field_at(fields: torch.Tensor, position: float) -> torch.Tensor:
-    """The forward field at a fractional position of [T, 2, h, w] (position 0: zero)."""
-    if position <= 0:
-        return torch.zeros_like(fields[0])
-    low = int(math.floor(position))
-    share = position - low
-    before = fields[low - 1] if low >= 1 else torch.zeros_like(fields[0])
-    after = fields[min(low, len(fields) - 1)]
-    return before * (1 - share) + after * share if share > 0 else before
+def with_still(sequence: np.ndarray | torch.Tensor):
+    """The sample's T frames [T, ...] with the still's (zero motion) put first: a sequence
+    engine/poke/sample.py's frame_positions and blend_at read like a generated clip."""
+    if torch.is_tensor(sequence):
+        return torch.cat([torch.zeros_like(sequence[:1]), sequence])
+    return np.concatenate([np.zeros_like(sequence[:1]), sequence])
 
 
 # The inner edges of the lips, corner (78) to corner (308) (MediaPipe face mesh).
@@ -359,18 +332,21 @@ def render_clip(scene: FaceScene, fields: torch.Tensor, count: int, loop: bool =
     """The sample's `count` frames at the still's resolution; with the landmarks'
     displacements [T, 468, 2], the mouth's inside is filled where it opens (MouthCavity)."""
     from engine.poke.motion import backward_flow
+    from engine.poke.sample import blend_at, frame_positions
 
     renderer = FrameRenderer(scene.still, device, gate=scene.gate)
     mouth = MouthCavity(scene) if landmarks is not None else None
+    fields = with_still(fields)
+    landmarks = with_still(landmarks) if landmarks is not None else None
     for position in frame_positions(count, len(fields), loop):
-        forward = field_at(fields, float(position))
+        forward = blend_at(fields, float(position))
         if not bool((forward != 0).any()):
             yield scene.still.copy()
             continue
         if landmarks is None:
             frame = renderer.render(backward_flow(forward[None])[0])
         else:
-            moved = field_at(torch.from_numpy(landmarks), float(position)).numpy()
+            moved = blend_at(landmarks, float(position))
             frame = mouth.apply(renderer.render(scene.field.backward(forward, moved)), moved)
         yield frame
 
