@@ -31,6 +31,8 @@ GRID_LONG = 256
 # Person-mask confidence over which the field fades in (the segmenter's soft fringe holds, as
 # the pixel engine's background hold does: engine/poke/parts.py PERSON_SURE).
 PERSON_SURE = (0.5, 0.8)
+# How far from the moving face (inter-ocular distances) the person's motion fades out.
+PERSON_REACH = (2.0, 3.0)
 # The face's hull is grown by this share of the inter-ocular distance before the person mask is
 # trusted: the segmenter sometimes misses a forehead under a hat or a cheek against a dark wall.
 HULL_MARGIN = 0.15
@@ -159,14 +161,22 @@ class MeshField:
         scale = np.array([cols / self.width, rows / self.height])
         points = mesh * scale
         interocular = float(np.hypot(*(points[263] - points[33])))
-        support = _hull_mask(points, shape, HULL_MARGIN * interocular).astype(np.float32)
+        face = _hull_mask(points, shape, HULL_MARGIN * interocular)
+        support = face.astype(np.float32)
         if person is not None:
             sure = np.asarray(person, np.float32)
             if sure.shape != shape:
                 sure = cv2.resize(sure, (cols, rows), interpolation=cv2.INTER_AREA)
-            support = np.maximum(support, smoothstep(sure, *PERSON_SURE))
+            # The person mask does not tell people apart: beyond a reach of the moving face
+            # (hair, neck, shoulders lie within it) the motion fades out, so a neighbour's
+            # hair and shoulders hold like their face.
+            away = cv2.distanceTransform((~face).astype(np.uint8), cv2.DIST_L2, 5)
+            near = 1.0 - smoothstep(away / max(interocular, 1e-6), *PERSON_REACH)
+            support = np.maximum(support, smoothstep(sure, *PERSON_SURE) * near)
         for other in others:
-            support[_hull_mask(other * scale, shape)] = 0.0
+            other = other * scale
+            gap = float(np.hypot(*(other[263] - other[33])))
+            support[_hull_mask(other, shape, HULL_MARGIN * gap)] = 0.0
         if hold is not None:
             held = np.asarray(hold, np.float32)
             if held.shape != shape:
