@@ -98,6 +98,10 @@ class DyntexSettings:
     # (advect.py, issue 15); "two-stream": optimise every frame (synthesis.py, the research
     # method, which the keys above configure)
     method: str = "advect"
+    # advect only: two-stream iterations (the keys above: size, weights, optimizer) started from
+    # the advected clip, whose change is composited onto it at full resolution (refine.py); 0 =
+    # none. Each costs about as much as one two-stream iteration at the same size and frames.
+    refine: int = 0
 
 
 @dataclass(frozen=True)
@@ -253,7 +257,8 @@ def _dyntex(data: dict, folder: Path) -> DyntexSettings:
     values = {}
     for key, kind in (("size", int), ("iterations", int), ("levels", int), ("optimizer", str),
                       ("lambda_style", float), ("lambda_l2", float), ("lambda_app", float),
-                      ("lambda_dyn", float), ("lambda_paint", float), ("motion_contrast", float)):
+                      ("lambda_dyn", float), ("lambda_paint", float), ("motion_contrast", float),
+                      ("refine", int)):
         if data.get(key) is not None:
             values[key] = _check_type(data[key], kind, f"dyntex.{key}")
             if kind is not str and values[key] < 0:
@@ -269,6 +274,9 @@ def _dyntex(data: dict, folder: Path) -> DyntexSettings:
         if values["method"] not in DYNTEX_METHODS:
             raise JobError(f"dyntex.method {values['method']!r} is not known; use one of: "
                            f"{', '.join(DYNTEX_METHODS)}")
+    if values.get("refine") and values.get("method", "advect") != "advect":
+        raise JobError("dyntex.refine refines an advected clip: use it with method \"advect\" "
+                       "(two-stream already optimises every frame; raise its iterations)")
     return DyntexSettings(**values)
 
 
