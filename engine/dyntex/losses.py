@@ -265,59 +265,73 @@ class DyntexLoss:
         return out
 
     def _motion(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None] | None:
-        """MSOE features of the clip's pairs and, for the motion contrast, of each pair's first
-        frame held still (one batch: the same network pass for both)."""
+        """MSOE features of the clip's pairs (with the wrap-around pair when looping)."""
         if not self.weights.dynamics:
             return None
-        pairs = clip_pairs(flat_grey(clip), wrap=self.loop and clip.shape[0] > 2)
+        return self._pair_motion(clip_pairs(flat_grey(clip), wrap=self.loop and clip.shape[0] > 2))
+
+    def _pair_motion(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """MSOE features of grey pairs [P, 2, h, w] and, for the motion contrast, of each pair's
+        first frame held still (one batch: the same network pass for both)."""
         if not self.weights.dynamics_contrast:
             return self.msoe.features(pairs), None
         held = pairs[:, :1].expand(-1, 2, -1, -1)
         features = self.msoe.features(torch.cat([pairs, held]))
         return features[:len(pairs)], features[len(pairs):]
 
-    def _raw_terms(self, clip: torch.Tensor, index: int, features: dict[str, torch.Tensor],
-                   motion) -> dict[str, torch.Tensor]:
+    def _raw_terms(self, clip: torch.Tensor | None, index: int, features: dict[str, torch.Tensor],
+                   motion, counts: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
         """Unnormalised per-layer terms of region `index`, each averaged over frames/pairs
-        (features: VGG of the clip; motion: MSOE of its pairs, shared by all regions)."""
+        (features: VGG of the clip; motion: MSOE of its pairs, shared by all regions). With
+        `counts` (frames, pairs) the features are those of a part of the clip, and each term is
+        its part's sum over the whole clip's count: the parts' terms add up to the whole's."""
         w, target = self.weights, self.regions[index]
         mask = target.mask
+
+        def frames_mean(values: torch.Tensor) -> torch.Tensor:
+            return values.mean() if counts is None else values.sum() / counts[0]
+
+        def pairs_mean(values: torch.Tensor) -> torch.Tensor:
+            return values.mean() if counts is None else values.sum() / counts[1]
+
         raw = {}
         statistics = target.statistics
-        if w.appearance and w.style:
+        if w.appearance and w.style and features:
             for name, g in target.appearance.items():
-                raw[f"style/{name}"] = gram_distance(features[name], g, statistics[name]).mean()
-        if w.appearance and w.l2:
+                raw[f"style/{name}"] = frames_mean(gram_distance(features[name], g,
+                                                                 statistics[name]))
+        if w.appearance and w.l2 and features:
             for name, f in target.still_features.items():
-                raw[f"l2/{name}"] = masked_mse(features[name], f, mask).mean()
-        if self.painting is not None:
+                raw[f"l2/{name}"] = frames_mean(masked_mse(features[name], f, mask))
+        if self.painting is not None and features:
             for name, g in self.painting.items():
-                raw[f"painting/{name}"] = gram_distance(features[name], g,
-                                                        statistics[name]).mean()
+                raw[f"painting/{name}"] = frames_mean(gram_distance(features[name], g,
+                                                                    statistics[name]))
         if motion is not None:
             moving, held = motion
             where = statistics["dynamics"]
             moving_gram = gram(moving, where)
-            raw["dynamics/pairs"] = ((moving_gram - target.dynamics) ** 2).sum((1, 2)).mean()
+            raw["dynamics/pairs"] = pairs_mean(((moving_gram - target.dynamics) ** 2).sum((1, 2)))
             if held is not None:
                 contrast = moving_gram - gram(held, where)
-                raw["dynamics/contrast"] = ((contrast - target.contrast) ** 2).sum((1, 2)).mean()
+                raw["dynamics/contrast"] = pairs_mean(
+                    ((contrast - target.contrast) ** 2).sum((1, 2)))
         return raw
 
-    def terms(self, clip: torch.Tensor) -> dict[str, torch.Tensor]:
-        """{"appearance", "style", "l2", "dynamics", "painting"}: the normalised terms summed
-        over regions; "appearance" = λ3·style + λ4·l2 and the total is
-        λ5·appearance + λ6·dynamics + λ7·painting (`total`)."""
+    def _check(self, clip: torch.Tensor) -> None:
         if clip.ndim != 4 or clip.shape[1] != 3 or tuple(clip.shape[-2:]) != self.shape:
             raise ValueError(f"expected a clip [T, 3, {self.shape[0]}, {self.shape[1]}], got "
                              f"{list(clip.shape)}")
-        features, motion = self._vgg(clip), self._motion(clip)
-        zero = clip.new_zeros(())
+
+    def _combine(self, raws: list[dict[str, torch.Tensor]], like: torch.Tensor
+                 ) -> dict[str, torch.Tensor]:
+        """Per-region raw terms -> the normalised, weighted terms (see `terms`); linear in
+        every raw term, so terms of a clip's parts add up to the whole clip's."""
+        zero = like.new_zeros(())
         sums = {"style": zero, "l2": zero, "dynamics": zero, "painting": zero}
-        for index, target in enumerate(self.regions):
-            raw = self._raw_terms(clip, index, features, motion)
-            share = {"dynamics/pairs": 1 - self.weights.dynamics_contrast,
-                     "dynamics/contrast": self.weights.dynamics_contrast}
+        share = {"dynamics/pairs": 1 - self.weights.dynamics_contrast,
+                 "dynamics/contrast": self.weights.dynamics_contrast}
+        for target, raw in zip(self.regions, raws):
             for kind in sums:
                 keys = [k for k in raw if k.split("/")[0] == kind]
                 if kind == "dynamics" and keys:  # a weighted pair, not a mean over layers
@@ -332,6 +346,53 @@ class DyntexLoss:
         out["total"] = (w.appearance * out["appearance"] + w.dynamics * sums["dynamics"]
                         + w.painting * sums["painting"])
         return out
+
+    def terms(self, clip: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{"appearance", "style", "l2", "dynamics", "painting"}: the normalised terms summed
+        over regions; "appearance" = λ3·style + λ4·l2 and the total is
+        λ5·appearance + λ6·dynamics + λ7·painting (`total`)."""
+        self._check(clip)
+        features, motion = self._vgg(clip), self._motion(clip)
+        return self._combine([self._raw_terms(clip, index, features, motion)
+                              for index in range(len(self.regions))], clip)
+
+    def backward(self, clip: torch.Tensor, chunk: int = 4) -> dict[str, float]:
+        """The terms of `clip` (a tensor that requires grad) as floats, with d total / d clip
+        accumulated into clip.grad, computed `chunk` frames (then `chunk` pairs) at a time.
+        Exact (every term is a mean over frames or over pairs, and `_combine` is linear), and
+        its memory is that of a chunk, whatever the clip's length: the whole graph of a 48-frame
+        clip at 256 px is tens of GB."""
+        self._check(clip)
+        if chunk < 1:
+            raise ValueError(f"chunk must be at least 1, got {chunk}")
+        count = clip.shape[0]
+        wrap = self.loop and count > 2
+        pairs = [(t, t + 1) for t in range(count - 1)] + ([(count - 1, 0)] if wrap else [])
+        counts = (count, len(pairs))
+        totals: dict[str, float] = {}
+
+        def add(raws) -> None:
+            out = self._combine(raws, clip)
+            if out["total"].requires_grad:
+                out["total"].backward()
+            for key, value in out.items():
+                totals[key] = totals.get(key, 0.0) + float(value.detach())
+
+        regions = range(len(self.regions))
+        if self.layers:
+            for a in range(0, count, chunk):
+                features = self._vgg(clip[a:a + chunk])
+                add([self._raw_terms(None, i, features, None, counts) for i in regions])
+        if self.weights.dynamics:
+            for a in range(0, len(pairs), chunk):
+                first, second = zip(*pairs[a:a + chunk])
+                grey = torch.stack([flat_grey(clip[list(first)]),
+                                    flat_grey(clip[list(second)])], dim=1)
+                motion = self._pair_motion(grey)
+                add([self._raw_terms(None, i, {}, motion, counts) for i in regions])
+        for key in ("style", "l2", "dynamics", "painting", "appearance", "total"):
+            totals.setdefault(key, 0.0)
+        return totals
 
     def __call__(self, clip: torch.Tensor) -> torch.Tensor:
         return self.terms(clip)["total"]

@@ -74,6 +74,8 @@ class SynthesisConfig:
     seed: int = 0
     exemplar_frames: int = 0     # frames read from each exemplar (0: same as frames, >= 2)
     preview_every: int = 10      # steps between preview frames
+    chunk: int = 4               # frames (and pairs) per gradient pass: memory of a few frames
+    #                              for any clip length (DyntexLoss.backward; exact)
     weights: LossWeights = field(default_factory=LossWeights)
 
     def check(self) -> None:
@@ -89,6 +91,8 @@ class SynthesisConfig:
             raise JobError(f"levels must be at least 1, got {self.levels}")
         if self.start not in ("drift", "still"):
             raise JobError(f"start must be 'drift' or 'still', not {self.start!r}")
+        if self.chunk < 1:
+            raise JobError(f"chunk must be at least 1 frame, got {self.chunk}")
         self.weights.check()
 
 
@@ -157,13 +161,17 @@ def synthesize(still: np.ndarray, regions: list[Region], config: SynthesisConfig
                vgg: Vgg19Features, msoe: MsoeNet, painting: np.ndarray | None = None,
                device: torch.device | str = "cpu", callback: Callback | None = None,
                preview_dir: str | os.PathLike | None = None,
-               first_frame: torch.Tensor | None = None) -> Synthesis:
+               first_frame: torch.Tensor | None = None,
+               initial: torch.Tensor | None = None) -> Synthesis:
     """Animate `regions` of `still` (H x W x C native array, see engine/frames.py).
 
     painting: H' x W' x 3 (any type) for the style stream. callback(done, total, loss, preview)
     after every step; preview is a PNG of frame 1 at the working size, rewritten every
     `config.preview_every` steps into preview_dir (None: no previews). first_frame [3, h, w]
     (working size): frame 1 is held fixed to it (the shared frame of incremental blocks).
+    initial [T, 3, h, w] (working size, display float): a clip to refine instead of the still:
+    the optimisation starts from it and the pixels outside the regions are its (the advect
+    method's refiner, engine/dyntex/refine.py); `config.start` and the noise are not used.
     Raises JobError for bad input; a Cancelled raised by a signal handler passes through."""
     from engine.dyntex.exemplars import load_exemplar
 
@@ -208,7 +216,7 @@ def synthesize(still: np.ndarray, regions: list[Region], config: SynthesisConfig
     losses: list[float] = []
     total = config.iterations * len(levels)
     start = time.perf_counter()
-    previous = None  # the change (clip - still) found at the previous, coarser level
+    previous = None  # the change (clip - base) found at the previous, coarser level
     done = 0
     for (w, h) in levels:
         work_still = _resize(display, w, h).to(device)
@@ -223,8 +231,16 @@ def synthesize(still: np.ndarray, regions: list[Region], config: SynthesisConfig
         loss_fn = DyntexLoss(vgg, msoe, work_still[0], work_masks, exemplars, config.weights,
                              painting=paint_here, loop=config.loop)
         mask = torch.stack(work_masks).amax(0)  # [1, 1, h, w]
-        base = work_still.expand(config.frames, -1, -1, -1)
-        if previous is None:
+        if initial is not None:
+            if initial.shape[0] != config.frames or initial.shape[1] != 3:
+                raise ValueError(f"the initial clip is {list(initial.shape)}, expected "
+                                 f"[{config.frames}, 3, h, w]")
+            base = _resize(initial.float(), w, h).to(device)
+        else:
+            base = work_still.expand(config.frames, -1, -1, -1)
+        if initial is not None and previous is None:
+            x = base.clone()
+        elif previous is None:
             noise = torch.randn(config.frames, 3, h, w) * config.noise
             x = base + noise.to(device)
             if config.start == "drift":
@@ -246,11 +262,16 @@ def synthesize(still: np.ndarray, regions: list[Region], config: SynthesisConfig
 
         def closure(x=x, loss_fn=loss_fn, compose=compose, state=state):
             optimiser.zero_grad()
-            loss = loss_fn(compose())
-            value = float(loss.detach())
+            # the loss's gradient a few frames at a time (DyntexLoss.backward), then through
+            # the composition to x
+            clip = compose().detach().requires_grad_(True)
+            value = loss_fn.backward(clip, config.chunk)["total"]
+            compose().backward(clip.grad)
+            loss = torch.tensor(value)
             if config.optimizer == "lbfgs":  # L-BFGS has no bounds: a penalty keeps it in [0, 1]
-                loss = loss + _bounds_penalty(x, mask)
-            loss.backward()
+                penalty = _bounds_penalty(x, mask)
+                penalty.backward()
+                loss = loss + penalty.detach()
             if not math.isfinite(value):
                 raise JobError("the synthesis diverged (the loss is not finite); lower the "
                                "loss weights or use --optimizer adam")
@@ -289,8 +310,9 @@ def synthesize(still: np.ndarray, regions: list[Region], config: SynthesisConfig
         done += config.iterations
         with torch.no_grad():
             result = compose().clamp(0, 1)
-            losses.append(float(loss_fn(result)))  # the final loss, last in the history
-            previous = result - work_still
+            # the final loss, last in the history
+            losses.append(loss_fn.backward(result, config.chunk)["total"])
+            previous = result - base
         if preview_dir is not None:
             preview = _write_preview(result[0], Path(preview_dir))
             if callback is not None:
