@@ -1,6 +1,8 @@
 """Dynamic-texture engine (two-stream synthesis): MSOE dynamics network in msoe.py, motion
 library in exemplars.py, losses in losses.py, per-region synthesis in synthesis.py; the
-motion-first method (`dyntex.method: "advect"`) in motion_field.py and advect.py.
+motion-first method (`dyntex.method: "advect"`) in motion_field.py and advect.py, and its
+optional refiner (`dyntex.refine`: two-stream iterations started from the advected clip) in
+refine.py.
 
 `prepare(job, device, progress)` is the job-file entry (engine/runner.py): masks labelled with a
 built-in exemplar (water, clouds, grass, waterfall) or a clip path move, `static` masks are
@@ -26,18 +28,14 @@ class _Frames:
 
 def prepare(job, device, progress):
     if job.dyntex.method == "advect":
-        from engine.dyntex import advect
-        return advect.prepare(job, device, progress)
+        from engine.dyntex import advect, refine
+        return refine.refine(advect.prepare(job, device, progress), job, device, progress)
     from engine import frames as frames_io
     from engine.dyntex import synthesis
-    from engine.dyntex.losses import LossWeights
     from engine.errors import JobError
 
     settings = job.dyntex
-    weights = LossWeights(style=settings.lambda_style, l2=settings.lambda_l2,
-                          appearance=settings.lambda_app, dynamics=settings.lambda_dyn,
-                          painting=settings.lambda_paint,
-                          dynamics_contrast=settings.motion_contrast)
+    weights = synthesis.loss_weights(settings)
     size = min(job.max_size, settings.size) if job.max_size else settings.size
     config = synthesis.SynthesisConfig(frames=job.frames, size=size, loop=job.loop,
                                        iterations=settings.iterations, levels=settings.levels,

@@ -116,7 +116,7 @@ class Synthesis:
     def frames(self) -> Iterator[np.ndarray]:
         """Full-resolution frames in the still's sample type (one at a time)."""
         height, width = self.still.shape[:2]
-        display = _display_float(self.still)            # H x W x 3 float32, [0, 1] sRGB
+        display = display_float(self.still)            # H x W x 3 float32, [0, 1] sRGB
         inside = self.mask > 0
         weight = self.edge_weight()[..., None]
         change = (self.clip - self.work_still).float().cpu()
@@ -125,7 +125,7 @@ class Synthesis:
             if delta.shape[:2] != (height, width):
                 delta = cv2.resize(delta, (width, height), interpolation=cv2.INTER_CUBIC)
             frame = np.clip(display + weight * delta, 0.0, 1.0)
-            native = _from_display(frame, self.still)
+            native = from_display(frame, self.still)
             yield np.where(inside[..., None], native, self.still)
 
     def edge_weight(self, working_pixels: float = 2.0) -> np.ndarray:
@@ -145,6 +145,14 @@ class Synthesis:
     def work_frames(self) -> np.ndarray:
         """[T, h, w, 3] float32 at the working resolution (for metrics)."""
         return self.clip.permute(0, 2, 3, 1).float().cpu().numpy()
+
+
+def loss_weights(settings) -> LossWeights:
+    """The loss weights of a job's "dyntex" object (engine/job.py DyntexSettings)."""
+    return LossWeights(style=settings.lambda_style, l2=settings.lambda_l2,
+                       appearance=settings.lambda_app, dynamics=settings.lambda_dyn,
+                       painting=settings.lambda_paint,
+                       dynamics_contrast=settings.motion_contrast)
 
 
 def working_size(width: int, height: int, size: int) -> tuple[int, int]:
@@ -210,23 +218,23 @@ def synthesize(still: np.ndarray, regions: list[Region], config: SynthesisConfig
         clips.append(torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2))
     paint = None
     if painting is not None:
-        paint = torch.from_numpy(_display_float(painting)).permute(2, 0, 1)[None]
+        paint = torch.from_numpy(display_float(painting)).permute(2, 0, 1)[None]
 
-    display = torch.from_numpy(_display_float(still)).permute(2, 0, 1)[None]
+    display = torch.from_numpy(display_float(still)).permute(2, 0, 1)[None]
     losses: list[float] = []
     total = config.iterations * len(levels)
     start = time.perf_counter()
     previous = None  # the change (clip - base) found at the previous, coarser level
     done = 0
     for (w, h) in levels:
-        work_still = _resize(display, w, h).to(device)
-        work_masks = [_resize(torch.from_numpy(m)[None, None], w, h).to(device) for m in masks]
+        work_still = resize(display, w, h).to(device)
+        work_masks = [resize(torch.from_numpy(m)[None, None], w, h).to(device) for m in masks]
         if any(float(m.max()) <= 0 for m in work_masks):
             raise JobError(f"a mask vanishes at the {w}x{h} working size; draw a larger region "
                            "or raise --size")
         scale = h / work_h
         exemplars = [_exemplar_at(c, scale).to(device) for c in clips]
-        paint_here = _resize(paint, *_fit(paint, max(w, h))).to(device) \
+        paint_here = resize(paint, *_fit(paint, max(w, h))).to(device) \
             if paint is not None else None
         loss_fn = DyntexLoss(vgg, msoe, work_still[0], work_masks, exemplars, config.weights,
                              painting=paint_here, loop=config.loop)
@@ -235,7 +243,7 @@ def synthesize(still: np.ndarray, regions: list[Region], config: SynthesisConfig
             if initial.shape[0] != config.frames or initial.shape[1] != 3:
                 raise ValueError(f"the initial clip is {list(initial.shape)}, expected "
                                  f"[{config.frames}, 3, h, w]")
-            base = _resize(initial.float(), w, h).to(device)
+            base = resize(initial.float(), w, h).to(device)
         else:
             base = work_still.expand(config.frames, -1, -1, -1)
         if initial is not None and previous is None:
@@ -252,7 +260,7 @@ def synthesize(still: np.ndarray, regions: list[Region], config: SynthesisConfig
         x = x.clamp(0, 1).contiguous().requires_grad_(True)
 
         fixed = None if first_frame is None else \
-            _resize(first_frame.reshape(1, 3, *first_frame.shape[-2:]), w, h).to(device)
+            resize(first_frame.reshape(1, 3, *first_frame.shape[-2:]), w, h).to(device)
 
         def compose(x=x, base=base, mask=mask, fixed=fixed):
             clip = base * (1 - mask) + x * mask
@@ -424,7 +432,7 @@ def _fit(image: torch.Tensor, longest: int) -> tuple[int, int]:
     return max(MIN_WORK, round(w * factor)), max(MIN_WORK, round(h * factor))
 
 
-def _resize(image: torch.Tensor, width: int, height: int) -> torch.Tensor:
+def resize(image: torch.Tensor, width: int, height: int) -> torch.Tensor:
     """Area average down, bilinear up ([N, C, h, w] float)."""
     if tuple(image.shape[-2:]) == (height, width):
         return image.float()
@@ -440,10 +448,10 @@ def _exemplar_at(clip: torch.Tensor, scale: float) -> torch.Tensor:
     if scale >= 1:
         return clip
     h, w = clip.shape[-2:]
-    return _resize(clip, max(MIN_WORK, round(w * scale)), max(MIN_WORK, round(h * scale)))
+    return resize(clip, max(MIN_WORK, round(w * scale)), max(MIN_WORK, round(h * scale)))
 
 
-def _display_float(pixels: np.ndarray) -> np.ndarray:
+def display_float(pixels: np.ndarray) -> np.ndarray:
     """H x W x 3 float32 in [0, 1], display-referred RGB (the networks' input): integer samples
     scaled, float (linear) samples encoded to sRGB, grey repeated, alpha dropped."""
     values = frames_io.to_float(pixels)
@@ -457,8 +465,8 @@ def _display_float(pixels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.clip(values, 0.0, 1.0), np.float32)
 
 
-def _from_display(frame: np.ndarray, still: np.ndarray) -> np.ndarray:
-    """Inverse of _display_float into the still's sample type and channels (alpha kept)."""
+def from_display(frame: np.ndarray, still: np.ndarray) -> np.ndarray:
+    """Inverse of display_float into the still's sample type and channels (alpha kept)."""
     channels = still.shape[2]
     colour = frame.mean(axis=2, keepdims=True) if channels == 1 else frame
     if still.dtype == np.float32:

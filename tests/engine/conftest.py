@@ -41,6 +41,25 @@ def tiny_poke_model(space: str = "pixels"):
     return model.eval()
 
 
+def tiny_dyntex_networks():
+    """(VGG-19, MSOE) for dyntex tests: VGG with random He-scaled weights (activations O(1)
+    through the layers) and an untrained MSOE, both frozen; the properties tested hold for any
+    fixed networks, and nothing is read from disk."""
+    import torch
+
+    from engine import vgg
+    from engine.dyntex.msoe import MsoeNet
+
+    torch.manual_seed(0)
+    net = vgg.Vgg19Features()
+    for name in vgg.CONVS:
+        conv = getattr(net, name)
+        torch.nn.init.normal_(conv.weight, std=(2.0 / (9 * conv.in_channels)) ** 0.5)
+        torch.nn.init.zeros_(conv.bias)
+    msoe = MsoeNet(decoder=False)
+    return net.requires_grad_(False).eval(), msoe.requires_grad_(False).eval()
+
+
 def texture(height: int, width: int, channels: int = 3, dtype=np.uint8, seed: int = 0):
     """A smooth random picture (blurred noise): every pixel differs from its neighbours a little,
     so any motion changes pixel values, and resampling has something to be wrong about."""

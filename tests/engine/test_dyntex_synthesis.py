@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import save, texture
+from conftest import save, texture, tiny_dyntex_networks
 from rounding import assert_within, gamma, gram_tolerance
 from engine import vgg
 from engine.checkpoints import save_weights
@@ -35,14 +35,7 @@ FAST = dict(appearance_layers=("relu1_1", "pool1", "pool2"), l2_layers=("pool1",
 
 @pytest.fixture(scope="module")
 def nets():
-    torch.manual_seed(0)
-    net = vgg.Vgg19Features()
-    for name in vgg.CONVS:  # keep activations O(1) through the layers
-        conv = getattr(net, name)
-        torch.nn.init.normal_(conv.weight, std=(2.0 / (9 * conv.in_channels)) ** 0.5)
-        torch.nn.init.zeros_(conv.bias)
-    msoe = MsoeNet(decoder=False)
-    return net.requires_grad_(False).eval(), msoe.requires_grad_(False).eval()
+    return tiny_dyntex_networks()
 
 
 # tensors this small gain nothing from threads, and lose a lot to a busy machine

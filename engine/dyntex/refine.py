@@ -1,0 +1,103 @@
+"""The advect method's refiner (`dyntex.refine`, issue 15): a few two-stream iterations started
+from the advected clip add what moving the still's pixels cannot (clouds that change shape as
+they drift, sparkle on water, a painting's brushwork in motion), while the motion and the
+still's full-resolution detail come from advection.
+
+    advected clip (engine/dyntex/advect.py, full resolution)
+      -> every frame at the working size (dyntex.size, display float)
+      -> synthesize(initial=...) (engine/dyntex/synthesis.py): dyntex.refine L-BFGS iterations
+         of the three-stream loss against the still (appearance, layout), each region's
+         exemplar (dynamics) and the dyntex.style painting, frame 1 held
+      -> the change it made (refined - advected, working size), upsampled and added to each
+         advected full-resolution frame inside the regions (faded in over two working pixels
+         inside their edge); pixels outside every region stay the still, bit for bit
+
+Only the change travels to full resolution, so where the refiner leaves a region alone the
+advected frame is untouched. Frame 1 is held (a loop still starts and ends on the still).
+Each iteration costs about one two-stream iteration at the same size and frame count; the
+gradient is taken a few frames at a time (DyntexLoss.backward), so memory does not grow with
+the clip's length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from engine.dyntex import synthesis
+from engine.dyntex.advect import AdvectClip
+
+
+class RefinedClip:
+    """The advected clip with the refiner's change added: iterate it for frames 1 .. N."""
+
+    def __init__(self, advected: AdvectClip, change: torch.Tensor, weight: np.ndarray):
+        self.advected = advected
+        self.change = change        # [T, 3, h, w] at the working size, display units
+        self.weight = weight        # [H, W] how much of the change each pixel takes
+        self._inside = weight > 0
+
+    def __len__(self) -> int:
+        return len(self.advected)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        height, width = self.weight.shape
+        for t, frame in enumerate(self.advected):
+            delta = self.change[t].permute(1, 2, 0).numpy()
+            if not delta.any():  # the held first frame: the advected frame, bit for bit
+                yield frame
+                continue
+            if delta.shape[:2] != (height, width):
+                delta = cv2.resize(delta, (width, height), interpolation=cv2.INTER_CUBIC)
+            display = synthesis.display_float(frame)
+            refined = np.clip(display + self.weight[..., None] * delta, 0.0, 1.0)
+            native = synthesis.from_display(refined, frame)
+            yield np.where(self._inside[..., None], native, frame)
+
+
+def refine(clip: AdvectClip, job, device, progress) -> AdvectClip | RefinedClip:
+    """The job's refiner on an advected clip (`clip` itself when dyntex.refine is 0)."""
+    from engine.dyntex.exemplars import EXEMPLARS
+
+    settings = job.dyntex
+    if not settings.refine or not clip.regions:
+        return clip
+    height, width = clip.still.shape[:2]
+    config = synthesis.SynthesisConfig(
+        frames=clip.frames, size=settings.size, loop=clip.loop, iterations=settings.refine,
+        levels=1, optimizer=settings.optimizer, seed=job.seed,
+        weights=synthesis.loss_weights(settings))
+    config.check()
+    work_w, work_h = synthesis.working_size(width, height, config.size)
+    regions = [synthesis.Region(mask=region.weight,
+                                exemplar=region.label if region.label in EXEMPLARS
+                                else Path(region.label), name=region.label)
+               for region in clip.regions]
+
+    progress.emit("advect", 0, clip.frames)
+    frames = []
+    for t, frame in enumerate(clip):
+        display = torch.from_numpy(synthesis.display_float(frame)).permute(2, 0, 1)[None]
+        frames.append(synthesis.resize(display, work_w, work_h)[0])
+        progress.emit("advect", t + 1, clip.frames)
+    initial = torch.stack(frames)
+
+    painting = None
+    if settings.style is not None:
+        from engine import frames as frames_io
+        painting = frames_io.read_image(settings.style)
+    vgg, msoe = synthesis.load_networks(None, None, device)
+
+    def report(done, total, loss, preview):
+        progress.emit("refine", done, total, loss=round(loss, 6))
+
+    result = synthesis.synthesize(clip.still, regions, config, vgg=vgg, msoe=msoe,
+                                  painting=painting, device=device, callback=report,
+                                  first_frame=initial[0], initial=initial)
+    progress.emit("refine", config.iterations, config.iterations)  # L-BFGS may stop short
+    change = (result.clip - initial).float().cpu()
+    return RefinedClip(clip, change, result.edge_weight())
