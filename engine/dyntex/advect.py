@@ -28,6 +28,10 @@ Oscillation (grass, leaves): a periodic displacement d(p, t) = A(p) u(p) (sin(om
 - sin(phi(p))), phi a travelling wave with a smooth irregularity (blades sway in waves), whole
 cycles per clip when looping; frame(x) = still(x - d(x, t)), so frame 0 is the still.
 
+The cross-fade keeps the detail's contrast (blend_layers: the layers' detail above DETAIL_SIGMA
+is blended with weights normalised to keep its variance), so mid-loop is not a softer double
+exposure of the two layers.
+
 Composition: frame = still (1 - m) + moved m, with m each region's mask (static masks and pins
 taken out) feathered a few pixels *inside* its edge; pixels no region covers are copied from the
 still, bit for bit, in its own sample type. Sampling is engine/render.py's (bicubic by default);
@@ -57,6 +61,10 @@ MAX_SUBSTEP = 0.5    # cells an integration sub-step may move
 # A layer whose source length per target length (in the direction stretched most) falls from
 # STRETCH[1] to STRETCH[0] hands over to the other layer: edge content drawn out is not texture.
 STRETCH = (0.35, 0.8)
+# The loop's cross-fade keeps the detail's contrast: the layers' detail above this scale (the
+# canvas minus its Gaussian blur of this sigma, in pixels) is blended with weights normalised to
+# keep its variance, the rest linearly.
+DETAIL_SIGMA = 2.0
 
 
 @dataclass
@@ -77,6 +85,7 @@ class Region:
     backward: torch.Tensor | None = None
     weights: dict = dataclass_field(default_factory=dict)  # the upsampling matrices per band
     bands: list | None = None  # the covered pixels per band (AdvectClip._bands)
+    smooth: torch.Tensor | None = None  # the canvas blurred by DETAIL_SIGMA (drift only)
 
 
 class AdvectClip:
@@ -185,16 +194,38 @@ class AdvectClip:
         trust_f, trust_b = maps[2].clamp_(0.0, 1.0), maps[5].clamp_(0.0, 1.0)
         if not self.loop and not bool((trust_f < 1.0).any()):
             return self._sample(region, x + maps[0], y + maps[1])
-        forward = self._sample(region, x + maps[0], y + maps[1])
-        backward = self._sample(region, x + maps[3], y + maps[4])
+        xf, yf, xb, yb = x + maps[0], y + maps[1], x + maps[3], y + maps[4]
+        forward = self._sample(region, xf, yf)
+        backward = self._sample(region, xb, yb)
         if self.loop:
             w_f, w_b = (1.0 - a) * trust_f, a * trust_b
         else:
             w_f, w_b = trust_f, (1.0 - trust_f) * trust_b
         total = w_f + w_b
-        plain = (1.0 - a) * forward + a * backward
-        blended = (w_f * forward + w_b * backward) / total.clamp_min(1e-12)
-        return torch.where(total > 1e-3, blended, plain)
+        usable = total > 1e-3
+        w_f = torch.where(usable, w_f / total.clamp_min(1e-12), torch.full_like(w_f, 1.0 - a))
+        w_b = 1.0 - w_f
+        return self._blend(region, forward, backward, w_f, w_b, xf - xb, yf - yb,
+                           (xf, yf, xb, yb))
+
+    def _blend(self, region: Region, forward: torch.Tensor, backward: torch.Tensor,
+               w_f: torch.Tensor, w_b: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor,
+               positions) -> torch.Tensor:
+        """The two layers cross-faded by blend_layers, their blurred parts sampled from the
+        region's blurred canvas (made on first use) at the same positions."""
+        if not bool((w_f * w_b > 1e-6).any()):
+            return w_f * forward + w_b * backward
+        if region.smooth is None:
+            canvas = region.canvas.permute(1, 2, 0).cpu().numpy()
+            smooth = cv2.GaussianBlur(canvas, (0, 0), DETAIL_SIGMA,
+                                      borderType=cv2.BORDER_REFLECT)
+            smooth = smooth.reshape(canvas.shape).transpose(2, 0, 1)
+            region.smooth = torch.from_numpy(np.ascontiguousarray(smooth)).to(self.device)
+        top, left = region.origin
+        xf, yf, xb, yb = positions
+        low_f = render.sample(region.smooth, xf - left, yf - top, "bilinear")[:, 0]
+        low_b = render.sample(region.smooth, xb - left, yb - top, "bilinear")[:, 0]
+        return blend_layers(forward, backward, low_f, low_b, w_f, w_b, dx * dx + dy * dy)
 
     def _upsample(self, region: Region, values: torch.Tensor, rows, cols,
                   index: torch.Tensor) -> torch.Tensor:
@@ -381,6 +412,23 @@ def _unstretched(position: torch.Tensor) -> torch.Tensor:
     smallest = ((frobenius - root) / 2).clamp_min(0).sqrt().cpu().numpy()
     low, high = STRETCH
     return torch.from_numpy(render.smoothstep(smallest, low, high)).to(position.device)
+
+
+def blend_layers(forward: torch.Tensor, backward: torch.Tensor, low_f: torch.Tensor,
+                 low_b: torch.Tensor, w_f: torch.Tensor, w_b: torch.Tensor,
+                 distance2: torch.Tensor) -> torch.Tensor:
+    """Two layers [C, P] cross-faded with weights w_f + w_b = 1 [1, P], keeping their detail's
+    contrast. A linear blend of two unrelated textures halves the variance of their detail
+    half-way through the loop (a drifting sky's sharpness measured 0.58 of the still's there):
+    the detail (each layer minus its blurred part, low_f / low_b) is divided by the blend's
+    standard deviation sqrt(w_f^2 + w_b^2 + 2 w_f w_b rho), rho the detail's correlation
+    between the two sources, Gaussian in their squared distance `distance2` (px^2; 1 where
+    they coincide, so one source blended with itself is itself), as in Heitz and Neyret's
+    histogram-preserving blending (HPG 2018); the blurred parts are blended linearly."""
+    rho = torch.exp(-distance2 / (4.0 * DETAIL_SIGMA ** 2))
+    spread = (w_f * w_f + w_b * w_b + 2.0 * w_f * w_b * rho).clamp_min(1e-6).sqrt()
+    low = w_f * low_f + w_b * low_b
+    return low + (w_f * (forward - low_f) + w_b * (backward - low_b)) / spread
 
 
 def feathered(mask: np.ndarray, feather: float) -> np.ndarray:

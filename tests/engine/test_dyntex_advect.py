@@ -269,3 +269,22 @@ def test_measured_motion_of_the_built_ins():
     assert grass.kind == "oscillate" and grass.coherence < 0.2
     assert grass.period == 24 and grass.amplitude > 0
     assert isinstance(grass, Motion)
+
+
+def test_the_loop_blend_keeps_the_detail_and_a_layer_blended_with_itself():
+    import torch
+
+    from engine.dyntex.advect import blend_layers
+
+    generator = torch.Generator().manual_seed(0)
+    detail_f = torch.randn(3, 20000, generator=generator)
+    detail_b = torch.randn(3, 20000, generator=generator)
+    low = torch.full((3, 20000), 0.5)
+    half = torch.full((1, 20000), 0.5)
+    far = torch.full((1, 20000), 400.0)  # sources 20 px apart: unrelated detail
+    mixed = blend_layers(low + detail_f, low + detail_b, low, low, half, half, far)
+    assert float((mixed - low).std()) == pytest.approx(1.0, abs=0.03)  # linear: 0.71
+    same = blend_layers(low + detail_f, low + detail_f, low, low, half, half, far * 0)
+    assert torch.allclose(same, low + detail_f, atol=1e-5)
+    ends = blend_layers(low + detail_f, low + detail_b, low, low, half * 2, half * 0, far)
+    assert torch.allclose(ends, low + detail_f, atol=1e-6)
