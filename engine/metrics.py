@@ -15,6 +15,10 @@ H x W, a pixel is inside where the mask is > 0.5.
   poke_following        cosine and magnitude ratio of the mean flow in a poke patch
   unexplained_change    motion vs flicker: what the DIS flow between frames does not explain
   drift_coherence       |mean flow| / mean |flow| over the whole clip, in a mask
+  sway                  mean |flow| and the principal axis of the flow vectors, in a mask (an
+                        oscillating region: how far and along which line it swings)
+  held_identity         are the frames the still bit for bit where they must be (outside every
+                        motion mask): differing pixels and the largest difference
   colour_shift          style: how far a region's Lab mean/std moved from the still's toward
                         the painting's (1 = the painting's colour statistics, 0 = unchanged)
   orientation_shift     style: the same ratio for brushwork, gradient orientation and
@@ -172,6 +176,52 @@ def drift_coherence(clip, mask=None, flows: np.ndarray | None = None) -> float:
     if magnitude == 0:
         return 0.0
     return float(np.hypot(*vectors.mean(axis=0, dtype=np.float64))) / magnitude
+
+
+def sway(flows: np.ndarray, mask=None) -> dict:
+    """How an oscillating region swings, from consecutive-frame flows [N, H, W, 2] (clip_flows):
+    "magnitude" = mean |flow| over every pair and every pixel in the mask (px/frame), "axis" =
+    the unit principal direction of those flow vectors (the eigenvector of their second-moment
+    matrix about zero with the largest eigenvalue, x >= 0: a sway has no sign), (1, 0) when
+    nothing moves. Compare axes with |cosine|."""
+    flows = np.asarray(flows, np.float32)
+    if flows.ndim == 3:
+        flows = flows[None]
+    vectors = flows[_flow_mask(mask, flows.shape)].astype(np.float64)
+    if vectors.size == 0:
+        raise ValueError("the mask is empty")
+    magnitude = float(np.hypot(vectors[:, 0], vectors[:, 1]).mean())
+    if magnitude == 0:
+        return {"magnitude": 0.0, "axis": (1.0, 0.0)}
+    _, axes = np.linalg.eigh(vectors.T @ vectors / len(vectors))
+    axis = axes[:, -1] * (1.0 if axes[0, -1] >= 0 else -1.0)
+    return {"magnitude": magnitude, "axis": (float(axis[0]), float(axis[1]))}
+
+
+def held_identity(still, frames, held) -> dict:
+    """Are the frames the still, bit for bit, on the pixels of `held` (H x W bool, e.g. outside
+    every motion mask)? "pixels" = the most held pixels that differ from the still (in any
+    channel) in one frame, "max_difference" = the largest absolute difference of a held sample
+    over all frames (in the pictures' own units: 0..255 for uint8), "identical" = no held pixel
+    differs in any frame. Pictures compared as they are: no conversion, no tolerance."""
+    still = np.asarray(still)
+    held = np.asarray(held, bool)
+    if held.shape != still.shape[:2]:
+        raise ValueError(f"the held mask is {held.shape}, the still {still.shape[:2]}")
+    reference = still[held]
+    pixels, largest = 0, 0.0
+    for frame in frames:
+        frame = np.asarray(frame)
+        if frame.shape != still.shape:
+            raise ValueError(f"a frame is {frame.shape}, the still {still.shape}")
+        values = frame[held]
+        differ = values != reference
+        if differ.any():
+            count = int((differ.reshape(len(values), -1).any(axis=1)).sum())
+            pixels = max(pixels, count)
+            change = np.abs(values.astype(np.float64) - reference.astype(np.float64))
+            largest = max(largest, float(change.max()))
+    return {"pixels": pixels, "max_difference": largest, "identical": pixels == 0}
 
 
 # --------------------------------------------------------------------------------------------
