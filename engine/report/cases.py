@@ -307,7 +307,10 @@ def _engine_run(entry: object, number: int, folder: Path, where: str) -> EngineR
         elif kind is float:
             options[key] = _numbers([value], 1, at, "a number")[0]
         elif not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
-            raise JobError(f"{at} must be {kind.__name__}, got {value!r}")
+            raise JobError(f"{at} must be " + ("a whole number" if kind is int else
+                                               kind.__name__) + f", got {value!r}")
+        elif kind is int and value < 0:  # counts and sizes: the job refuses negatives too
+            raise JobError(f"{at} must not be negative, got {value!r}")
         else:
             options[key] = value
     return EngineRun(engine=name, label=label, options=options)

@@ -35,6 +35,10 @@ STYLE_COLUMNS = (  # (key in an engine's "style", column heading)
     ("unexplained_change_difference", "difference"),
 )
 
+LANDSCAPE_HEAD = ("region", "motion", "unexplained", "coherence", "speed / asked (px/frame)",
+                  "speed ratio", "direction cos", "sway (px/frame)", "sharpness (region)",
+                  "edge seam", "loop seam", "outside", "s/clip")
+
 
 def write_results(results: dict, path: Path) -> None:
     """Strict JSON: an infinite number (leakage when only the background moved) becomes null."""
@@ -78,6 +82,29 @@ def write_index(results: dict, path: Path) -> None:
                   "drift, 1 flicker), of the bake with the style and without; the difference "
                   "should stay at or below +0.05 (no more flicker than without style).", ""]
         lines += _style_table(styled)
+    landscapes = [case for case in results["cases"]
+                  if any(run.get("landscape") for run in case["engines"])]
+    if landscapes:
+        lines += ["", "## Landscape", "",
+                  "Engines that move motion masks, a row per motion region (its mask > 0.5 at "
+                  "the evaluated resolution, static masks and pins taken out). Unexplained: "
+                  "motion vs flicker in the region (a clean drift about 0.3, real footage 0.5, "
+                  "flicker 1; aim <= 0.5). Coherence: |mean flow| / mean |flow| (a drift near "
+                  "1, aim >= 0.8; a sway near 0). Speed / asked: the mean consecutive-frame DIS "
+                  "flow over the region's interior (more than 4 % of the shorter side inside "
+                  "its edge) against the exemplar's measured speed x the still's shorter side, "
+                  "or an arrow's length / steps when an arrow starts in the region (motion "
+                  "\"arrow\"); speed ratio their quotient (aim 0.8-1.25), direction cos the "
+                  "cosine of the two directions (for a sway: |cos| of the flow's principal axis "
+                  "to the sway axis). Sway: mean |flow| over the interior of an oscillating "
+                  "region. Sharpness: Laplacian variance in the region, generated frames / "
+                  "still (aim >= 0.9). Edge seam: edge lines in a band along the region's "
+                  "boundary, frame / still, the frame furthest from 1 (1 = no seam). Loop seam "
+                  "(looping clips): the step last -> first frame over the mean neighbouring "
+                  "step in the region (<= 1: no visible seam). Outside: every frame against the "
+                  "still outside every motion mask, bit for bit (identical, or the most "
+                  "differing pixels in a frame and the largest difference, 0-255).", ""]
+        lines += _landscape_table(landscapes)
     for case in results["cases"]:
         w, h = case["size"]
         lines += ["", f"## {case['name']}", "",
@@ -98,6 +125,9 @@ def write_index(results: dict, path: Path) -> None:
                       "frames of its stylized bake.", ""]
             lines += _style_table([case], with_case=False)
             lines += ["", f"![style contact sheet]({style['sheet']})"]
+        if any(run.get("landscape") for run in case["engines"]):
+            lines += ["", f"### {case['name']} / landscape", ""]
+            lines += _landscape_table([case], with_case=False)
         for run in case["engines"]:
             options = ", ".join(f"{k}={v}" for k, v in run["options"].items()) or "defaults"
             lines += ["", f"### {case['name']} / {run['label']}", "",
@@ -134,6 +164,37 @@ def _style_table(cases: list[dict], with_case: bool = True) -> list[str]:
             cells += [_number(run["style"].get(key)) for key, _ in STYLE_COLUMNS]
             cells.append(f"{style['seconds']:.1f}")
             lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _landscape_table(cases: list[dict], with_case: bool = True) -> list[str]:
+    head = (["case"] if with_case else []) + ["engine", *LANDSCAPE_HEAD]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for case in cases:
+        for run in case["engines"]:
+            landscape = run.get("landscape")
+            if not landscape:
+                continue
+            outside = landscape["outside"]
+            outside = ("identical" if outside["identical"] else
+                       f"{outside['pixels']} px, max {outside['max_difference']:g}")
+            for region in landscape["regions"]:
+                drift = region["kind"] == "drift"
+                motion = ("drift" if drift else "sway") + (", arrow" if region["steered"]
+                                                           else "")
+                speed = ""
+                if drift:
+                    speed = _number(region["speed"]) + " / " + _number(region["expected_speed"])
+                cells = ([case["name"]] if with_case else []) + [
+                    run["label"], f"{region['label']} ({Path(region['mask']).name})", motion,
+                    _number(region["unexplained_change"]), _number(region["drift_coherence"]),
+                    speed, _number(region["speed_ratio"]) if drift else "",
+                    _number(region["direction_cosine"]),
+                    "" if drift else _number(region["sway"]),
+                    _number(region["sharpness"]), _number(region["edge_seam"]),
+                    _number(region["loop_seam"]) if landscape["loop"] else "",
+                    outside, _number(run["summary"].get("seconds_per_clip"))]
+                lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 

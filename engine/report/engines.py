@@ -62,8 +62,12 @@ def _poke_section(options: dict, sample: int, samples: int) -> dict:
 
 
 def _dyntex_section(options: dict, sample: int, samples: int) -> dict:
-    # "loop" is the job's own top-level key (docs/JOB.md)
-    return {"loop": options["loop"], "dyntex": {"method": options["method"]}}
+    # "loop" is the job's own top-level key (docs/JOB.md); refine: two-stream iterations over
+    # an advected clip (advect only); size and iterations: the two-stream method's working size
+    # and iterations (and the refiner's size)
+    return {"loop": options["loop"],
+            "dyntex": {"method": options["method"], "refine": options["refine"],
+                       "size": options["size"], "iterations": options["iterations"]}}
 
 
 ENGINES: dict[str, Engine] = {
@@ -77,8 +81,10 @@ ENGINES: dict[str, Engine] = {
                                            "compose": (str, "change")},
                    sampling=True),
     # the case's motion masks move (advect: motion first; "two-stream" works but takes minutes)
+    # (defaults: the job's, engine/job.py DyntexSettings)
     "dyntex": Engine("dyntex", _dyntex_section, {"method": (str, "advect"),
-                                                 "loop": (bool, False)},
+                                                 "loop": (bool, False), "refine": (int, 0),
+                                                 "size": (int, 256), "iterations": (int, 100)},
                      motion_masks=True),
 }
 

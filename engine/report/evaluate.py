@@ -14,7 +14,10 @@ and with the still's longer side at 64 px (sample 0, after one untimed run at 64
 for imports and first-call set-up). A case with a style is stylized once (timed) and every
 engine's clips are made a second time from the stylized still (engines.make_clip), for the
 style table. Face structure and edge seam (MediaPipe) are measured for poke engines, and for
-every engine when the still has a face; the other rows leave them blank.
+every engine when the still has a face; the other rows leave them blank. Engines that move
+motion masks get the landscape numbers of each motion region (measures.landscape_numbers),
+against each mask's exemplar motion measured once per case (engine/dyntex/motion_field.py
+load_motion, with the case's seed).
 """
 
 from __future__ import annotations
@@ -94,6 +97,7 @@ def evaluate_case(case: Case, report: Path, work: Path, device, counter) -> dict
     if case.style is not None:
         style, painting, style_seconds = _stylize(case, scene, device, counter)
     faces = _Faces(scene.still, counter.progress, case.name)
+    landscape = _Landscape(case, scene)
     height, width = scene.still.shape[:2]
     result = {
         "name": case.name, "source": case.source, "resolution": case.resolution,
@@ -134,12 +138,17 @@ def evaluate_case(case: Case, report: Path, work: Path, device, counter) -> dict
             counter.step(case.name, run.label, "64 px" + (" (timed)" if timed else " (warm-up)"))
         clips, numbers = [], []
         person = faces.person(run.engine)
+        loop = bool(run.options.get("loop"))
+        targets = landscape.targets(loop) if engine.motion_masks else None
         for sample in range(count):
             made = clip(sample)
             numbers.append({**measures.sample_numbers(made.frames, scene),
                             "seconds": made.seconds})
             if person is not None:
                 numbers[-1].update(measures.face_numbers(made.frames, scene.still, person))
+            if targets is not None:
+                numbers[-1]["landscape"] = measures.landscape_numbers(
+                    made.frames, scene.still, targets, landscape.outside, loop)
             clips.append(made.frames)
             counter.step(case.name, run.label, f"sample {sample + 1} of {count}")
         summary = measures.summary(numbers)
@@ -160,6 +169,10 @@ def evaluate_case(case: Case, report: Path, work: Path, device, counter) -> dict
                         for k, v in run.options.items()},
             "summary": summary, "samples": numbers, "histograms": histograms,
             "pictures": files}
+        if targets is not None:
+            row["landscape"] = landscape.row(
+                targets, measures.landscape_summary([n["landscape"] for n in numbers]), loop,
+                result["motion"])
         if style is not None:
             styled_clips = []
             for sample in range(count):
@@ -175,6 +188,42 @@ def evaluate_case(case: Case, report: Path, work: Path, device, counter) -> dict
         _write_png(report / result["style"]["sheet"],
                    pictures.style_sheet(scene.still, painting, style_rows))
     return result
+
+
+class _Landscape:
+    """The motion regions of a case for the landscape numbers: each motion mask's exemplar
+    motion (measured once per case, once per label) and the pixels outside every motion mask
+    (those a motion-mask engine must leave bit for bit: the job's masks cover a pixel at
+    >= 0.5, and the masks the jobs get are the scene's, written as 8-bit PNGs)."""
+
+    def __init__(self, case: Case, scene):
+        self.case, self.scene = case, scene
+        self.motions = None
+        self.outside = (np.all([np.round(values * 255) < 128 for values, _ in scene.motion],
+                               axis=0) if scene.motion else None)
+
+    def targets(self, loop: bool) -> list:
+        from engine.dyntex.motion_field import load_motion
+
+        if self.motions is None:
+            known = {}
+            for index, (_, label) in enumerate(self.scene.motion, 1):
+                if label not in known:
+                    known[label] = load_motion(label, index, self.case.seed)
+            self.motions = [known[label] for _, label in self.scene.motion]
+        return measures.landscape_targets(self.scene, self.motions, self.case.frames, loop)
+
+    def row(self, targets: list, summary: dict, loop: bool, names: list[dict]) -> dict:
+        """The engine's "landscape" in results.json: per region its mask, label, kind, what was
+        asked (px/frame) and its numbers; outside; whether the clip loops."""
+        regions = []
+        for target, numbers, name in zip(targets, summary["regions"], names):
+            regions.append({
+                **name, "kind": target.kind, "steered": target.steered,
+                "share": float(target.mask.mean()),
+                "expected_direction": list(target.direction),
+                "expected_speed": target.speed, **numbers})
+        return {"loop": loop, "regions": regions, "outside": summary["outside"]}
 
 
 class _Faces:
