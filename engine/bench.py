@@ -212,6 +212,9 @@ def _bf16_probe(size: int) -> dict:
 #                  machine. The iteration's number of loss evaluations (L-BFGS's line search)
 #                  varies, so one gap is a rough figure: measured 15 s at 2 frames, 52 s at 4,
 #                  160 s at 8 and 355 s at 12 (a loaded machine) on one thread (docs/dyntex.md).
+#   refine         the advect method's refiner (`dyntex.refine`): the advect job with refiner
+#                  iterations, timed like two-stream (same frames, same scaling): the seconds
+#                  each refiner iteration adds to an advect bake.
 
 DYNTEX_MEDIA = Path(__file__).resolve().parent.parent / "media" / "astronaut.png"
 
@@ -341,6 +344,7 @@ def _prepare_fork() -> None:
 
 
 ADVECT_REGIONS = (("sky", "clouds"), ("water", "water"), ("grass", "grass"))
+REFINE_ITERATIONS = 100  # the refine job's: more than the bench runs before it stops it
 
 
 def landscape(width: int, height: int, seed: int = 0) -> tuple[np.ndarray, dict]:
@@ -392,41 +396,47 @@ def landscape(width: int, height: int, seed: int = 0) -> tuple[np.ndarray, dict]
 
 def make_landscape_jobs(folder: Path, width: int, height: int, frames_count: int,
                         device: str, two_stream_frames: int | None = None) -> dict[str, Path]:
-    """The advect bench's job folder: the landscape, its three masks and two job files that
-    differ only in `dyntex.method` ({"advect": path, "two-stream": path}) and, given
-    two_stream_frames, in `frames`; every other key at its default but `loop` (true)."""
+    """The advect bench's job folder: the landscape, its three masks and three job files that
+    differ only in `dyntex` ({"advect": path, "two-stream": path, "refine": advect with
+    REFINE_ITERATIONS refiner iterations, stopped by the bench after a few}) and, given
+    two_stream_frames, in `frames` (two-stream and refine); every other key at its default but
+    `loop` (true)."""
     still, masks = landscape(width, height)
     frames.write_image(folder / "still.png", still, "PNG8")
     for name, values in masks.items():
         cv2.imencode(".png", values)[1].tofile(folder / f"{name}.png")
     jobs = {}
-    for method, count in (("advect", frames_count),
-                          ("two-stream", two_stream_frames or frames_count)):
+    for name, count, dyntex in (
+            ("advect", frames_count, {"method": "advect"}),
+            ("two-stream", two_stream_frames or frames_count, {"method": "two-stream"}),
+            ("refine", two_stream_frames or frames_count,
+             {"method": "advect", "refine": REFINE_ITERATIONS})):
         job = {"version": 1, "engine": "dyntex", "image": "still.png",
-               "output": f"take_{method}", "frames": count, "loop": True,
+               "output": f"take_{name}", "frames": count, "loop": True,
                "device": device,
-               "masks": [{"path": f"{name}.png", "label": label}
-                         for name, label in ADVECT_REGIONS],
-               "dyntex": {"method": method}}
-        jobs[method] = folder / f"job_{method}.json"
-        jobs[method].write_text(json.dumps(job))
+               "masks": [{"path": f"{mask}.png", "label": label}
+                         for mask, label in ADVECT_REGIONS],
+               "dyntex": dyntex}
+        jobs[name] = folder / f"job_{name}.json"
+        jobs[name].write_text(json.dumps(job))
     return jobs
 
 
 class _Timed(Silent):
     """Progress that keeps (stage, done, total, seconds since start, loss) of every record, and
-    stops the run (raises _Reached) after `stop_after` synthesis iterations (0: never)."""
+    stops the run (raises _Reached) after `stop_after` iterations of `stage` (0: never)."""
 
-    def __init__(self, stop_after: int = 0):
+    def __init__(self, stop_after: int = 0, stage: str = "synthesize"):
         super().__init__()
         self.start = time.perf_counter()
         self.stop_after = stop_after
+        self.stage = stage
         self.records: list[tuple] = []
 
     def emit(self, stage, done=None, total=None, **extra) -> None:
         self.records.append((stage, done, total, time.perf_counter() - self.start,
                              extra.get("loss")))
-        iterations = [r for r in self.records if r[0] == "synthesize"]
+        iterations = [r for r in self.records if r[0] == self.stage]
         if self.stop_after and len(iterations) >= self.stop_after:
             raise _Reached
 
@@ -455,23 +465,24 @@ def advect_case(job_path: Path) -> dict:
 
 
 def two_stream_case(job_path: Path, iterations: int = 1, warmup: int = 0,
-                    frames_count: int | None = None) -> dict:
+                    frames_count: int | None = None, stage: str = "synthesize") -> dict:
     """The two-stream job (the same still and masks) in this process, stopped after
     warmup + iterations + 1 L-BFGS iterations: seconds per iteration (the median of the last
     `iterations` gaps between iterations), the job's iteration count, and the estimate of the
     whole optimisation, iterations x seconds per iteration. frames_count (given, and not the
     job's): seconds per iteration scaled from the job's frames to that many, in proportion
-    (every term of the loss is a sum over frames or frame pairs)."""
+    (every term of the loss is a sum over frames or frame pairs). stage "refine": the same for
+    the advect method's refiner (an advect job with dyntex.refine)."""
     from engine.dyntex.synthesis import working_size
 
     job = load_job(job_path)
     baseline = _peak_rss_mb()
-    progress = _Timed(stop_after=warmup + iterations + 1)
+    progress = _Timed(stop_after=warmup + iterations + 1, stage=stage)
     try:
         run_job(job, progress)
     except _Reached:
         pass
-    stamps = [r for r in progress.records if r[0] == "synthesize"]
+    stamps = [r for r in progress.records if r[0] == stage]
     gaps = [b[3] - a[3] for a, b in zip(stamps, stamps[1:])]
     measured = statistics.median(gaps[warmup:] or gaps)
     frames_count = frames_count or job.frames
@@ -592,6 +603,8 @@ def _advect_section(size: tuple[int, int], frames_count: int, two_stream_frames:
             "above the start)")
         two = _isolated(isolate, two_stream_case, jobs["two-stream"], iterations=iterations,
                         warmup=warmup, frames_count=frames_count)
+        refine = _isolated(isolate, two_stream_case, jobs["refine"], iterations=iterations,
+                           warmup=warmup, frames_count=frames_count, stage="refine")
     work_w, work_h = two["working_size"]
     measured = two["measured_frames"]
     scaled = (f" at {measured} frames, x {frames_count}/{measured} for {frames_count} frames: "
@@ -607,10 +620,16 @@ def _advect_section(size: tuple[int, int], frames_count: int, two_stream_frames:
     ratio = _ratio(two["estimate_seconds"], advect["seconds"])
     out(f"  two-stream estimate / advect: {ratio:.0f}x" if ratio is not None else
         "  two-stream estimate / advect: not measured")
+    scaled = (f" at {measured} frames, x {frames_count}/{measured} for {frames_count} frames: "
+              f"{refine['s_per_iteration']:.2f} s/iteration" if measured != frames_count else "")
+    out(f"  the advect method's refiner (dyntex.refine) at {work_w}x{work_h}: "
+        f"{refine['measured_s_per_iteration']:.2f} s/iteration{scaled}, peak "
+        f"{refine['peak_rss_mb']:.0f} MB at {measured} frames; a bake with refine N adds "
+        f"≈ N × {refine['s_per_iteration']:.1f} s to advect's {advect['seconds']:.1f} s")
     return {"still": "procedural landscape", "size": [width, height], "frames": frames_count,
             "two_stream_measured_frames": two_stream_frames, "loop": True,
             "regions": [label for _, label in ADVECT_REGIONS],
-            "advect": advect, "two_stream": two,
+            "advect": advect, "two_stream": two, "refine": refine,
             "two_stream_over_advect": None if ratio is None else round(ratio, 2)}
 
 
@@ -640,6 +659,7 @@ def _dyntex_summary(results: dict) -> str:
         figures["two_stream_measured_frames"] = two["measured_frames"]
         figures["two_stream_estimate_s"] = two["estimate_seconds"]
         figures["two_stream_over_advect"] = _ratio(two["estimate_seconds"], advect["seconds"])
+        figures["refine_s_per_iteration"] = section["refine"]["s_per_iteration"]
     # frames: the two tables' (None when they did not run)
     return summary_line("dyntex", frames=results["frames"] if results["sizes"] else None,
                         **figures)

@@ -40,6 +40,11 @@ def test_bench_dyntex_reports_every_configuration():
     assert two["s_per_iteration"] > 0 and two["job_iterations"] == 100
     assert two["estimate_seconds"] == pytest.approx(100 * two["s_per_iteration"], abs=0.1)
     assert any("two-stream at the defaults would take" in line for line in lines)
+    refine = section["refine"]  # the refiner, timed like two-stream
+    assert (refine["frames"], refine["measured_frames"]) == (4, 2)
+    assert refine["s_per_iteration"] > 0 and refine["working_size"] == [96, 54]
+    assert summary["refine_s_per_iteration"] == pytest.approx(refine["s_per_iteration"], rel=0.01)
+    assert any("refiner" in line for line in lines)
     assert summary["advect_size"] == "96x54" and summary["advect_frames"] == 4
     assert summary["two_stream_measured_frames"] == 2
     for key in ("advect_s", "advect_s_per_frame", "advect_peak_mb",
