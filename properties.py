@@ -110,9 +110,21 @@ class StillMotionMaskLabel(bpy.types.PropertyGroup):
 
 class StillMotionDyntexSettings(bpy.types.PropertyGroup):
     """Dynamic Texture engine settings (docs/JOB.md, "dyntex"); defaults are the engine's.
-    Everything but method configures the two-stream method only."""
+    Everything but method and refine configures the two-stream method only; refine is Motion
+    (advect)'s refiner, which also reads Working Size (size)."""
 
     method: EnumProperty(name="Method", items=DYNTEX_METHODS, default="ADVECT")
+    refine: IntProperty(
+        name="Refine Iterations",
+        description="Motion (advect) only: two-stream iterations started from the advected "
+                    "clip at Working Size, adding what moving the still's pixels cannot "
+                    "(clouds changing shape, sparkle on water); their change is added to each "
+                    "full-resolution frame inside the regions (frame 1 and everything outside "
+                    "stay the still). Slow: each iteration costs about one two-stream "
+                    "iteration (tens of seconds to minutes for 48 frames at 256 px on a "
+                    "laptop CPU). 0: none. A Preview never refines",
+        default=0, min=0, max=50,
+    )
     style_image: PointerProperty(
         name="Style Stream",
         type=bpy.types.Image,
@@ -122,8 +134,9 @@ class StillMotionDyntexSettings(bpy.types.PropertyGroup):
     )
     size: IntProperty(
         name="Working Size",
-        description="Longer side in pixels the motion is synthesised at; frames are written at "
-                    "the still's resolution. Time grows with its square",
+        description="Longer side in pixels the motion is synthesised at (Two-stream, and "
+                    "Motion (advect)'s Refine Iterations); frames are written at the still's "
+                    "resolution. Time grows with its square",
         default=256, min=32, soft_max=512, max=2048, subtype="PIXEL",
     )
     iterations: IntProperty(

@@ -207,9 +207,16 @@ class VIEW3D_PT_stillmotion(bpy.types.Panel):
         col.use_property_decorate = False
         col.prop(dyntex, "method")
         if dyntex.method == "ADVECT":
-            # Everything else in dyntex configures the two-stream method only.
+            # Everything else in dyntex configures the two-stream method only, but for the
+            # Working Size its refiner reads (scene/job.py writes both only when refining).
+            col.prop(dyntex, "refine")
+            if dyntex.refine > 0:
+                col.prop(dyntex, "size")
             _wrapped(layout, "An arrow on the Pokes layer steers the region it starts in; a "
                      "click without a drag pins that spot", "FORCE_WIND", context)
+            if dyntex.refine > 0:
+                _wrapped(layout, "Each refine iteration takes about as long as a two-stream "
+                         "one; a Preview does not refine", "TIME", context)
             self.draw_library(layout)
             return
         self.draw_library(layout)

@@ -19,7 +19,8 @@ What each engine takes:
   the word, "Clip File" as the clip's absolute path, and "dyntex" with the method. Motion
   (advect, the default) also takes the pokes as the warp engine does: an arrow steers the motion
   region it starts in (one starting outside every motion mask is refused), a click without a
-  drag is a pin; its Preview is scaled to Preview Size like Warp's. Two-stream synthesis does
+  drag is a pin; Refine Iterations above 0 adds "refine" and its Working Size as "size"; its
+  Preview is scaled to Preview Size like Warp's and never refines. Two-stream synthesis does
   not read pokes (a warning counts them) and its Preview bakes at most DYNTEX_PREVIEW's working
   size, frames and iterations.
 - Sampled (iPOKE): the pokes (at least one; a poke may be a click without a drag: "hold still
@@ -458,27 +459,42 @@ def min_working_size(width, height):
     return size
 
 
+def _checked_working_size(size, size_wh, where):
+    """A bake's dyntex working size, refused (naming the smallest that works and where the
+    setting is) when it leaves the still's shorter side under MIN_WORK pixels."""
+    smallest = min_working_size(*size_wh)
+    if size < smallest:
+        w, h = size_wh
+        raise StillMotionError(
+            f"Working Size {size} is too small for this {w}x{h} picture: the motion network "
+            f"needs {MIN_WORK} pixels on its shorter side, so set Working Size to at least "
+            f"{smallest} ({where})")
+    return size
+
+
 def _dyntex_block(dyn, job_dir, size_wh, preview, warnings):
     """The job's "dyntex" object (docs/JOB.md): the method, and for two-stream its settings (a
-    Preview caps size and iterations). Advect uses none of them."""
+    Preview caps size and iterations). Advect writes only the method, plus its refiner's
+    iterations and working size when Refine Iterations is above 0 (never for a Preview, which
+    must stay fast)."""
     if dyn.method == "ADVECT":
         if dyn.style_image is not None:
             warnings.append(f"the Style Stream image '{dyn.style_image.name}' is not used by "
                             "Motion (advect): only Two-stream synthesis reads it (for a painted "
                             "look with any engine, set a Painting under Style)")
-        return {"method": DYNTEX_METHODS["ADVECT"]}
+        block = {"method": DYNTEX_METHODS["ADVECT"]}
+        refine = int(dyn.refine)
+        if refine > 0 and not preview:
+            block["refine"] = refine
+            block["size"] = _checked_working_size(int(dyn.size), size_wh, "Dynamic Texture")
+        return block
     size, iterations, levels = int(dyn.size), int(dyn.iterations), int(dyn.levels)
-    smallest = min_working_size(*size_wh)
     if preview:
-        size = max(min(size, DYNTEX_PREVIEW["size"]), smallest)
+        size = max(min(size, DYNTEX_PREVIEW["size"]), min_working_size(*size_wh))
         iterations = min(iterations, DYNTEX_PREVIEW["iterations"])
         levels = 1
-    elif size < smallest:
-        w, h = size_wh
-        raise StillMotionError(
-            f"Working Size {size} is too small for this {w}x{h} picture: the motion network "
-            f"needs {MIN_WORK} pixels on its shorter side, so set Working Size to at least "
-            f"{smallest} (Dynamic Texture › Advanced)")
+    else:
+        size = _checked_working_size(size, size_wh, "Dynamic Texture › Advanced")
     block = {
         "method": DYNTEX_METHODS["TWO_STREAM"],
         "size": size,

@@ -1,7 +1,8 @@
 """The Dynamic Texture engine on the Blender side: properties -> job.json ("dyntex" block with
-its method, labels, clip paths, arrows and pins for Motion (advect), style image and λ for
-Two-stream), the errors an artist can fix, the panel for both engines and both methods, the
-Previews, and a tiny bake of each method through the real engine process."""
+its method, labels, clip paths, arrows, pins and the refiner for Motion (advect), style image
+and λ for Two-stream), the errors an artist can fix, the panel for both engines and both methods, the
+Previews, and a tiny bake of each method (and of advect refined) through the real engine
+process."""
 
 import json
 import pathlib
@@ -65,6 +66,10 @@ def test_defaults_are_the_engines(sm, tmp_path):
     methods = {i.identifier: i.value for i in dyn.bl_rna.properties["method"].enum_items}
     assert methods == {"ADVECT": 0, "TWO_STREAM": 1}  # saved files store the number
     assert (dyn.size, dyn.iterations, dyn.levels, dyn.optimizer) == (256, 100, 1, "LBFGS")
+    assert dyn.refine == 0  # engine/job.py DyntexSettings.refine: no refiner
+    refine = dyn.bl_rna.properties["refine"]
+    assert (refine.hard_min, refine.hard_max) == (0, 50)
+    assert "two-stream iteration" in refine.description
     lambdas = (dyn.lambda_style, dyn.lambda_l2, dyn.lambda_app, dyn.lambda_dyn,
                dyn.lambda_paint)
     assert lambdas == pytest.approx((1.0, 0.0, 1.0, 1.0, 0.1))
@@ -110,6 +115,37 @@ def test_default_job_is_advect_with_arrows_and_pins(sm, tmp_path):
     assert plan.job["dyntex"] == {"method": "advect"}
     assert not (plan.job_path.parent / "style.png").exists()
     assert any("'painting' is not used by Motion (advect)" in w for w in plan.warnings)
+
+
+def test_advect_refine_writes_iterations_and_size(sm, tmp_path):
+    """Refine Iterations above 0 adds the refiner's iterations and the Working Size it runs
+    at to the advect job; 0 (the default) writes nothing new; a Preview never refines."""
+    plane = landscape(sm, tmp_path, "clouds", "grass")
+    dyn = plane.stillmotion.dyntex
+    assert write(sm, plane, tmp_path).job["dyntex"] == {"method": "advect"}
+    dyn.refine, dyn.size = 3, 128
+    plan = write(sm, plane, tmp_path)
+    assert plan.job["dyntex"] == {"method": "advect", "refine": 3, "size": 128}
+    assert json.loads(plan.job_path.read_text(encoding="utf-8")) == plan.job
+    dyn.size = 256  # the default, larger than this 64 x 48 still: the engine never scales up
+    assert write(sm, plane, tmp_path).job["dyntex"] == {"method": "advect", "refine": 3,
+                                                        "size": 256}
+    # The two-stream settings stay out: the refiner reads the engine's defaults for them.
+    dyn.iterations, dyn.lambda_dyn = 7, 5.0
+    assert set(write(sm, plane, tmp_path).job["dyntex"]) == {"method", "refine", "size"}
+
+    # A Preview stays fast: no refiner, scaled to Preview Size as before.
+    plane.stillmotion.preview_size = 32
+    preview = write(sm, plane, tmp_path, preview=True).job
+    assert preview["dyntex"] == {"method": "advect"} and preview["max_size"] == 32
+
+    # A Working Size the motion network cannot use is refused for a refining bake only.
+    dyn.size = 40
+    with pytest.raises(sm.errors.StillMotionError, match="set Working Size to at least 42"):
+        write(sm, plane, tmp_path)
+    assert write(sm, plane, tmp_path, preview=True).job["dyntex"] == {"method": "advect"}
+    dyn.refine = 0
+    assert write(sm, plane, tmp_path).job["dyntex"] == {"method": "advect"}
 
 
 def test_advect_arrow_outside_every_motion_mask_is_refused(sm, tmp_path):
@@ -300,6 +336,16 @@ def test_panel_draws_both_engines(sm, tmp_path):
     assert any(e[0] == "label" and e[1].startswith("An arrow on the Pokes layer steers")
                for e in log)
     assert not any(e[0] == "label" and e[1].startswith("Preview: ≤") for e in log)
+    # Its refiner: Refine Iterations, and the Working Size it runs at once it is above 0.
+    assert "refine" in drawn
+    assert not any(e[0] == "label" and e[1].startswith("Each refine iteration") for e in log)
+    plane.stillmotion.dyntex.refine = 2
+    log = draw_panel(modules)
+    drawn = {entry[1] for entry in log}
+    assert {"refine", "size", "preview_size"} <= drawn
+    assert not (two_stream_only - {"size"}) & drawn
+    assert any(e[0] == "label" and e[1].startswith("Each refine iteration") for e in log)
+    plane.stillmotion.dyntex.refine = 0
 
     plane.stillmotion.dyntex.method = "TWO_STREAM"
     log = draw_panel(modules)
@@ -308,7 +354,7 @@ def test_panel_draws_both_engines(sm, tmp_path):
             "STILLMOTION_PT_dyntex_advanced", "size", "iterations", "levels", "optimizer",
             "lambda_style", "lambda_l2", "lambda_app", "lambda_dyn", "motion_contrast",
             "lambda_paint"} <= drawn
-    assert not {"falloff", "feather", "easing", "preview_size"} & drawn
+    assert not {"falloff", "feather", "easing", "preview_size", "refine"} & drawn
     assert "Advanced" in [e[1] for e in log if e[0] == "label"]
     assert ("label", "Style Stream (two-stream)") in log
     assert any(e[0] == "label" and e[1].startswith("Preview: ≤96 px, 6 frames") for e in log)
@@ -385,6 +431,41 @@ def test_tiny_advect_bake_through_the_engine(sm, tmp_path):
     best = min(range(0, 21), key=error)
     assert abs(best - 15) <= 2, [round(error(s), 1) for s in range(21)]
     assert error(best) < 0.25 * error(0)
+
+
+def test_tiny_refined_advect_bake_through_the_engine(sm, tmp_path, monkeypatch):
+    """Refine Iterations reaches the real engine: 3 frames of the sky moved by an arrow, then
+    1 refine iteration at 42 px. The engine reports its refine stage; frame 1 is the still and
+    pixels outside the sky mask are the still in every frame."""
+    from bl_ext.user_default.stillmotion.bake import session
+
+    plane = landscape(sm, tmp_path, "clouds")
+    gp = plane.stillmotion.strokes
+    sm.strokes.add_stroke(gp, "Pokes", [pixel_to_world(plane, p) for p in ARROW])
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
+    plane = bpy.data.objects[plane.name]
+    settings = plane.stillmotion
+    settings.frames = 3
+    settings.dyntex.refine, settings.dyntex.size = 1, 42
+    stages = set()
+    apply_event = session.BakeSession._apply_event
+
+    def record(self, runtime, event):  # every progress line, however many one poll reads
+        stages.add(event.get("stage"))
+        return apply_event(self, runtime, event)
+
+    monkeypatch.setattr(session.BakeSession, "_apply_event", record)
+    result = session.run_sync(bpy.context, plane, timeout=300)
+    assert result.frames == 3 and not result.preview
+    assert "refine" in stages, stages
+    still = _pixels(tmp_path / "still.png")
+    outside = np.ones(still.shape[:2], bool)
+    outside[2:18, 2:62] = False  # the sky mask (pixel centres inside its outline)
+    frames = [_pixels(pathlib.Path(result.output) / f"frame_{n:04d}.png") for n in range(1, 4)]
+    assert np.array_equal(frames[0], still)
+    for frame in frames:
+        assert frame.shape == still.shape
+        assert np.array_equal(frame[outside], still[outside])
 
 
 def _pixels(path):
