@@ -9,7 +9,7 @@ DEMO_BPY := 5.0.1
 ENGINE_PY := $(CURDIR)/.venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo demo-landscape test test-engine test-blender bench extension media media-train media-faces clean
+.PHONY: demo demo-landscape test test-engine test-blender bench extension media media-train media-faces media-landscapes clean
 
 # face.txt (MediaPipe's face mesh and person mask) goes in with --no-deps: its metadata asks
 # for a second OpenCV and numpy<2, which the models we use do not need (docs/face_parts.md).
@@ -44,6 +44,12 @@ media-train: .venv/.installed media/.fetched
 # Held-out portraits for `python -m engine evaluate` (tools/eval_cases.json); no test needs them.
 media-faces: .venv/.installed media/.fetched
 	.venv/bin/python tools/fetch_media.py --set faces
+
+# Landscape photographs for `python -m engine evaluate` (tools/eval_cases.json landscape_*: a
+# lake and a waterfall from Debian wallpaper packages, 110 MB of downloads, and the painting);
+# no test needs them.
+media-landscapes: .venv/.installed media/.fetched
+	.venv/bin/python tools/fetch_media.py --set landscapes
 
 demo: .venv/.installed .venv-bpy-$(DEMO_BPY)/.installed media/.fetched media/.fetched-painting
 	.venv-bpy-$(DEMO_BPY)/bin/python tools/demo.py --engine-python $(ENGINE_PY) --out out

@@ -7,9 +7,10 @@ the VGG-19 weights: tests/engine/test_vgg.py converts the real file; the Big Buc
 2 MB, from which the landscape demo's still `meadow.png` is cut); the `painting` set is the style
 demo's painting (`make demo` only); the `train` set is for training shipped models (talking-head
 and landscape clips, foliage, and the painting); the `faces` set is the evaluation's held-out
-portraits (`make media-faces`, tools/eval_cases.json; no test needs them).
+portraits (`make media-faces`, tools/eval_cases.json; no test needs them); the `landscapes` set
+is the evaluation's landscape photographs (`make media-landscapes`; no test needs them).
 
-    python tools/fetch_media.py [--set demo|painting|train|faces|all] [--dest media]
+    python tools/fetch_media.py [--set demo|painting|train|faces|landscapes|all] [--dest media]
 """
 
 import argparse
@@ -76,8 +77,26 @@ MEDIA["faces"] = [
     # smallest face MediaPipe finds here (20 px between the eyes in 225 x 169)
     ("deb:opencv-doc", f"{_DOC}/opencv4/html/inpaint_result.jpg", "faces_inpaint.jpg"),
 ]
-# `--set train` also fetches these sets.
-INCLUDES = {"train": ("painting",)}
+# Landscape photographs for the evaluation's motion cases (issue 15; tools/eval_cases.json
+# landscape_*): a lake with sky and a waterfall. Both from Debian main; the two other landscape
+# cases use Big Buck Bunny's first frame (the demo set) and Starry Night (the painting set,
+# fetched with this one).
+# No registry package we found ships a photograph of a tall waterfall: the nearest is a forest
+# stream falling over a staircase of small cascades (Ubuntu's 16.04 community wallpapers).
+MEDIA["landscapes"] = [
+    # "EveningGlow" by Ian Hex (KDE Plasma wallpapers; LGPL-3 in its metadata, GPL-2+ in
+    # Debian's copyright file): a lake at sunset, rippled water, clouds lit orange over dark
+    # hills, rowing boats on the shore in front. 94 MB download.
+    ("deb:plasma-workspace-wallpapers",
+     "usr/share/wallpapers/EveningGlow/contents/images/2560x1600.jpg", "landscape_water_full.jpg"),
+    # "life" by Aitzol Berasategi, 2018, CC-BY-4.0 (Debian's copyright file of
+    # lomiri-wallpapers): a stream stepping down small cascades between limestone rocks and
+    # trees. 16 MB download.
+    ("deb:lomiri-wallpapers-16.04", "usr/share/backgrounds/life_by_Aitzol_Berasategi.jpg",
+     "landscape_waterfall_full.jpg"),
+]
+# `--set train` also fetches the painting, and so does `--set landscapes` (the painting case).
+INCLUDES = {"train": ("painting",), "landscapes": ("painting",)}
 
 
 # Stills cut from fetched media: set -> [(file name, source in media/, maker(source, dest))].
@@ -155,11 +174,33 @@ def _small_face(source: pathlib.Path, dest: pathlib.Path) -> None:
     print(f"media/{dest.name} <- media/{source.name} (bottom-right panel)")
 
 
+def _cut(box: tuple[int, int, int, int], size: tuple[int, int]):
+    """A maker that cuts box (x0, y0, x1, y1) out of the source and resizes it to size (w, h)."""
+    def make(source: pathlib.Path, dest: pathlib.Path) -> None:
+        import cv2
+
+        image = cv2.imread(str(source))
+        if image is None:
+            sys.exit(f"error: cannot read {source}; delete it and fetch again")
+        x0, y0, x1, y1 = box
+        cut = cv2.resize(image[y0:y1, x0:x1], size, interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(dest), cut, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        print(f"media/{dest.name} <- media/{source.name} ({x0}:{x1} x {y0}:{y1}, "
+              f"{size[0]} x {size[1]})")
+    return make
+
+
 DERIVED = {
     "demo": [("meadow.png", "bigbuckbunny.mp4", _meadow), ("face.png", "carphone.mp4", _face),
              ("portrait_painting.png", "astronaut.png", _painting)],
     "faces": [("faces_closeup.png", "faces_example.jpg", _closeup),
               ("faces_small.png", "faces_inpaint.jpg", _small_face)],
+    # the lake without the bottom strip of shingle (16:9), halved; the stream's cascades,
+    # 4:3, at 1280 px
+    "landscapes": [("landscape_water.jpg", "landscape_water_full.jpg",
+                    _cut((0, 0, 2560, 1440), (1280, 720))),
+                   ("landscape_waterfall.jpg", "landscape_waterfall_full.jpg",
+                    _cut((700, 700, 2508, 2056), (1280, 960)))],
 }
 
 
@@ -217,7 +258,8 @@ def fetch(dest: pathlib.Path, media_set: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", default="demo", choices=["demo", "painting", "train", "faces", "all"])
+    parser.add_argument("--set", default="demo",
+                        choices=["demo", "painting", "train", "faces", "landscapes", "all"])
     parser.add_argument("--dest", default=str(pathlib.Path(__file__).resolve().parents[1] / "media"))
     args = parser.parse_args()
     fetch(pathlib.Path(args.dest), args.set)
