@@ -354,15 +354,18 @@ def test_default_case_file_reads(monkeypatch):
     loaded = cases_module.load_cases(REPO / "tools" / "eval_cases.json")
     faces = ["faces_photo_mouth", "faces_photo_turn", "faces_closeup_eyelid",
              "faces_painting_mouth", "faces_cgi_turn", "faces_drawing_chin", "faces_small_turn"]
+    landscapes = ["landscape_meadow", "landscape_water", "landscape_waterfall",
+                  "landscape_painting"]
     assert [c.name for c in loaded] == ["carphone_held_out", "carphone_two_pokes",
                                         "astronaut_unseen", "portrait_painting",
                                         "meadow_starry_advect", "astronaut_strokes_warp",
-                                        "meadow_strokes_masks", *faces]
+                                        "meadow_strokes_masks", *faces, *landscapes]
     assert [r.engine for r in loaded[0].engines] == ["warp", "poke", "poke", "poke", "poke"]
-    assert [len(c.pokes) for c in loaded] == [1, 2, 1, 1, 1, 1, 1] + [1] * len(faces)
+    assert [len(c.pokes) for c in loaded] == [1, 2, 1, 1, 1, 1, 1] + [1] * (len(faces)
+                                                                           + len(landscapes))
     # the held-out faces (`make media-faces`): none from a training clip; the poke engine with
     # the default model first, then each shipped model by name
-    held_out = loaded[-len(faces):]
+    held_out = loaded[-len(faces) - len(landscapes):-len(landscapes)]
     assert not any(c.video or c.still.name in ("face.png",) for c in held_out)
     assert all(c.still.parent.name == "media" and c.still.name.startswith("faces_")
                and c.region_person and c.samples == 4 for c in held_out)
@@ -379,5 +382,20 @@ def test_default_case_file_reads(monkeypatch):
     assert all(c.resolution <= 384 for c in styled.values())
     for name in ("meadow_sky.png", "meadow_grass.png", "strokes_painting.jpg"):
         assert (REPO / "tools" / "eval_media" / name).is_file()  # committed, not fetched
+    # the landscapes (issue 15; `make media-landscapes`): each moves its committed motion masks
+    # with dyntex three ways, looping: two-stream only, advected, advected + refined
+    for case in loaded[-len(landscapes):]:
+        assert case.region_motion and case.motion and case.samples == 1
+        assert all((REPO / "tools" / "eval_media" / path.name).is_file() and
+                   path.name.startswith("landscape_") for path, _ in case.motion)
+        assert [(r.engine, r.label) for r in case.engines] == [
+            ("dyntex", "two-stream"), ("dyntex", "advected"), ("dyntex", "advected + refined")]
+        assert all(r.options["loop"] for r in case.engines)
+        assert [r.options["method"] for r in case.engines] == ["two-stream", "advect", "advect"]
+        assert case.engines[2].options["refine"] > 0 == case.engines[1].options["refine"]
+    assert [label for c in loaded[-len(landscapes):] for _, label in c.motion] == [
+        "clouds", "grass", "clouds", "water", "waterfall", "clouds"]
+    meadow = loaded[-len(landscapes)]
+    assert meadow.video.name == "bigbuckbunny.mp4" and meadow.frame == 1  # the whole frame
     assert loaded[0].frame == 101 and loaded[0].video.name == "carphone.mp4"
     assert evaluate.slug("poke (pixels)") == "poke_pixels"
