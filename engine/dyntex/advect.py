@@ -32,6 +32,9 @@ The cross-fade keeps the detail's contrast (blend_layers: the layers' detail abo
 is blended with weights normalised to keep its variance), so mid-loop is not a softer double
 exposure of the two layers.
 
+A drifting region holds what its mask took in at the edge and that does not look like the rest
+of it (engine/dyntex/foreign.py: a tree's twigs in a rough sky mask), like a static mask.
+
 Composition: frame = still (1 - m) + moved m, with m each region's mask (static masks and pins
 taken out) feathered a few pixels *inside* its edge; pixels no region covers are copied from the
 still, bit for bit, in its own sample type. Sampling is engine/render.py's (Lanczos, SAMPLING);
@@ -52,6 +55,7 @@ import torch
 from engine import frames as frames_io
 from engine import render
 from engine.dyntex import motion_field
+from engine.dyntex.foreign import foreign_content
 from engine.dyntex.motion_field import Arrow, Grid, RegionField
 from engine.errors import JobError
 from engine.warp.pins import pin_discs
@@ -333,8 +337,21 @@ def prepare(job, device, progress) -> AdvectClip:
             progress.warning(f"mask {index} is covered by static masks or pins; it does not move")
             progress.emit("field", done, len(motions))
             continue
-        field = motion_field.build_field(motion, effective, held, arrows[index], job.frames,
-                                         job.loop, job.seed, grid)
+        region_held = held
+        if motion.kind == "drift":  # what the mask took in at its edge does not drift off
+            band = motion_field.EDGE_BAND * motion_field.region_side(work_w, work_h)
+            foreign = foreign_content(still, effective, band)
+            if foreign is not None:
+                share = float(foreign.sum()) / float((effective >= 0.5).sum())
+                progress.warning(
+                    f"mask {index} ({label}): {share:.0%} of it, at its edge, does not look like "
+                    "the rest of the region (a tree, a ridge, a rock?) and is held still; draw "
+                    "the mask closer to the region to move it")
+                effective = np.where(foreign, 0.0, effective).astype(np.float32)
+                region_held = foreign.astype(np.float32) if held is None else \
+                    np.maximum(held, foreign.astype(np.float32))
+        field = motion_field.build_field(motion, effective, region_held, arrows[index],
+                                         job.frames, job.loop, job.seed, grid)
         regions.append(_region(still, index, label, field, effective, job.frames, device))
         progress.emit("field", done, len(motions))
     return AdvectClip(still, regions, job.frames, job.loop, device)

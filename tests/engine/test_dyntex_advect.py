@@ -288,3 +288,28 @@ def test_the_loop_blend_keeps_the_detail_and_a_layer_blended_with_itself():
     assert torch.allclose(same, low + detail_f, atol=1e-5)
     ends = blend_layers(low + detail_f, low + detail_b, low, low, half * 2, half * 0, far)
     assert torch.allclose(ends, low + detail_f, atol=1e-6)
+
+
+def test_a_tree_the_sky_mask_took_in_at_its_edge_holds_and_a_cloud_inside_drifts(tmp_path):
+    rng = np.random.default_rng(4)
+    height, width = 96, 160
+    sky = np.empty((height, width, 3), np.float32)
+    sky[...] = np.array([0.35, 0.55, 0.9], np.float32)  # blue sky, a gentle gradient, grain
+    sky *= (1.0 - 0.2 * np.linspace(0, 1, height, dtype=np.float32))[:, None, None]
+    sky += 0.01 * rng.standard_normal(sky.shape).astype(np.float32)
+    still = (np.clip(sky, 0, 1) * 255).astype(np.uint8)
+    still[30:50, 90:116] = (240, 240, 245)                     # a cloud deep inside
+    still[:, :30] = (30, 70, 25)                               # a tree, the mask's left part
+    rows, cols = np.mgrid[0:height, 0:30]
+    still[:, :30][(rows * 7 + cols * 13) % 5 == 0] = (60, 110, 40)
+    mask = np.zeros((height, width), np.uint8)
+    mask[:, 10:] = 255                                         # drawn 20 px into the tree
+    progress = Recorded()
+    clip = _prepare(_job(tmp_path, [(mask, "clouds")], still=still, frames=12, loop=True),
+                    progress)
+    frames = _frames(clip)
+    for frame in frames:
+        assert np.array_equal(frame[:, :30], still[:, :30])    # the tree holds
+    assert not np.array_equal(frames[6][28:52, 60:150], still[28:52, 60:150])  # the sky moves
+    warnings = [r["message"] for r in progress.records if r["stage"] == "warning"]
+    assert any("held still" in message and "mask 1" in message for message in warnings)
