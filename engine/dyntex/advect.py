@@ -10,7 +10,9 @@ backward x_{k+1} = x_k + v(x_k). A seamless loop blends the two as Holynski et a
 Animating Pictures with Eulerian Motion Fields) do: frame t (0 .. N-1) = (1 - t/N) x the still
 advected forward t steps + t/N x the still advected backward N - t steps; both layers move with
 the same v, frame 0 is the still and frame N would be the still again, so the loop closes
-exactly. Without `loop` the clip is the forward layer alone: a steady drift from the still, with
+exactly. A region that runs out of its own content sooner (a lake flowing towards its shore)
+blends over a whole fraction of the clip instead (loop_period). Without `loop` the clip is the
+forward layer alone: a steady drift from the still, with
 no cross-fade and so no mid-clip double image.
 
 Where a layer's source leaves the region (content that enters the picture at the image border,
@@ -69,6 +71,10 @@ STRETCH = (0.35, 0.8)
 # canvas minus its Gaussian blur of this sigma, in pixels) is blended with weights normalised to
 # keep its variance, the rest linearly.
 DETAIL_SIGMA = 2.0
+# A looping drift's blend period (loop_period): the mean trust of the region's sources it keeps,
+# and the fewest frames it may take.
+TRUST_KEEP = 0.7
+MIN_PERIOD = 6
 # A drift shows the still at a new sub-pixel offset in every frame, so the kernel's softening is
 # seen all the time: Lanczos keeps more of the finest detail than bicubic (engine/render.py).
 SAMPLING = "lanczos"
@@ -93,6 +99,7 @@ class Region:
     weights: dict = dataclass_field(default_factory=dict)  # the upsampling matrices per band
     bands: list | None = None  # the covered pixels per band (AdvectClip._bands)
     smooth: torch.Tensor | None = None  # the canvas blurred by DETAIL_SIGMA (drift only)
+    period: float = 0.0  # frames of the loop's blend (drift; 0: the whole clip), loop_period
 
 
 class AdvectClip:
@@ -185,16 +192,18 @@ class AdvectClip:
             d = self._upsample(region, shift, rows, cols, index)
             return self._sample(region, x - d[0], y - d[1])
         n = self.frames
-        if self.loop:
-            a, k_back = t / n, n - t
+        if self.loop:  # the blend runs over the region's period: whole periods per loop
+            period = region.period or n
+            steps = math.fmod(t, period)
+            if period - steps < 1e-6:
+                steps = 0.0
+            a, k_back = steps / period, period - steps
         else:
-            a, k_back = 0.0, max(0, n - 1 - t)
-        if self.loop and a == 1.0:
-            layers = region.backward[k_back]
-        elif self.loop and a == 0.0:
-            layers = region.forward[t]
+            steps, a, k_back = t, 0.0, max(0, n - 1 - t)
+        if self.loop and a == 0.0:
+            layers = _steps(region.forward, steps)
         else:
-            layers = torch.cat([region.forward[t], region.backward[k_back]])
+            layers = torch.cat([_steps(region.forward, steps), _steps(region.backward, k_back)])
         maps = self._upsample(region, layers, rows, cols, index)
         if len(maps) == 3:
             return self._sample(region, x + maps[0], y + maps[1])
@@ -370,6 +379,7 @@ def _region(still: np.ndarray, index: int, label: str, region_field: RegionField
     if region_field.kind == "drift":
         forward = integrate(region_field, frames, -1.0, device)
         backward = integrate(region_field, frames, +1.0, device)
+        period = loop_period(forward, backward, frames)
         cells = max(float(forward[:, :2].abs().amax()), float(backward[:, :2].abs().amax()))
         reach = cells * max(cx, cy)
     else:
@@ -387,7 +397,43 @@ def _region(still: np.ndarray, index: int, label: str, region_field: RegionField
     filled = np.pad(filled, ((a0 - top, bottom - a1), (b0 - left, right - b1), (0, 0)),
                     mode="symmetric")
     canvas = torch.from_numpy(np.ascontiguousarray(filled.transpose(2, 0, 1))).to(device)
-    return Region(index, label, region_field, weight, box, canvas, (top, left), forward, backward)
+    region = Region(index, label, region_field, weight, box, canvas, (top, left), forward,
+                    backward)
+    if region_field.kind == "drift":
+        region.period = period
+    return region
+
+
+def loop_period(forward: torch.Tensor, backward: torch.Tensor, frames: int) -> float:
+    """Frames over which a looping drift blends its two layers: the whole clip, or a whole
+    fraction of it when the region runs out of its own content sooner. A lake flowing towards
+    its shore, a waterfall between rocks: after some steps most sources lie outside the region
+    (or are stretched), and the loop's half-way frames were streaks and doubled posts. So the
+    blend restarts every `period` frames (frames / whole cycles), the longest that keeps
+    the mean trust of the region's sources (forward and backward) at TRUST_KEEP; a sky that
+    drifts along its long side keeps the whole clip. Every cycle starts on the still; with the
+    detail-keeping blend the restart reads as flowing water, not a jump."""
+    inside = forward[0, 2] >= 0.99
+    if not bool(inside.any()):
+        return float(frames)
+    reach = frames
+    for k in range(1, frames + 1):
+        kept = min(float(forward[k, 2][inside].mean()), float(backward[k, 2][inside].mean()))
+        if kept < TRUST_KEEP:
+            reach = k - 1
+            break
+    reach = max(MIN_PERIOD, reach)
+    return frames / math.ceil(frames / reach)
+
+
+def _steps(maps: torch.Tensor, steps: float) -> torch.Tensor:
+    """Integrated maps [N + 1, 3, h, w] after a fractional number of steps (linear between
+    whole steps)."""
+    low = int(math.floor(steps))
+    share = steps - low
+    if share < 1e-6 or low + 1 >= len(maps):
+        return maps[min(low, len(maps) - 1)]
+    return maps[low] * (1.0 - share) + maps[low + 1] * share
 
 
 def integrate(field: RegionField, frames: int, sign: float, device) -> torch.Tensor:

@@ -313,3 +313,21 @@ def test_a_tree_the_sky_mask_took_in_at_its_edge_holds_and_a_cloud_inside_drifts
     assert not np.array_equal(frames[6][28:52, 60:150], still[28:52, 60:150])  # the sky moves
     warnings = [r["message"] for r in progress.records if r["stage"] == "warning"]
     assert any("held still" in message and "mask 1" in message for message in warnings)
+
+
+@pytest.mark.parametrize("across", [True, False])
+def test_a_drift_that_runs_out_of_its_region_blends_over_a_shorter_period(tmp_path, across):
+    """A lake band 24 px high drifting 60 px down over the clip runs out of its own content
+    within a few frames: the blend restarts every whole fraction of the clip, and the loop
+    still closes; drifting 16 px along the band it keeps the whole clip."""
+    end = [48.0, 44.0 + 60.0] if across else [48.0 + 16.0, 44.0]
+    clip = _prepare(_job(tmp_path, [(_box(32, 56, 0, W), "water")], frames=24, loop=True,
+                         pokes=[{"start": [48.0, 44.0], "end": end}]))
+    period = clip.regions[0].period
+    if across:
+        assert 6 <= period < 24 and (24 / period) == round(24 / period)
+    else:
+        assert period == 24
+    assert np.array_equal(clip.frame(24), clip.still)
+    frames = _frames(clip, 24)
+    assert not np.array_equal(frames[int(period // 2)], clip.still)
