@@ -170,7 +170,8 @@ def synthesize(still: np.ndarray, regions: list[Region], config: SynthesisConfig
                device: torch.device | str = "cpu", callback: Callback | None = None,
                preview_dir: str | os.PathLike | None = None,
                first_frame: torch.Tensor | None = None,
-               initial: torch.Tensor | None = None) -> Synthesis:
+               initial: torch.Tensor | None = None,
+               basis: torch.Tensor | None = None) -> Synthesis:
     """Animate `regions` of `still` (H x W x C native array, see engine/frames.py).
 
     painting: H' x W' x 3 (any type) for the style stream. callback(done, total, loss, preview)
@@ -180,6 +181,9 @@ def synthesize(still: np.ndarray, regions: list[Region], config: SynthesisConfig
     initial [T, 3, h, w] (working size, display float): a clip to refine instead of the still:
     the optimisation starts from it and the pixels outside the regions are its (the advect
     method's refiner, engine/dyntex/refine.py); `config.start` and the noise are not used.
+    basis [T, K] (with initial): the change to the initial clip is not free per frame but
+    Σ_k basis[t, k] · change_k, K images optimised instead of T frames: a change smooth in time
+    (the refiner's, which otherwise flickered).
     Raises JobError for bad input; a Cancelled raised by a signal handler passes through."""
     from engine.dyntex.exemplars import load_exemplar
 
@@ -246,7 +250,14 @@ def synthesize(still: np.ndarray, regions: list[Region], config: SynthesisConfig
             base = resize(initial.float(), w, h).to(device)
         else:
             base = work_still.expand(config.frames, -1, -1, -1)
-        if initial is not None and previous is None:
+        if basis is not None:
+            if initial is None or basis.shape[0] != config.frames:
+                raise ValueError("a temporal basis needs an initial clip and a row per frame")
+            if previous is not None:
+                raise ValueError("a temporal basis works at one level")
+            weights_t = basis.float().to(device)
+            x = torch.zeros(basis.shape[1], 3, h, w, device=device)
+        elif initial is not None and previous is None:
             x = base.clone()
         elif previous is None:
             noise = torch.randn(config.frames, 3, h, w) * config.noise
@@ -257,13 +268,17 @@ def synthesize(still: np.ndarray, regions: list[Region], config: SynthesisConfig
         else:
             x = base + F.interpolate(previous, size=(h, w), mode="bilinear",
                                      align_corners=False)
-        x = x.clamp(0, 1).contiguous().requires_grad_(True)
+        x = (x if basis is not None else x.clamp(0, 1)).contiguous().requires_grad_(True)
 
         fixed = None if first_frame is None else \
             resize(first_frame.reshape(1, 3, *first_frame.shape[-2:]), w, h).to(device)
 
         def compose(x=x, base=base, mask=mask, fixed=fixed):
-            clip = base * (1 - mask) + x * mask
+            if basis is not None:
+                change = torch.einsum("tk,kchw->tchw", weights_t, x)
+                clip = (base + change * mask).clamp(0, 1)
+            else:
+                clip = base * (1 - mask) + x * mask
             return clip if fixed is None else torch.cat([fixed, clip[1:]])
 
         state = {"step": 0}
@@ -276,7 +291,8 @@ def synthesize(still: np.ndarray, regions: list[Region], config: SynthesisConfig
             value = loss_fn.backward(clip, config.chunk)["total"]
             compose().backward(clip.grad)
             loss = torch.tensor(value)
-            if config.optimizer == "lbfgs":  # L-BFGS has no bounds: a penalty keeps it in [0, 1]
+            if config.optimizer == "lbfgs" and basis is None:
+                # L-BFGS has no bounds: a penalty keeps the pixels in [0, 1]
                 penalty = _bounds_penalty(x, mask)
                 penalty.backward()
                 loss = loss + penalty.detach()
@@ -313,8 +329,9 @@ def synthesize(still: np.ndarray, regions: list[Region], config: SynthesisConfig
             optimiser = torch.optim.Adam([x], lr=config.lr)
             for _ in range(config.iterations):
                 optimiser.step(closure)
-                with torch.no_grad():
-                    x.clamp_(0, 1)
+                if basis is None:
+                    with torch.no_grad():
+                        x.clamp_(0, 1)
         done += config.iterations
         with torch.no_grad():
             result = compose().clamp(0, 1)

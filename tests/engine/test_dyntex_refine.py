@@ -113,3 +113,16 @@ def test_refine_with_two_stream_is_refused(tmp_path):
     with pytest.raises(JobError, match="advect"):
         parse_job({"version": 1, "engine": "dyntex", "image": "x.png", "output": "out",
                    "frames": 8, "dyntex": {"method": "two-stream", "refine": 2}}, tmp_path)
+
+
+@pytest.mark.parametrize("loop", [True, False])
+def test_the_refiners_change_is_smooth_in_time_and_zero_on_frame_1(loop):
+    from engine.dyntex.refine import temporal_basis
+
+    basis = temporal_basis(12, loop).numpy()
+    assert basis.shape == (12, 4)
+    assert np.abs(basis[0]).max() == 0
+    steps = np.abs(np.diff(basis, axis=0)).max()
+    assert steps < 1.1  # at most two cycles over the clip: no frame-to-frame noise
+    if loop:  # whole cycles: from the last frame back to frame 1 is one more small step
+        assert np.abs(basis[-1]).max() <= steps + 1e-6
