@@ -356,10 +356,19 @@ def test_default_case_file_reads(monkeypatch):
              "faces_painting_mouth", "faces_cgi_turn", "faces_drawing_chin", "faces_small_turn"]
     landscapes = ["landscape_meadow", "landscape_water", "landscape_waterfall",
                   "landscape_painting"]
+    at_defaults = [f"{name}_defaults" for name in landscapes]
     assert [c.name for c in loaded] == ["carphone_held_out", "carphone_two_pokes",
                                         "astronaut_unseen", "portrait_painting",
                                         "meadow_starry_advect", "astronaut_strokes_warp",
-                                        "meadow_strokes_masks", *faces, *landscapes]
+                                        "meadow_strokes_masks", *faces, *landscapes,
+                                        *at_defaults]
+    # the same landscapes moved at the bake's defaults (48 looping frames, full resolution)
+    for case, plain in zip(loaded[-len(at_defaults):], loaded[-8:-4]):
+        assert case.motion == plain.motion and case.frames == 48
+        assert case.resolution == (752 if "painting" in case.name else 1280)
+        assert [(r.label, r.options["method"], r.options["loop"], r.options["refine"])
+                for r in case.engines] == [("advected (defaults)", "advect", True, 0)]
+    loaded = loaded[:-len(at_defaults)]
     assert [r.engine for r in loaded[0].engines] == ["warp", "poke", "poke", "poke", "poke"]
     assert [len(c.pokes) for c in loaded] == [1, 2, 1, 1, 1, 1, 1] + [1] * (len(faces)
                                                                            + len(landscapes))
