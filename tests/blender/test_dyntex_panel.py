@@ -396,6 +396,31 @@ def test_tiny_dyntex_bake_through_the_engine(sm, tmp_path):
     assert moved, "the clouds region should change"
 
 
+def _sky_with_arrow(sm, tmp_path):
+    """The landscape plane, its sky labelled clouds and an ARROW on Pokes, saved (a bake needs
+    a saved file)."""
+    plane = landscape(sm, tmp_path, "clouds")
+    gp = plane.stillmotion.strokes
+    sm.strokes.add_stroke(gp, "Pokes", [pixel_to_world(plane, p) for p in ARROW])
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
+    return bpy.data.objects[plane.name]
+
+
+def _still_outside_the_sky(tmp_path, result):
+    """The still and the bake's frames, checked: frame 1 is the still, and outside the sky
+    mask every frame is the still."""
+    still = _pixels(tmp_path / "still.png")
+    outside = np.ones(still.shape[:2], bool)
+    outside[2:18, 2:62] = False  # the sky mask (pixel centres inside its outline)
+    frames = [_pixels(pathlib.Path(result.output) / f"frame_{n:04d}.png")
+              for n in range(1, result.frames + 1)]
+    assert np.array_equal(frames[0], still)
+    for frame in frames:
+        assert frame.shape == still.shape
+        assert np.array_equal(frame[outside], still[outside])
+    return still, frames
+
+
 def test_tiny_advect_bake_through_the_engine(sm, tmp_path):
     """The whole path with the real engine process and the panel's defaults (Motion (advect)):
     6 frames of the 64 x 48 still at full resolution, the sky labelled clouds and steered by an
@@ -403,24 +428,13 @@ def test_tiny_advect_bake_through_the_engine(sm, tmp_path):
     outside the sky mask are the still in every frame; frame 1 is the still."""
     from bl_ext.user_default.stillmotion.bake import session
 
-    plane = landscape(sm, tmp_path, "clouds")
-    gp = plane.stillmotion.strokes
-    sm.strokes.add_stroke(gp, "Pokes", [pixel_to_world(plane, p) for p in ARROW])
-    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
-    plane = bpy.data.objects[plane.name]
+    plane = _sky_with_arrow(sm, tmp_path)
     plane.stillmotion.frames = 6
 
     result = session.run_sync(bpy.context, plane, timeout=300)
     assert result.frames == 6 and not result.preview
     assert image_node(plane).image.source == "SEQUENCE"
-    still = _pixels(tmp_path / "still.png")
-    outside = np.ones(still.shape[:2], bool)
-    outside[2:18, 2:62] = False  # the sky mask (pixel centres inside its outline)
-    frames = [_pixels(pathlib.Path(result.output) / f"frame_{n:04d}.png") for n in range(1, 7)]
-    assert np.array_equal(frames[0], still)
-    for frame in frames:
-        assert frame.shape == still.shape
-        assert np.array_equal(frame[outside], still[outside])
+    still, frames = _still_outside_the_sky(tmp_path, result)
     # Inside, away from the mask's edges: the last frame is the still moved right by the arrow.
     rows, cols = slice(6, 14), slice(24, 56)
     inside = frames[-1][rows, cols].astype(float)
@@ -439,11 +453,7 @@ def test_tiny_refined_advect_bake_through_the_engine(sm, tmp_path, monkeypatch):
     pixels outside the sky mask are the still in every frame."""
     from bl_ext.user_default.stillmotion.bake import session
 
-    plane = landscape(sm, tmp_path, "clouds")
-    gp = plane.stillmotion.strokes
-    sm.strokes.add_stroke(gp, "Pokes", [pixel_to_world(plane, p) for p in ARROW])
-    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
-    plane = bpy.data.objects[plane.name]
+    plane = _sky_with_arrow(sm, tmp_path)
     settings = plane.stillmotion
     settings.frames = 3
     settings.dyntex.refine, settings.dyntex.size = 1, 42
@@ -458,14 +468,7 @@ def test_tiny_refined_advect_bake_through_the_engine(sm, tmp_path, monkeypatch):
     result = session.run_sync(bpy.context, plane, timeout=300)
     assert result.frames == 3 and not result.preview
     assert "refine" in stages, stages
-    still = _pixels(tmp_path / "still.png")
-    outside = np.ones(still.shape[:2], bool)
-    outside[2:18, 2:62] = False  # the sky mask (pixel centres inside its outline)
-    frames = [_pixels(pathlib.Path(result.output) / f"frame_{n:04d}.png") for n in range(1, 4)]
-    assert np.array_equal(frames[0], still)
-    for frame in frames:
-        assert frame.shape == still.shape
-        assert np.array_equal(frame[outside], still[outside])
+    _still_outside_the_sky(tmp_path, result)
 
 
 def _pixels(path):
