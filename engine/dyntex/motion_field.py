@@ -306,6 +306,7 @@ def build_field(motion: Motion, mask: np.ndarray, held: np.ndarray | None,
         return (vectors - slide * across * normal) * gate
 
     steps = frames if loop else max(1, frames - 1)
+    patch_inside = inside[i0:i1, j0:j1]
     area_side = math.sqrt(float((mask >= 0.5).sum()) or 1.0)
     field = RegionField(motion.kind, motion, grid, (i0, i1, j0, j1))
     if motion.kind == "drift":
@@ -317,8 +318,8 @@ def build_field(motion: Motion, mask: np.ndarray, held: np.ndarray | None,
             vx = np.full_like(px, speed * motion.direction[0])
             vy = np.full_like(px, speed * motion.direction[1])
         field.speed = float(np.hypot(vx, vy).mean())
-        spread = 1.0 + VARIATION_SPEED * _smooth_noise(rng, px.shape, scale / cx)
-        turn = VARIATION_ANGLE * _smooth_noise(rng, px.shape, scale / cx)
+        spread = 1.0 + VARIATION_SPEED * _region_noise(rng, px.shape, scale / cx, patch_inside)
+        turn = VARIATION_ANGLE * _region_noise(rng, px.shape, scale / cx, patch_inside)
         cos, sin = np.cos(turn), np.sin(turn)
         velocity = np.stack([(cos * vx - sin * vy) * spread, (sin * vx + cos * vy) * spread])
         velocity = shaped(velocity / np.array([cx, cy], np.float32)[:, None, None])
@@ -341,8 +342,9 @@ def build_field(motion: Motion, mask: np.ndarray, held: np.ndarray | None,
             wave = np.array([2 * np.pi / length, 0.0])
         # |d displacement / dx| <= 2 A |k| stays under MAX_SWAY_STRAIN: no folding
         amplitude = np.minimum(amplitude, MAX_SWAY_STRAIN * length / (4 * np.pi))
-        amplitude = amplitude * (1.0 + VARIATION_SPEED * _smooth_noise(rng, px.shape,
-                                                                       scale / cx))
+        amplitude = amplitude * (1.0 + VARIATION_SPEED * _region_noise(rng, px.shape,
+                                                                       scale / cx,
+                                                                       patch_inside))
         field.speed = float(amplitude.mean())
         sway = axis * amplitude / np.array([cx, cy], np.float32)[:, None, None]
         # A sway fades out towards the edge instead of sliding along it: blades that shear
@@ -384,6 +386,15 @@ def _arrow_field(arrows: list[Arrow], px: np.ndarray, py: np.ndarray,
         vy += weight * arrow.vector[1]
         total += weight
     return (vx / total).astype(np.float32), (vy / total).astype(np.float32)
+
+
+def _region_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float,
+                  inside: np.ndarray) -> np.ndarray:
+    """_smooth_noise with its mean over the region's cells removed: a variation whose scale is
+    the region's own size would otherwise shift the whole region (a sky drifted at 0.8 of its
+    arrow's speed)."""
+    noise = _smooth_noise(rng, shape, sigma)
+    return noise - float(noise[inside].mean()) if inside.any() else noise
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
