@@ -90,4 +90,6 @@ def test_bench_warp_ends_with_its_summary_line():
     summary = json.loads(lines[-1])
     assert summary["summary"] == "warp" and (summary["size"], summary["frames"]) == (64, 3)
     assert summary["full_s"] > 0 and summary["peak_rss_mb"] > 0
-    assert 0 < summary["field_share"] < 1 and summary["bf16_over_fp32"] > 0
+    # ratios of two timings: positive; their size is the bench's business (a busy machine
+    # once timed the field alone above the whole frame at 64 px)
+    assert summary["field_share"] > 0 and summary["bf16_over_fp32"] > 0
