@@ -19,7 +19,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from engine import frames as frames_io
 
 BINS = (10, 16, 16)             # CIELAB L, a, b bins over their ranges
 RANGES = ((0.0, 100.0), (-128.0, 128.0), (-128.0, 128.0))
@@ -64,15 +63,10 @@ def foreign_content(still: np.ndarray, mask: np.ndarray, band: float) -> np.ndar
 
 
 def _lab(still: np.ndarray) -> np.ndarray:
-    """[H, W, 3] float32 CIELAB of a still's colour (grey repeated, alpha dropped, linear float
-    stills encoded to sRGB first)."""
-    values = frames_io.to_float(still)
-    if still.dtype == np.float32:
-        values = frames_io.linear_to_srgb(values[..., :3] if values.shape[2] >= 3 else values)
-    if values.shape[2] == 1:
-        values = np.repeat(values, 3, axis=2)
-    rgb = np.ascontiguousarray(np.clip(values[..., :3], 0.0, 1.0), np.float32)
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)
+    """[H, W, 3] float32 CIELAB of a still's colour (synthesis.display_float's sRGB)."""
+    from engine.dyntex.synthesis import display_float
+
+    return cv2.cvtColor(display_float(still), cv2.COLOR_RGB2Lab)
 
 
 def _bins(lab: np.ndarray) -> np.ndarray:

@@ -26,7 +26,6 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -53,24 +52,16 @@ class RefinedClip:
         self.advected = advected
         self.change = change        # [T, 3, h, w] at the working size, display units
         self.weight = weight        # [H, W] how much of the change each pixel takes
-        self._inside = weight > 0
 
     def __len__(self) -> int:
         return len(self.advected)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        height, width = self.weight.shape
         for t, frame in enumerate(self.advected):
-            delta = self.change[t].permute(1, 2, 0).numpy()
-            if not delta.any():  # the held first frame: the advected frame, bit for bit
+            if not self.change[t].any():  # the held first frame: the advected one, bit for bit
                 yield frame
-                continue
-            if delta.shape[:2] != (height, width):
-                delta = cv2.resize(delta, (width, height), interpolation=cv2.INTER_CUBIC)
-            display = synthesis.display_float(frame)
-            refined = np.clip(display + self.weight[..., None] * delta, 0.0, 1.0)
-            native = synthesis.from_display(refined, frame)
-            yield np.where(self._inside[..., None], native, frame)
+            else:
+                yield synthesis.add_change(frame, self.change[t], self.weight)
 
 
 def temporal_basis(frames: int, loop: bool, harmonics: int = HARMONICS) -> torch.Tensor:

@@ -117,16 +117,10 @@ class Synthesis:
         """Full-resolution frames in the still's sample type (one at a time)."""
         height, width = self.still.shape[:2]
         display = display_float(self.still)            # H x W x 3 float32, [0, 1] sRGB
-        inside = self.mask > 0
-        weight = self.edge_weight()[..., None]
+        weight = self.edge_weight()
         change = (self.clip - self.work_still).float().cpu()
         for t in range(change.shape[0]):
-            delta = change[t].permute(1, 2, 0).numpy()
-            if delta.shape[:2] != (height, width):
-                delta = cv2.resize(delta, (width, height), interpolation=cv2.INTER_CUBIC)
-            frame = np.clip(display + weight * delta, 0.0, 1.0)
-            native = from_display(frame, self.still)
-            yield np.where(inside[..., None], native, self.still)
+            yield add_change(self.still, change[t], weight, display)
 
     def edge_weight(self, working_pixels: float = 2.0) -> np.ndarray:
         """How much of the change each full-resolution pixel takes: the mask, faded to 0 over
@@ -145,6 +139,20 @@ class Synthesis:
     def work_frames(self) -> np.ndarray:
         """[T, h, w, 3] float32 at the working resolution (for metrics)."""
         return self.clip.permute(0, 2, 3, 1).float().cpu().numpy()
+
+
+def add_change(frame: np.ndarray, change: torch.Tensor, weight: np.ndarray,
+               display: np.ndarray | None = None) -> np.ndarray:
+    """A native frame plus a working-size change [3, h, w] (display units), upsampled
+    (bicubic) and taken at `weight` [H, W] per pixel; pixels of weight 0 are the frame's own,
+    bit for bit. display: the frame's display_float, when already at hand."""
+    height, width = frame.shape[:2]
+    delta = change.permute(1, 2, 0).numpy()
+    if delta.shape[:2] != (height, width):
+        delta = cv2.resize(delta, (width, height), interpolation=cv2.INTER_CUBIC)
+    display = display_float(frame) if display is None else display
+    moved = from_display(np.clip(display + weight[..., None] * delta, 0.0, 1.0), frame)
+    return np.where((weight > 0)[..., None], moved, frame)
 
 
 def loss_weights(settings) -> LossWeights:
