@@ -9,7 +9,8 @@ H x W, a pixel is inside where the mask is > 0.5.
                         magnitude-weighted direction histogram (optionally inside a mask)
   histogram_intersection  sum(min(p, q)) of two normalised histograms, in [0, 1]
   motion_statistics     both intersections between two clips (a region and its exemplar)
-  loop_seam_error       last->first difference against the mean neighbouring-frame difference
+  loop_seam_error       last->first difference against the neighbouring-frame differences (their
+                        mean, and the largest)
   ssim / layout_fidelity  SSIM (Gaussian window) between frame 0 and the still, in a region
   background_leakage    mean flow magnitude outside the masks / inside them
   poke_following        cosine and magnitude ratio of the mean flow in a poke patch
@@ -37,6 +38,8 @@ import cv2
 import numpy as np
 
 from engine.flow import dis_flow
+
+ROUNDING = 1 / 255  # one 8-bit level: unexplained_change's dead zone
 
 # Magnitude histogram range (pixels per frame): faster motion lands in the last bin. Both clips
 # of a comparison must use the same bins, so the range is fixed rather than data-dependent.
@@ -115,29 +118,45 @@ def motion_statistics(clip_a, clip_b, mask_a=None, mask_b=None,
 def loop_seam_error(clip) -> dict[str, float]:
     """How visible the wrap from the last frame back to the first is: "seam" = mean absolute
     difference last -> first, "neighbour" = mean over t of the mean absolute difference
-    t -> t+1, "ratio" = seam / neighbour (about 1 for a seamless loop, >> 1 for a jump).
-    Values in the clip's units ([0, 1] for float clips, 0..255 for uint8)."""
+    t -> t+1, "ratio" = seam / neighbour (about 1 for a seamless loop of steady motion, >> 1
+    for a jump), "largest" = the largest of those t -> t+1 differences, "largest_ratio" =
+    seam / largest (<= 1: the wrap is no larger a step than one the clip takes anyway). The
+    second reads motion whose speed varies (a sway passes its turning points slowly, a loop
+    cross-fade period makes every period's wrap a little larger) without calling a steady
+    part of it a seam. Values in the clip's units ([0, 1] for float clips, 0..255 for uint8)."""
     clip = np.asarray(clip)
     if len(clip) < 2:
         raise ValueError("a loop needs at least 2 frames")
     values = clip.astype(np.float32)
     seam = float(np.abs(values[-1] - values[0]).mean())
-    neighbour = float(np.abs(np.diff(values, axis=0)).mean())
-    if neighbour > 0:
-        ratio = seam / neighbour
-    else:
-        ratio = 0.0 if seam == 0 else float("inf")
-    return {"seam": seam, "neighbour": neighbour, "ratio": ratio}
+    steps = np.abs(np.diff(values, axis=0)).reshape(len(values) - 1, -1).mean(axis=1)
+    neighbour, largest = float(steps.mean()), float(steps.max())
+
+    def ratio(reference: float) -> float:
+        if reference > 0:
+            return seam / reference
+        return 0.0 if seam == 0 else float("inf")
+
+    return {"seam": seam, "neighbour": neighbour, "ratio": ratio(neighbour),
+            "largest": largest, "largest_ratio": ratio(largest)}
 
 
-def unexplained_change(clip, mask=None, preset: str = "medium") -> float:
+def unexplained_change(clip, mask=None, preset: str = "medium",
+                       rounding: float = ROUNDING) -> float:
     """Motion vs flicker: for each pair t -> t+1, frame t warped onto frame t+1 by the DIS flow
     between them (the flow from t+1 back to t, so that warped(q) = frame_t(q + flow(q)) samples
     frame t where the content of q came from; cv2.remap, bilinear, borders repeated), then
-    mean |frame t+1 - warped| / mean |frame t+1 - frame t| over the mask's pixels and channels;
-    the mean over the pairs that change at all. A drifting texture is about 0.3 (what is left is
-    resampling and DIS's own error), real footage about 0.5, noise or colour flicker about 1
-    (nothing moves, so the flow explains nothing). 0 for a clip in which nothing changes."""
+    mean |frame t+1 - warped| / mean |frame t+1 - frame t| over the mask's pixels and channels,
+    each absolute difference less `rounding` (clamped at 0); the mean over the pairs that change
+    by more than that at all. A drifting texture is about 0.3 (what is left is resampling and
+    DIS's own error), real footage about 0.5, noise or colour flicker about 1 (nothing moves,
+    so the flow explains nothing). 0 for a clip in which nothing changes.
+
+    `rounding` (in [0, 1] units) is the dead zone: two 8-bit frames carry up to half a level of
+    rounding each, so a one-level difference between them is what storing motion in 8 bits
+    makes, not flicker. Without it a featureless region (a smooth sky drifting along its own
+    gradient, which changes by a fraction of a level a frame) measures the rounding, about
+    0.55-0.7 even for an exact drift. 0 counts every difference."""
     values = _as_clip(clip)
     values = values.astype(np.float32) * (1 / 255.0 if values.dtype == np.uint8 else 1.0)
     if values.ndim == 3:
@@ -147,15 +166,17 @@ def unexplained_change(clip, mask=None, preset: str = "medium") -> float:
     if not inside.any():
         raise ValueError("the mask is empty")
     xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    dead = rounding + 1e-6 if rounding > 0 else 0.0  # a level k/255 in float32 is off by ~6e-8
     ratios = []
     for before, after in zip(values[:-1], values[1:]):
-        change = float(np.abs(after - before)[inside].mean())
+        change = float(np.maximum(np.abs(after - before)[inside] - dead, 0).mean())
         if change == 0:
             continue
         back = dis_flow(after, before, preset)  # content at q in t+1 was at q + back(q) in t
         warped = cv2.remap(before, xs + back[..., 0], ys + back[..., 1], cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_REPLICATE).reshape(before.shape)
-        ratios.append(float(np.abs(after - warped)[inside].mean()) / change)
+        left = float(np.maximum(np.abs(after - warped)[inside] - dead, 0).mean())
+        ratios.append(left / change)
     return float(np.mean(ratios)) if ratios else 0.0
 
 

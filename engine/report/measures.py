@@ -31,7 +31,8 @@ against the exemplar's measured velocity (or the arrows that start in the region
 |flow| and the |cosine| of the flow's principal axis to the exemplar's (or the arrows') axis
 (metrics.sway); sharpness inside the region; the edge seam along the region's boundary
 (metrics.person_edge_seam with the region as the mask); the loop seam of a looping clip in the
-region (metrics.loop_seam_error); and per clip whether every frame is the still bit for bit
+region (metrics.loop_seam_error: the wrap against the largest neighbouring step, and against
+their mean); and per clip whether every frame is the still bit for bit
 outside every motion mask (metrics.held_identity).
 """
 
@@ -240,8 +241,10 @@ def landscape_numbers(frames: list[np.ndarray], still: np.ndarray, targets: list
             "sharpness": _ratio([laplacian_variance(f, mask) for f in generated],
                                 laplacian_variance(still, mask)),
             "edge_seam": None if math.isnan(seam) else seam,
-            "loop_seam": loop_seam_error(clip[:, mask])["ratio"] if loop else None,
         })
+        if loop:
+            wrap = loop_seam_error(clip[:, mask])
+            row["loop_seam"], row["loop_seam_mean"] = wrap["largest_ratio"], wrap["ratio"]
         interior = mask if target.interior is None else target.interior
         if target.kind == "drift":
             mean = flows[:, interior].mean(axis=(0, 1))
@@ -262,7 +265,8 @@ def landscape_numbers(frames: list[np.ndarray], still: np.ndarray, targets: list
 
 # every number of a landscape region (None where not measured)
 LANDSCAPE_KEYS = ("unexplained_change", "drift_coherence", "speed", "speed_ratio",
-                  "direction_cosine", "sway", "sharpness", "edge_seam", "loop_seam")
+                  "direction_cosine", "sway", "sharpness", "edge_seam", "loop_seam",
+                  "loop_seam_mean")
 
 
 def landscape_summary(samples: list[dict]) -> dict:

@@ -64,6 +64,20 @@ def test_loop_seam_error():
     fading = looping * np.linspace(1.0, 0.3, 8)[:, None, None, None]  # never comes back
     assert loop_seam_error(fading.astype(np.float32))["ratio"] > 2 * seam["ratio"]
     assert loop_seam_error(np.zeros((3, 4, 4, 3)))["ratio"] == 0.0
+    assert loop_seam_error(fading.astype(np.float32))["largest_ratio"] > 2
+
+
+def test_loop_seam_against_the_largest_step_reads_uneven_motion():
+    """A seamless sway that wraps where it swings fastest: against the mean step its seam reads
+    1.4, against the largest step it reads what it is, no larger than the clip's own steps; a
+    jump at the wrap reads above 1 both ways."""
+    still = texture(48, 64, seed=3)
+    offsets = np.round(6 * np.sin(2 * np.pi * np.arange(12) / 12)).astype(int)
+    sway = np.stack([np.roll(still, int(o), axis=1) for o in offsets])
+    seam = loop_seam_error(sway)
+    assert seam["ratio"] > 1.0 >= seam["largest_ratio"]
+    jump = np.concatenate([sway[:-1], np.roll(sway[-1:], 20, axis=2)])
+    assert loop_seam_error(jump)["largest_ratio"] > 1.0
 
 
 def test_ssim_and_layout_fidelity():
@@ -138,6 +152,16 @@ def test_unexplained_change_tells_motion_from_flicker():
     assert unexplained_change(noise, mask) > 0.8
     assert unexplained_change(flicker.astype(np.float32), mask) > 0.8
     assert unexplained_change(np.repeat(drift[:1], 3, axis=0), mask) == 0.0  # nothing changes
+    # Rounding is not flicker: a still whose pixels flip by one 8-bit level reads 0 (and about 2
+    # when every difference counts); two levels of noise are flicker.
+    levels = (still * 255 + 0.5).astype(np.uint8)
+    flips = np.stack([levels + (rng.random(levels.shape) < 0.3).astype(np.uint8)
+                      for _ in range(4)])
+    assert unexplained_change(flips, mask) == 0.0
+    assert unexplained_change(flips, mask, rounding=0) > 0.8
+    grain = np.stack([np.clip(levels.astype(int) + rng.integers(-4, 5, levels.shape), 0, 255)
+                      for _ in range(4)]).astype(np.uint8)
+    assert unexplained_change(grain, mask) > 0.8
     # Coherence: a drift has one direction, a sway back and forth has none on average.
     assert drift_coherence(drift, mask) > 0.95
     sway = np.stack([np.roll(still, round(3 * np.sin(2 * np.pi * t / 8)), axis=1)

@@ -177,7 +177,7 @@ def test_sway_measure():
 def test_summary_over_samples():
     row = {"unexplained_change": 0.3, "drift_coherence": 0.9, "speed": 1.0, "speed_ratio": 1.0,
            "direction_cosine": 1.0, "sway": None, "sharpness": 1.0, "edge_seam": 1.2,
-           "loop_seam": None}
+           "loop_seam": None, "loop_seam_mean": None}
     other = {**row, "unexplained_change": 0.5, "edge_seam": 0.7}
     summary = landscape_summary([
         {"regions": [row], "outside": {"pixels": 0, "max_difference": 0.0, "identical": True}},
