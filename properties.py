@@ -33,12 +33,15 @@ ENGINES = [
 CLIP_LABEL = "clip"
 MASK_LABELS = [
     ("static", "Static", "Pixels inside the mask do not move", 0),
-    ("water", "Water", "Dynamic Texture: rippling water from the motion library", 1),
+    ("water", "Water", "Dynamic Texture: flowing water (a river, a lake running to its shore) "
+     "from the motion library: the surface and what it reflects travel", 1),
     ("clouds", "Clouds", "Dynamic Texture: drifting clouds from the motion library", 2),
     ("grass", "Grass", "Dynamic Texture: grass or foliage in the wind from the motion library", 3),
     ("waterfall", "Waterfall", "Dynamic Texture: falling water from the motion library", 4),
     (CLIP_LABEL, "Clip File", "Dynamic Texture: moves like a video file (or a folder of frames) "
      "you pick", 5),
+    ("ripples", "Ripples", "Dynamic Texture: calm water from the motion library: the reflection "
+     "stays, small waves wobble it, smaller towards the mask's top edge (the horizon)", 6),
 ]
 
 # How the Dynamic Texture engine makes its frames (the job's dyntex.method, scene/job.py

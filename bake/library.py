@@ -16,7 +16,7 @@ from ..scene.errors import StillMotionError
 from . import paths
 from .process import ChildProcess, engine_env, missing_python_message
 
-NAMES = ("water", "clouds", "grass", "waterfall")  # engine/dyntex/exemplars.py EXEMPLARS
+NAMES = ("water", "clouds", "grass", "waterfall", "ripples")  # engine/dyntex/exemplars.py EXEMPLARS
 CLIP_FRAMES, CLIP_SIZE = 12, 96  # the clip the thumbnail is cut from; small, made in seconds
 
 _run = None  # the ThumbnailRun in progress, if any

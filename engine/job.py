@@ -24,7 +24,7 @@ EASINGS = ("ease_in_out", "linear")
 DEVICES = ("auto", "cpu", "cuda")
 # Mask labels that name a motion (engine/dyntex/exemplars.py EXEMPLARS) or pin pixels; any other
 # label is a clip file or frames folder for the dyntex engine.
-LABELS = ("static", "water", "clouds", "grass", "waterfall")
+LABELS = ("static", "water", "clouds", "grass", "waterfall", "ripples")
 # A poke shorter than this moves nothing visible (half a pixel, or 1 % of the longer side of a
 # tiny still); for the warp engine it is a mistake (a click without a drag), so it is refused
 # rather than silently ignored. The poke engine accepts them (a zero vector on its poke map).

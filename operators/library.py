@@ -25,8 +25,8 @@ def _tick():
 
 
 class STILLMOTION_OT_motion_library(bpy.types.Operator):
-    """Make thumbnails of the built-in motions (water, clouds, grass, waterfall); the engine
-    generates each once, in a few seconds, while Blender stays usable"""
+    """Make thumbnails of the built-in motions (water, clouds, grass, waterfall, ripples); the
+    engine generates each once, in a few seconds, while Blender stays usable"""
 
     bl_idname = "stillmotion.motion_library"
     bl_label = "Show Motion Library"

@@ -54,7 +54,7 @@ DEFAULT_FALLOFF_SHARE = 0.1  # warp.falloff when none is set: this share of the 
 DEFAULT_LABEL = "static"
 CLIP_LABEL = "clip"  # properties.CLIP_LABEL: the mask moves like a video file the artist picks
 LABEL_NAMES = {"static": "Static", "water": "Water", "clouds": "Clouds", "grass": "Grass",
-               "waterfall": "Waterfall", CLIP_LABEL: "Clip File"}
+               "waterfall": "Waterfall", "ripples": "Ripples", CLIP_LABEL: "Clip File"}
 # The panel's Dynamic Texture methods -> the job's dyntex.method (properties.DYNTEX_METHODS).
 DYNTEX_METHODS = {"ADVECT": "advect", "TWO_STREAM": "two-stream"}
 # A two-stream dyntex Preview: small enough to come back in a minute or two on a laptop CPU,

@@ -186,10 +186,13 @@ class AdvectClip:
         x = (index % width).float().add_(cols[0] + 0.5)[None]
         y = torch.div(index, width, rounding_mode="floor").float().add_(rows[0] + 0.5)[None]
         if field.kind == "oscillate":
-            sway = torch.from_numpy(field.sway).to(self.device)
-            phase = torch.from_numpy(field.phase).to(self.device)
-            shift = sway * (torch.sin(field.omega * t + phase) - torch.sin(phase))
-            d = self._upsample(region, shift, rows, cols, index)
+            # The phase and the amplitude are smooth on the grid, the sine of the phase is not
+            # (ripples a few cells long would alias): upsample those, take the sine per pixel.
+            maps = self._upsample(region, torch.from_numpy(
+                np.concatenate([field.sway, field.phase[None]])).to(self.device), rows, cols,
+                index)
+            phase = maps[2:3]
+            d = maps[:2] * (torch.sin(field.omega * t + phase) - torch.sin(phase))
             return self._sample(region, x - d[0], y - d[1])
         n = self.frames
         if self.loop:  # the blend runs over the region's period: whole periods per loop

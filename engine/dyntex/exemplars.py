@@ -14,6 +14,8 @@ panned or looped still):
              with per-blade flutter.
   waterfall  vertical streaks falling at column-dependent speeds with lateral turbulence
              (advected with engine/render.warp_frame), foam and mist at the foot.
+  ripples    calm water: a reflected scene displaced by small waves running towards the
+             camera; loops exactly (whole wave cycles per clip). Its motion oscillates.
 
 Looping (loop=True) for the advected textures uses the two-phase blend of flow-map shaders:
 out(t) = ((1-a) f(t) + a f(t-T)) / sqrt((1-a)^2 + a^2), a = t/T, on zero-mean Gaussian fields
@@ -43,7 +45,12 @@ EXEMPLARS: dict[str, str] = {
     "clouds": "drifting, slowly evolving fractal clouds against a blue sky",
     "grass": "wind in grass: blades bending from the root under travelling gusts",
     "waterfall": "falling water: downward streaks with turbulence, foam and mist at the foot",
+    "ripples": "calm water: a reflection wobbled by small waves running towards the camera",
 }
+
+# Built-ins that are a surface seen at a grazing angle: the advect method shrinks their waves
+# towards the region's top edge, the far shore or the horizon (motion_field.build_field).
+RECEDING = frozenset({"ripples"})
 
 MIN_FRAMES = 2
 MAX_SIZE = 1024
@@ -547,5 +554,52 @@ def _waterfall(rng, count, size, loop, speed=2.2):
     return np.array(clip)
 
 
-_GENERATORS = {"water": _water, "clouds": _clouds, "grass": _grass, "waterfall": _waterfall}
-_SALT = {"water": 1, "clouds": 2, "grass": 3, "waterfall": 4}
+# --------------------------------------------------------------------------------------------
+# Ripples: a calm, reflecting surface
+
+
+def _ripples(rng, count, size, loop, wind=(0.0, 1.0), waves_across=3.0, amplitude=2.0,
+             period=24.0):
+    """Calm water seen as a mirror: what moves is the reflection, wobbled by small waves that
+    run towards the camera (`wind`, on screen), not carried anywhere. The reflected scene is a
+    periodic 1/k^2 tile coloured from dusk sky to deep water, smeared along the wind as
+    reflections are. Each frame samples it displaced along the wind (a slope towards the camera
+    moves a reflection up and down) by one long-crested wave train (`waves_across` wavelengths
+    per frame width, `amplitude` px at size 128, `period` frames a cycle) and two weaker ones
+    turned up to 25 degrees, each a whole number of cycles per clip when looping, so the clip
+    wraps exactly. DIS reads it as an oscillation along the wind travelling with the main
+    train. (Shorter or steeper waves read as a drift: DIS follows the travelling bands of
+    compression instead of the reflection, as it would on footage.)"""
+    direction = _direction(wind)
+    scene = power_law_still(rng, size, 2.0, stretch=0.35, angle=math.atan2(direction[1],
+                                                                        direction[0]))
+    dusk, deep = np.array([0.78, 0.52, 0.62]), np.array([0.16, 0.20, 0.42])
+    colour = (deep + (dusk - deep) * scene[..., None]).astype(np.float32)
+    amplitude = amplitude * size / 128
+    base = count / period
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+    trains = []
+    for number, (weight, turn) in enumerate(((1.0, 0.0), (0.35, rng.uniform(-0.44, 0.44)),
+                                             (0.35, rng.uniform(-0.44, 0.44)))):
+        axis = np.array([direction[0] * math.cos(turn) - direction[1] * math.sin(turn),
+                         direction[0] * math.sin(turn) + direction[1] * math.cos(turn)])
+        across = waves_across * (1.0 if number == 0 else rng.uniform(0.7, 1.4))
+        # whole wavelengths across the tile, so the displaced tile stays periodic
+        k = np.round(axis * across) * 2 * np.pi / size
+        cycles = base * (1.0 if number == 0 else rng.uniform(0.6, 1.5))
+        cycles = max(1, round(cycles)) if loop else cycles
+        trains.append((k, 2 * np.pi * cycles / count, rng.uniform(0, 2 * np.pi), weight))
+    clip = []
+    for t in range(count):
+        shift = sum(weight * np.sin(k[0] * xs + k[1] * ys - omega * t + phase)
+                    for k, omega, phase, weight in trains) * amplitude
+        map_x = np.mod(xs - 0.5 + shift * direction[0], size).astype(np.float32)
+        map_y = np.mod(ys - 0.5 + shift * direction[1], size).astype(np.float32)
+        clip.append(cv2.remap(colour, map_x, map_y, cv2.INTER_CUBIC,
+                              borderMode=cv2.BORDER_WRAP))
+    return np.array(clip)
+
+
+_GENERATORS = {"water": _water, "clouds": _clouds, "grass": _grass, "waterfall": _waterfall,
+               "ripples": _ripples}
+_SALT = {"water": 1, "clouds": 2, "grass": 3, "waterfall": 4, "ripples": 5}

@@ -49,7 +49,7 @@ bounding box; engine/render.upsample_flow brings them to full resolution.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -70,6 +70,7 @@ PHASE_NOISE = 1.0          # radians of irregularity in the sway's travelling wa
 MAX_SWAY_STRAIN = 0.3      # the sway's displacement may change by at most this per pixel
 SCALE_RANGE = (0.05, 0.5)  # of the shorter side: the variation's correlation length
 WAVELENGTH_RANGE = (0.25, 4.0)  # of the shorter side: the sway's travelling wave
+RECEDING_NEAR = 0.15       # a receding surface's wave scale at its region's top edge
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class Motion:
     scale: float                     # correlation length of the flow / size
     magnitude: float                 # mean |flow| / size, per frame
     size: int = EXEMPLAR_SIZE
+    receding: bool = False           # a surface seen at a grazing angle (exemplars.RECEDING)
 
 
 def measure(clip: np.ndarray, wraps: bool = False) -> Motion:
@@ -178,7 +180,7 @@ def load_motion(label: str, index: int, seed: int = 0) -> Motion:
     label that names neither, or a clip of one frame, is a JobError naming the mask."""
     from pathlib import Path
 
-    from engine.dyntex.exemplars import EXEMPLARS, load_exemplar
+    from engine.dyntex.exemplars import EXEMPLARS, RECEDING, load_exemplar
 
     check_label(label, index)
     builtin = label in EXEMPLARS
@@ -187,7 +189,7 @@ def load_motion(label: str, index: int, seed: int = 0) -> Motion:
     if len(clip) < 2:
         raise JobError(f"the exemplar {label} of mask {index} has {len(clip)} frame; at least 2 "
                        "are needed to measure its motion")
-    return measure(clip, wraps=builtin)
+    return replace(measure(clip, wraps=builtin), receding=label in RECEDING)
 
 
 # --------------------------------------------------------------------------------------------
@@ -345,13 +347,21 @@ def build_field(motion: Motion, mask: np.ndarray, held: np.ndarray | None,
         amplitude = amplitude * (1.0 + VARIATION_SPEED * _region_noise(rng, px.shape,
                                                                        scale / cx,
                                                                        patch_inside))
+        depth = None
+        if motion.receding:
+            depth, travelled = _recession(mask, py)
+            amplitude = amplitude * depth
         field.speed = float(amplitude.mean())
         sway = axis * amplitude / np.array([cx, cy], np.float32)[:, None, None]
         # A sway fades out towards the edge instead of sliding along it: blades that shear
         # past the still outside a ragged mask show a seam; a drift needs the slide.
         field.sway = (sway * (1.0 - slide) * gate).astype(np.float32)
         noise = PHASE_NOISE * _smooth_noise(rng, px.shape, length / 4 / cx)
-        field.phase = (-(wave[0] * px + wave[1] * py) + noise).astype(np.float32)
+        if depth is None:
+            field.phase = (-(wave[0] * px + wave[1] * py) + noise).astype(np.float32)
+        else:  # wavelengths shrink with the depth: the phase runs faster towards the top
+            field.phase = (-(wave[0] * px / depth + wave[1] * travelled) + noise
+                           ).astype(np.float32)
         period = motion.period or float(frames)
         cycles = max(1, round(frames / period)) if loop else frames / period
         field.omega = 2 * np.pi * cycles / frames
@@ -369,6 +379,22 @@ def build_field(motion: Motion, mask: np.ndarray, held: np.ndarray | None,
     outside = cv2.distanceTransform(1 - canvas, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     field.trust = (1.0 - smoothstep(outside, 0.0, ramp)).astype(np.float32)
     return field
+
+
+def _recession(mask: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A receding surface (water to the horizon) seen from a low camera: how near each row `py`
+    (still pixels) is, as the scale of its waves, RECEDING_NEAR at the region's top row (the far
+    shore or the horizon) to 1 at its bottom row, linear in between (a flat surface's image
+    scale grows linearly below the horizon); and the distance in near-wave pixels travelled from
+    the top to py, the integral of 1 / depth, for a wave's phase."""
+    rows = np.nonzero((mask >= 0.5).any(axis=1))[0]
+    top, bottom = float(rows[0]), float(rows[-1] + 1)
+    span = max(bottom - top, 1.0)
+    slope = (1.0 - RECEDING_NEAR) / span
+    depth = RECEDING_NEAR + slope * np.clip(py - top, 0.0, span)
+    travelled = (np.log(depth / RECEDING_NEAR) / slope + np.minimum(py - top, 0.0) / RECEDING_NEAR
+                 + np.maximum(py - bottom, 0.0))
+    return depth.astype(np.float64), travelled
 
 
 def _arrow_field(arrows: list[Arrow], px: np.ndarray, py: np.ndarray,

@@ -79,7 +79,7 @@ def test_defaults_are_the_engines(sm, tmp_path):
     labels = {i.identifier: i.value for i in item.bl_rna.properties["label"].enum_items}
     # Saved files store the number: static must stay 0.
     assert labels == {"static": 0, "water": 1, "clouds": 2, "grass": 3, "waterfall": 4,
-                      "clip": 5}
+                      "clip": 5, "ripples": 6}
 
 
 def test_default_job_is_advect_with_arrows_and_pins(sm, tmp_path):
@@ -533,8 +533,8 @@ def test_motion_library_thumbnails_in_the_panel(sm, library, tmp_path):
     assert library.missing_names() == ["waterfall"]
     log = library_panel(sm, tmp_path)
     icons = [e for e in log if e[0] == "icon"]
-    assert len(icons) == 3  # (icon ids are 0 here: background mode has no icon system)
-    assert sorted(library.icons()) == ["clouds", "grass", "water"]
+    assert len(icons) == 4  # (icon ids are 0 here: background mode has no icon system)
+    assert sorted(library.icons()) == ["clouds", "grass", "ripples", "water"]
     assert [e[1] for e in log if e[0] == "label" and e[1] in {"Water", "Clouds", "Grass"}] == \
         ["Water", "Clouds", "Grass"]
     assert ("operator", "stillmotion.motion_library") in log  # one is still missing
@@ -542,7 +542,7 @@ def test_motion_library_thumbnails_in_the_panel(sm, library, tmp_path):
 
 def test_motion_library_thumbnail_from_the_real_engine(sm, library, tmp_path):
     """Only the clouds are missing, so the real `python -m engine exemplar` makes one."""
-    for name in ("water", "grass", "waterfall"):
+    for name in ("water", "grass", "waterfall", "ripples"):
         folder = library.library_folder() / name
         folder.mkdir(parents=True)
         save_test_image(folder / "thumbnail.png", 8, 8)
@@ -552,7 +552,7 @@ def test_motion_library_thumbnail_from_the_real_engine(sm, library, tmp_path):
     thumbnail = bpy.data.images.load(str(library.thumbnail_path("clouds")))
     assert tuple(thumbnail.size) == (96, 96)
     log = library_panel(sm, tmp_path)
-    assert len([e for e in log if e[0] == "icon"]) == 4
+    assert len([e for e in log if e[0] == "icon"]) == 5
     assert ("operator", "stillmotion.motion_library") not in log
 
 

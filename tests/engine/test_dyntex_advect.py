@@ -16,7 +16,7 @@ import pytest
 
 from conftest import save, texture, write_job
 from engine.dyntex import prepare
-from engine.dyntex.motion_field import Motion, measure
+from engine.dyntex.motion_field import Motion, load_motion, measure
 from engine.dyntex.exemplars import make_exemplar
 from engine.errors import JobError
 from engine.flow import dis_flow
@@ -218,7 +218,7 @@ def test_bad_inputs_are_one_clear_line(tmp_path):
         ([(_box(0, 30, 0, W), str(one))], {}, r"has 1 frame, at least 2 are needed"),
         ([(_box(0, 30, 0, W), "lava.mp4")], {},
          r"mask 1 has label .*lava.mp4.*neither a built-in motion \(water, clouds, grass, "
-         r"waterfall\) nor an existing video file"),
+         r"waterfall, ripples\) nor an existing video file"),
         ([(_box(0, 30, 0, W), "static")], {}, r"the job has no motion mask"),
         ([(_box(0, 30, 0, W), "clouds")], {"pokes": [{"start": [10.0, 50.0], "end": [20.0, 50.0]}]},
          r"poke 1 starts at \(10, 50\), outside every motion mask; .*start it inside"),
@@ -269,6 +269,30 @@ def test_measured_motion_of_the_built_ins():
     assert grass.kind == "oscillate" and grass.coherence < 0.2
     assert grass.period == 24 and grass.amplitude > 0
     assert isinstance(grass, Motion)
+    # calm water: the reflection sways along the waves' run (towards the camera, down the
+    # screen) and the waves travel that way; only it recedes towards the horizon
+    ripples = load_motion("ripples", 1)
+    assert ripples.kind == "oscillate" and ripples.coherence < 0.5 and ripples.receding
+    assert abs(ripples.direction[1]) > 0.95 and abs(ripples.wave[1]) > 5 * abs(ripples.wave[0])
+    assert ripples.period == 24 and ripples.amplitude * 128 > 0.5
+    assert not load_motion("grass", 1).receding
+
+
+def test_ripples_recede_towards_the_top_and_hold_the_reflection_in_place(tmp_path):
+    """A calm-water region: frame N+1 is frame 1, nothing outside moves, the waves wobble the
+    water near its bottom edge more than near its top (the horizon), and the water does not
+    travel: the clip's mean flow is small against its size."""
+    region = _box(16, H, 0, W)
+    clip = _prepare(_job(tmp_path, [(region, "ripples")], frames=24, loop=True))
+    frames = _frames(clip, 25)
+    assert np.array_equal(frames[0], clip.still)
+    assert np.abs(frames[24].astype(int) - frames[0]).max() <= 1
+    assert np.array_equal(frames[:, :16], np.broadcast_to(clip.still[:16], frames[:, :16].shape))
+    change = np.abs(frames[1:24].astype(int) - frames[0]).mean(axis=(0, 2, 3))
+    near, far = change[48:60].mean(), change[20:32].mean()
+    assert near > 1.5 * far > 0
+    flows = np.stack([dis_flow(frames[t], frames[t + 1]) for t in range(24)])[:, 20:60]
+    assert drift_coherence(None, flows=flows) < 0.3
 
 
 def test_the_loop_blend_keeps_the_detail_and_a_layer_blended_with_itself():

@@ -40,7 +40,7 @@ def _evolution(clip, flows, k):
 
 
 def test_registry_and_shapes(clips):
-    assert set(EXEMPLARS) == {"water", "clouds", "grass", "waterfall"}
+    assert set(EXEMPLARS) == {"water", "clouds", "grass", "waterfall", "ripples"}
     assert all(isinstance(text, str) and text for text in EXEMPLARS.values())
     for clip in clips.values():
         assert clip.shape == (FRAMES, SIZE, SIZE, 3) and clip.dtype == np.float32
