@@ -78,7 +78,7 @@ MEDIA["faces"] = [
     ("deb:opencv-doc", f"{_DOC}/opencv4/html/inpaint_result.jpg", "faces_inpaint.jpg"),
 ]
 # Landscape photographs for the evaluation's motion cases (issue 15; tools/eval_cases.json
-# landscape_*): a lake with sky and a waterfall. Both from Debian main; the two other landscape
+# landscape_*): a lake with sky, a waterfall and a calm sea. All from Debian main; the two other landscape
 # cases use Big Buck Bunny's first frame (the demo set) and Starry Night (the painting set,
 # fetched with this one).
 # No registry package we found ships a photograph of a tall waterfall: the nearest is a forest
@@ -94,6 +94,11 @@ MEDIA["landscapes"] = [
     # trees. 16 MB download.
     ("deb:lomiri-wallpapers-16.04", "usr/share/backgrounds/life_by_Aitzol_Berasategi.jpg",
      "landscape_waterfall_full.jpg"),
+    # "Infinite Sea" by Aury88, 2019, CC-BY-SA-3.0 (Debian's copyright file of
+    # lomiri-wallpapers): the Milky Way over a calm sea at dusk, its reflection on fine
+    # ripples. 11 MB download.
+    ("deb:lomiri-wallpapers-20.04", "usr/share/backgrounds/Infinite-Sea_by_Aury88.jpg",
+     "landscape_sea_full.jpg"),
 ]
 # `--set train` also fetches the painting, and so does `--set landscapes` (the painting case).
 INCLUDES = {"train": ("painting",), "landscapes": ("painting",)}
@@ -200,7 +205,9 @@ DERIVED = {
     "landscapes": [("landscape_water.jpg", "landscape_water_full.jpg",
                     _cut((0, 0, 2560, 1440), (1280, 720))),
                    ("landscape_waterfall.jpg", "landscape_waterfall_full.jpg",
-                    _cut((700, 700, 2508, 2056), (1280, 960)))],
+                    _cut((700, 700, 2508, 2056), (1280, 960))),
+                   ("landscape_sea.jpg", "landscape_sea_full.jpg",
+                    _cut((0, 0, 4096, 4096), (1280, 1280)))],
 }
 
 

@@ -96,6 +96,9 @@ PAINTING_SKY = [(13, 12), (737, 12), (737, 298), (705, 296), (680, 304), (662, 3
                 (165, 105), (163, 60), (157, 46), (152, 46), (147, 80), (144, 130), (146, 168),
                 (138, 190), (125, 195), (117, 230), (117, 280), (114, 330), (112, 380),
                 (116, 410), (13, 410)]
+# media/landscape_sea.jpg (1280 x 1280, Infinite Sea): the sea from just under the horizon
+# (row 900) to the bottom.
+SEA = [(0, 904), (1279, 904), (1279, 1279), (0, 1279)]
 # file -> (still's width, height, polygons that move, holes)
 LANDSCAPE_MASKS = {
     "landscape_meadow_sky.png": (1280, 720, [MEADOW_SKY], []),
@@ -104,6 +107,7 @@ LANDSCAPE_MASKS = {
     "landscape_water_lake.png": (1280, 720, [WATER_LAKE], []),
     "landscape_waterfall.png": (1280, 960, [WATERFALL], WATERFALL_ROCKS),
     "landscape_painting_sky.png": (752, 600, [PAINTING_SKY], []),
+    "landscape_sea_water.png": (1280, 1280, [SEA], []),
 }
 
 

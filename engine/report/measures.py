@@ -66,9 +66,9 @@ def sample_numbers(frames: list[np.ndarray], scene: Scene) -> dict:
                  for patch, (_, _, dx, dy) in zip(scene.patches, scene.pokes)]
     generated = frames[1:]
     fidelity = [layout_fidelity(frame, still, ~region) for frame in generated]
-    return {
-        "poke_cosine": float(np.mean([c for c, _ in following])),
-        "poke_magnitude_ratio": float(np.mean([r for _, r in following])),
+    return {  # None without pokes (a case of motion masks alone)
+        "poke_cosine": float(np.mean([c for c, _ in following])) if following else None,
+        "poke_magnitude_ratio": float(np.mean([r for _, r in following])) if following else None,
         "per_poke": [{"cosine": c, "magnitude_ratio": r} for c, r in following],
         "background_leakage": background_leakage(flow, region),
         "sharpness": _ratio([laplacian_variance(f) for f in generated],

@@ -157,3 +157,21 @@ def test_dyntex_option_mistakes_name_the_fix(tmp_path, options, message):
     cases = write_landscape_cases(tmp_path, [{"engine": "dyntex", "options": options}])
     with pytest.raises(JobError, match=message):
         cases_module.load_cases(cases)
+
+
+def test_a_case_of_motion_masks_needs_no_arrow(tmp_path):
+    """Calm water or swaying grass move without any arrow: such a case loads with no pokes and
+    its poke columns are n/a; a case with neither pokes nor motion masks is refused."""
+    from engine.report import measures
+
+    path = write_landscape_cases(tmp_path, pokes=[])
+    (case,) = cases_module.load_cases(path)
+    assert case.pokes == ()
+    scene = scene_at(case, read_source(case), 64)
+    numbers = measures.sample_numbers([scene.still, scene.still], scene)
+    assert numbers["poke_cosine"] is None and numbers["poke_magnitude_ratio"] is None
+    data = json.loads(path.read_text())
+    del data["cases"][0]["motion"], data["cases"][0]["region"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(JobError, match="has no pokes"):
+        cases_module.load_cases(path)

@@ -361,7 +361,11 @@ def test_default_case_file_reads(monkeypatch):
                                         "astronaut_unseen", "portrait_painting",
                                         "meadow_starry_advect", "astronaut_strokes_warp",
                                         "meadow_strokes_masks", *faces, *landscapes,
-                                        *at_defaults]
+                                        *at_defaults, "landscape_sea_defaults"]
+    # a calm sea at the defaults with the ripples, no arrow (the sea has no small case)
+    sea = loaded.pop()
+    assert sea.pokes == () and [label for _, label in sea.motion] == ["ripples"]
+    assert sea.frames == 48 and sea.resolution == 1280 and sea.still.name == "landscape_sea.jpg"
     # the same landscapes moved at the bake's defaults (48 looping frames, full resolution)
     for case, plain in zip(loaded[-len(at_defaults):], loaded[-8:-4]):
         assert case.motion == plain.motion and case.frames == 48
