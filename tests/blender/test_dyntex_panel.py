@@ -117,6 +117,15 @@ def test_default_job_is_advect_with_arrows_and_pins(sm, tmp_path):
     assert any("'painting' is not used by Motion (advect)" in w for w in plan.warnings)
 
 
+def test_calm_water_is_ripples_in_the_job(sm, tmp_path):
+    """Ripples (calm water) is its own label, saved as its own number after Clip File, and
+    reaches the job as the engine's built-in name."""
+    plane = landscape(sm, tmp_path, "ripples", "clouds")
+    plan = write(sm, plane, tmp_path)
+    assert [m["label"] for m in plan.job["masks"]] == ["ripples", "clouds"]
+    assert not plan.warnings
+
+
 def test_advect_refine_writes_iterations_and_size(sm, tmp_path):
     """Refine Iterations above 0 adds the refiner's iterations and the Working Size it runs
     at to the advect job; 0 (the default) writes nothing new; a Preview never refines."""
