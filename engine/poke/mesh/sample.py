@@ -5,11 +5,17 @@
 2. Motion: the cINN draws the T frames' landmark codes given the still's layout and the longest
    poke (face units). Sample i's noise comes from its own generator, seeded by (seed, i), so the
    sample picked from the thumbnails bakes exactly as it looked.
-3. Pokes and pins, exactly: the dense field is linear in the code, so every poke's and pin's
-   displacement at its start is a linear function of each frame's code. The smallest change of
-   the (whitened) code that makes the last frame carry each poke's start to its end, and every
-   pin stay, at every frame, is solved in closed form: a projection in code space, before any
-   pixel is touched. Between the still and the last frame the correction grows linearly.
+3. Pokes, pins and the skull, exactly: the dense field is linear in the code, so every poke's
+   and pin's displacement at its start is a linear function of each frame's code, and so is
+   the part of the skull's landmarks' motion (geometry.RIGID: eye corners, nose, forehead,
+   temples) that no rigid head motion makes (a 3-D rotation of the mesh, small angles, seen
+   from the front, plus a shift and a scale). One closed-form solve per frame, before any
+   pixel is touched, finds the smallest change of the (whitened) code that makes the last frame
+   carry each poke's start to its end and every pin stay at every frame (hard), and takes the
+   skull's non-rigid motion out (a heavy least-squares weight, SKULL_WEIGHT: the cINN, learnt
+   from a few people, draws some squash and shear with every expression). Between the still
+   and the last frame the pokes' correction grows linearly. Codes past the leading ones cost
+   TRAILING_COST more to change, so a poke moves whole-face motions, not one landmark.
 4. Pixels: the field (engine/poke/mesh/field.py: piecewise-affine on the face, harmonic over the
    person, zero elsewhere), inverted into a backward flow and rendered by the shared renderer at
    the still's full resolution. Outside the person, pins and static masks it is exactly zero,
@@ -28,7 +34,7 @@ import torch
 
 from engine import frames as frames_io
 from engine.errors import JobError
-from engine.face.geometry import FaceFrame
+from engine.face.geometry import RIGID, FaceFrame
 from engine.poke.mesh.field import MeshField
 from engine.poke.mesh.model import MeshPokeModel
 from engine.render import FrameRenderer, cubic_matrix, smoothstep
@@ -44,8 +50,13 @@ RIDGE = 1e-6
 # A code is in standard deviations of the training motion; one beyond this is a diverged
 # inverse (its frames would tear the face), drawn again from the sample's next generator.
 DIVERGED = 8.0
-# Pokes and pins are landed by changing this many leading codes (more when there are many).
+# Pokes and pins are landed mostly by changing this many leading codes (more when there are
+# many); changing one of the others costs TRAILING_COST times as much.
 LEADING_CODES = 6
+TRAILING_COST = 25.0
+# Weight of the skull's non-rigid motion (face units, inter-ocular distance 1) against a code
+# change (standard deviations): a residual of 0.01 costs as much as moving a code by 1.
+SKULL_WEIGHT = 1e4
 REDRAWS = 8
 
 
@@ -113,6 +124,14 @@ class MotionSampler:
         self.fields = scene.field.fields(pixels)                       # [K + 1, 2, gh, gw]
         self.layout = torch.from_numpy(scene.frame.to_face(scene.mesh)[:, :2]).float()[None]
         self.frames = c.frames
+        # The skull's non-rigid motion, linear in a frame's code: skull_offset + code @ skull.T
+        skull = scene.frame.to_face(scene.mesh)[list(RIGID)]
+        basis = model.motion_basis.double().numpy().reshape(-1, 468, 2)[:, list(RIGID)]
+        basis = basis.reshape(len(basis), -1).T                                   # [2R, K]
+        mean = model.motion_mean.double().numpy().reshape(468, 2)[list(RIGID)].reshape(-1)
+        rigid = _rigid_projector(skull)
+        self.skull = torch.from_numpy(rigid @ basis)                              # [2R, K]
+        self.skull_offset = torch.from_numpy(rigid @ mean)                        # [2R]
 
     def values_at(self, points: Sequence[Sequence[float]]) -> torch.Tensor:
         """Each basis field's full-resolution displacement (pixels) at each point:
@@ -161,6 +180,9 @@ class MotionSampler:
         return self._project(torch.stack(rows).double(), pokes, pins, warn)
 
     def _project(self, codes, pokes, pins, warn) -> torch.Tensor:
+        """Each frame's code changed as little as it can be (leading codes first) for every kept
+        poke to land at the last frame, every pin to hold and the skull to move rigidly (the
+        module docstring, step 3): one KKT solve per frame."""
         values = self.values_at([p[:2] for p in pokes] + [p[:2] for p in pins]).double()
         reach = values[:, :, 1:].norm(dim=(1, 2))
         keep = []
@@ -171,33 +193,38 @@ class MotionSampler:
             else:
                 keep.append(number)
         keep += [len(pokes) + k for k in range(len(pins)) if reach[len(pokes) + k] >= REACH_FLOOR]
-        if not keep:
-            return codes.float()
+        samples, frames, count = codes.shape
         values = values[keep]
         offset = values[:, :, 0].reshape(-1)                     # [2P] the mean's share
-        matrix = values[:, :, 1:].reshape(-1, values.shape[-1] - 1)  # [2P, K]
-        frames = codes.shape[1]
+        matrix = values[:, :, 1:].reshape(-1, count)             # [2P, K]
+        now = codes @ matrix.T + offset                           # [S, T, 2P]
         target_last = torch.tensor([c for k in keep for c in
                                     ((pokes[k][2], pokes[k][3]) if k < len(pokes)
                                      else (0.0, 0.0))], dtype=torch.float64)
-        is_pin = torch.tensor([k >= len(pokes) for k in keep for _ in (0, 1)])
-        now = codes @ matrix.T + offset                           # [S, T, 2P]
+        is_pin = torch.tensor([k >= len(pokes) for k in keep for _ in (0, 1)], dtype=torch.bool)
         ramp = torch.arange(1, frames + 1, dtype=torch.float64) / frames
         target = now + ramp[None, :, None] * (target_last - now[:, -1:, :])
         target = torch.where(is_pin, torch.zeros_like(target), target)
-        # The change is made of the leading codes only: they are the motions of the whole face
-        # (the head, the jaw, a smile). The minimum-norm change over every code would reach
-        # for the small local ones too and pull the poked landmark alone out of its
-        # neighbours (a notch in the lip).
-        leading = min(matrix.shape[1], max(LEADING_CODES, len(matrix) + 2))
-        moving = matrix[:, :leading]
-        normal = moving @ moving.T
-        normal = normal + RIDGE * normal.diagonal().mean() * torch.eye(len(normal),
-                                                                       dtype=torch.float64)
-        step = torch.linalg.solve(normal, (target - now).reshape(-1, len(normal)).T).T
-        change = torch.zeros(step.shape[0], matrix.shape[1], dtype=torch.float64)
-        change[:, :leading] = step @ moving
-        return (codes + change.reshape(codes.shape)).float()
+        # minimise d' cost d + w |skull (c + d) + skull_offset|^2  subject to  matrix d = target - now
+        leading = min(count, max(LEADING_CODES, len(matrix) + 2))
+        cost = torch.full((count,), TRAILING_COST, dtype=torch.float64)
+        cost[:leading] = 1.0
+        skull = self.skull
+        hessian = torch.diag(cost) + SKULL_WEIGHT * skull.T @ skull
+        residual = codes @ skull.T + self.skull_offset            # [S, T, 2R]
+        pull = -SKULL_WEIGHT * residual @ skull                   # [S, T, K]
+        size = count + len(matrix)
+        system = torch.zeros(size, size, dtype=torch.float64)
+        system[:count, :count] = hessian
+        system[:count, count:] = matrix.T
+        system[count:, :count] = matrix
+        if len(matrix):  # a pin and a poke at nearly the same spot: keep the solve bounded
+            normal = matrix @ torch.linalg.solve(hessian, matrix.T)
+            system[count:, count:] = -RIDGE * normal.diagonal().mean() * torch.eye(len(matrix),
+                                                                                  dtype=torch.float64)
+        rhs = torch.cat([pull, target - now], dim=-1).reshape(-1, size).T
+        change = torch.linalg.solve(system, rhs).T[:, :count].reshape(codes.shape)
+        return (codes + change).float()
 
     def frame_landmarks(self, codes: torch.Tensor) -> np.ndarray:
         """[T, K] codes of one sample -> the landmarks' displacements [T, 468, 2] (pixels)."""
@@ -208,6 +235,17 @@ class MotionSampler:
         """[T, K] codes of one sample -> forward fields [T, 2, gh, gw] (grid cells)."""
         weights = torch.cat([torch.ones(len(codes), 1), codes.float()], dim=1)
         return torch.einsum("tm,mchw->tchw", weights, self.fields)
+
+
+def _rigid_projector(points: np.ndarray) -> np.ndarray:
+    """[2R, 2R]: the part of the R landmarks' displacement (x0, y0, x1, y1, ...; face units)
+    that no rigid head motion makes. Rigid: a shift, a scale, a roll, and small yaw and pitch
+    turns of the 3-D mesh seen from the front (x moves by z * yaw, y by z * pitch)."""
+    x, y, z = (np.asarray(points, np.float64)[:, k] for k in range(3))
+    zero, one = np.zeros_like(x), np.ones_like(x)
+    motions = [(one, zero), (zero, one), (x, y), (-y, x), (z, zero), (zero, z)]
+    allowed = np.stack([np.stack(pair, axis=1).reshape(-1) for pair in motions], axis=1)
+    return np.eye(len(allowed)) - allowed @ np.linalg.pinv(allowed)
 
 
 def with_still(sequence: np.ndarray | torch.Tensor):
