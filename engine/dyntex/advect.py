@@ -26,9 +26,10 @@ pixels are extended outward past its mask (a push-pull fill of the region's own 
 the image border, mirrored), so interpolation taps and sources that stray over the edge never
 drag the neighbouring tree or rock into the sky.
 
-Oscillation (grass, leaves): a periodic displacement d(p, t) = A(p) u(p) (sin(omega t + phi(p))
-- sin(phi(p))), phi a travelling wave with a smooth irregularity (blades sway in waves), whole
-cycles per clip when looping; frame(x) = still(x - d(x, t)), so frame 0 is the still.
+Oscillation (grass, leaves, ripples): a periodic displacement d(p, t) = A(p) u(p) (sin(omega t
++ phi(p)) - sin(phi(p))), phi a travelling wave with a smooth irregularity (blades sway in
+waves), whole cycles per clip when looping; frame(x) = still(x - d(x, t)), so frame 0 is the
+still. A and phi are upsampled from the field's grid and the sine taken per pixel.
 
 The cross-fade keeps the detail's contrast (blend_layers: the layers' detail above DETAIL_SIGMA
 is blended with weights normalised to keep its variance), so mid-loop is not a softer double

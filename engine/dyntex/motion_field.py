@@ -42,6 +42,9 @@ instead of pulling in the neighbour (the image border is not an edge: content le
 the picture there); a sway fades to zero over the same band instead (swaying blades sliding past
 the still outside a ragged mask show a seam); both fade to zero over the band towards static
 masks and pins.
+A receding surface (Motion.receding: the built-in ripples, calm water seen from a low camera)
+shrinks its sway's amplitude and wavelength linearly towards the region's top edge (the far
+shore or the horizon), to RECEDING_NEAR there.
 Fields live on a coarse grid (GRID cells on the shorter side; they are smooth) over the region's
 bounding box; engine/render.upsample_flow brings them to full resolution.
 """
