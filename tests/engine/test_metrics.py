@@ -153,7 +153,8 @@ def test_unexplained_change_tells_motion_from_flicker():
     assert unexplained_change(flicker.astype(np.float32), mask) > 0.8
     assert unexplained_change(np.repeat(drift[:1], 3, axis=0), mask) == 0.0  # nothing changes
     # Rounding is not flicker: a still whose pixels flip by one 8-bit level reads 0 (and about 2
-    # when every difference counts); two levels of noise are flicker.
+    # when every difference counts); noise of a few levels (up to 4 here; 2 reads 1.0 too) is
+    # flicker.
     levels = (still * 255 + 0.5).astype(np.uint8)
     flips = np.stack([levels + (rng.random(levels.shape) < 0.3).astype(np.uint8)
                       for _ in range(4)])
