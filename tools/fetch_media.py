@@ -78,9 +78,9 @@ MEDIA["faces"] = [
     ("deb:opencv-doc", f"{_DOC}/opencv4/html/inpaint_result.jpg", "faces_inpaint.jpg"),
 ]
 # Landscape photographs for the evaluation's motion cases (issue 15; tools/eval_cases.json
-# landscape_*): a lake with sky, a waterfall and a calm sea. All from Debian main; the two other landscape
-# cases use Big Buck Bunny's first frame (the demo set) and Starry Night (the painting set,
-# fetched with this one).
+# landscape_*): a lake with sky, a waterfall and a calm sea. All from Debian main; the two
+# other landscape cases use Big Buck Bunny's first frame (the demo set) and Starry Night (the
+# painting set, fetched with this one).
 # No registry package we found ships a photograph of a tall waterfall: the nearest is a forest
 # stream falling over a staircase of small cascades (Ubuntu's 16.04 community wallpapers).
 MEDIA["landscapes"] = [

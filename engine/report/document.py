@@ -110,8 +110,9 @@ def write_index(results: dict, path: Path) -> None:
         lines += ["", f"## {case['name']}", "",
                   f"{case['source']}, evaluated at {w} x {h}; {case['samples']} sample(s), seed "
                   f"{case['seed']}, {case['frames']} frames. Pokes (x, y, dx, dy; evaluated "
-                  f"pixels): {', '.join(_poke(p) for p in case['pokes']) or 'none'}. Moving region: "
-                  f"{case['region']} ({100 * case['region_share']:.1f} % of the still).", "",
+                  f"pixels): {', '.join(_poke(p) for p in case['pokes']) or 'none'}. "
+                  f"Moving region: {case['region']} ({100 * case['region_share']:.1f} % of "
+                  "the still).", "",
                   f"![{case['name']}: pokes (red), patches (green), moving region (yellow), pins "
                   f"(cyan)]({case['picture']})", ""]
         lines += _table([case], with_case=False)

@@ -193,7 +193,7 @@ class MotionSampler:
             else:
                 keep.append(number)
         keep += [len(pokes) + k for k in range(len(pins)) if reach[len(pokes) + k] >= REACH_FLOOR]
-        samples, frames, count = codes.shape
+        _, frames, count = codes.shape
         values = values[keep]
         offset = values[:, :, 0].reshape(-1)                     # [2P] the mean's share
         matrix = values[:, :, 1:].reshape(-1, count)             # [2P, K]
@@ -205,7 +205,8 @@ class MotionSampler:
         ramp = torch.arange(1, frames + 1, dtype=torch.float64) / frames
         target = now + ramp[None, :, None] * (target_last - now[:, -1:, :])
         target = torch.where(is_pin, torch.zeros_like(target), target)
-        # minimise d' cost d + w |skull (c + d) + skull_offset|^2  subject to  matrix d = target - now
+        # minimise d'.cost.d + SKULL_WEIGHT |skull (c + d) + skull_offset|^2
+        # subject to matrix d = target - now
         leading = min(count, max(LEADING_CODES, len(matrix) + 2))
         cost = torch.full((count,), TRAILING_COST, dtype=torch.float64)
         cost[:leading] = 1.0
@@ -220,8 +221,8 @@ class MotionSampler:
         system[count:, :count] = matrix
         if len(matrix):  # a pin and a poke at nearly the same spot: keep the solve bounded
             normal = matrix @ torch.linalg.solve(hessian, matrix.T)
-            system[count:, count:] = -RIDGE * normal.diagonal().mean() * torch.eye(len(matrix),
-                                                                                  dtype=torch.float64)
+            system[count:, count:] = -RIDGE * normal.diagonal().mean() * torch.eye(
+                len(matrix), dtype=torch.float64)
         rhs = torch.cat([pull, target - now], dim=-1).reshape(-1, size).T
         change = torch.linalg.solve(system, rhs).T[:, :count].reshape(codes.shape)
         return (codes + change).float()
