@@ -100,6 +100,7 @@ class Region:
     weights: dict = dataclass_field(default_factory=dict)  # the upsampling matrices per band
     bands: list | None = None  # the covered pixels per band (AdvectClip._bands)
     smooth: torch.Tensor | None = None  # the canvas blurred by DETAIL_SIGMA (drift only)
+    wave: torch.Tensor | None = None  # oscillation: [3, h, w] the sway (x, y cells), the phase
     period: float = 0.0  # frames of the loop's blend (drift; 0: the whole clip), loop_period
 
 
@@ -189,9 +190,10 @@ class AdvectClip:
         if field.kind == "oscillate":
             # The phase and the amplitude are smooth on the grid, the sine of the phase is not
             # (ripples a few cells long would alias): upsample those, take the sine per pixel.
-            maps = self._upsample(region, torch.from_numpy(
-                np.concatenate([field.sway, field.phase[None]])).to(self.device), rows, cols,
-                index)
+            if region.wave is None:
+                region.wave = torch.from_numpy(
+                    np.concatenate([field.sway, field.phase[None]])).to(self.device)
+            maps = self._upsample(region, region.wave, rows, cols, index)
             phase = maps[2:3]
             d = maps[:2] * (torch.sin(field.omega * t + phase) - torch.sin(phase))
             return self._sample(region, x - d[0], y - d[1])

@@ -570,12 +570,20 @@ def _ripples(rng, count, size, loop, wind=(0.0, 1.0), waves_across=3.0, amplitud
     wraps exactly. DIS reads it as an oscillation along the wind travelling with the main
     train. (Shorter or steeper waves read as a drift: DIS follows the travelling bands of
     compression instead of the reflection, as it would on footage.)"""
+    import torch
+
+    from engine.render import warp_frame
+
     direction = _direction(wind)
     scene = power_law_still(rng, size, 2.0, stretch=0.35, angle=math.atan2(direction[1],
                                                                         direction[0]))
     dusk, deep = np.array([0.78, 0.52, 0.62]), np.array([0.16, 0.20, 0.42])
-    colour = (deep + (dusk - deep) * scene[..., None]).astype(np.float32)
+    colour = deep + (dusk - deep) * scene[..., None]
     amplitude = amplitude * size / 128
+    # the tile wrapped round itself, so a displaced sample near an edge reads the other side
+    pad = int(math.ceil(2.0 * amplitude)) + 4
+    source = torch.from_numpy(np.pad(colour, ((pad, pad), (pad, pad), (0, 0)), mode="wrap")
+                              .transpose(2, 0, 1).astype(np.float32))
     base = count / period
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
     trains = []
@@ -590,14 +598,17 @@ def _ripples(rng, count, size, loop, wind=(0.0, 1.0), waves_across=3.0, amplitud
         cycles = max(1, round(cycles)) if loop else cycles
         trains.append((k, 2 * np.pi * cycles / count, rng.uniform(0, 2 * np.pi), weight))
     clip = []
+    flow = torch.zeros((2,) + source.shape[1:])
     for t in range(count):
         shift = sum(weight * np.sin(k[0] * xs + k[1] * ys - omega * t + phase)
                     for k, omega, phase, weight in trains) * amplitude
-        map_x = np.mod(xs - 0.5 + shift * direction[0], size).astype(np.float32)
-        map_y = np.mod(ys - 0.5 + shift * direction[1], size).astype(np.float32)
-        clip.append(cv2.remap(colour, map_x, map_y, cv2.INTER_CUBIC,
-                              borderMode=cv2.BORDER_WRAP))
-    return np.array(clip)
+        # frame(x) = tile(x + shift * direction): the renderer's flow points the other way
+        for axis in (0, 1):
+            flow[axis, pad:pad + size, pad:pad + size] = torch.from_numpy(
+                -shift * direction[axis])
+        out = warp_frame(source, flow, has_alpha=False)
+        clip.append(out[:, pad:pad + size, pad:pad + size].permute(1, 2, 0).numpy())
+    return np.array(clip, dtype=np.float64)
 
 
 _GENERATORS = {"water": _water, "clouds": _clouds, "grass": _grass, "waterfall": _waterfall,

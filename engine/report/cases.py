@@ -155,9 +155,6 @@ def _case(item: object, index: int, defaults: dict, folder: Path) -> Case:
 
     pokes = tuple(_numbers(p, 4, f"{where} poke {i}", "[x, y, dx, dy] in still pixels")
                   for i, p in enumerate(_list(item.get("pokes"), f"{where} pokes"), 1))
-    if not pokes and not item.get("motion"):  # a motion mask moves without any arrow
-        raise JobError(f"{where} has no pokes; give at least one [x, y, dx, dy] (or motion "
-                       "masks)")
     for number, (x, y, dx, dy) in enumerate(pokes, 1):
         if dx == 0 and dy == 0:
             raise JobError(f"{where} poke {number} has zero length; a point that must not "
@@ -170,6 +167,9 @@ def _case(item: object, index: int, defaults: dict, folder: Path) -> Case:
                   for i, m in enumerate(_list(item.get("masks", []), f"{where} masks"), 1))
     motion = tuple(_motion(m, i, folder, where)
                    for i, m in enumerate(_list(item.get("motion", []), f"{where} motion"), 1))
+    if not pokes and not motion:  # a motion mask moves without any arrow
+        raise JobError(f"{where} has no pokes; give at least one [x, y, dx, dy] (or motion "
+                       "masks)")
     region_radius, region_mask, region_person, region_motion = _region(
         item.get("region", {}), folder, where)
     if region_motion and not motion:
